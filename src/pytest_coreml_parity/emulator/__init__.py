@@ -1,0 +1,159 @@
+"""Run Core ML ML Programs anywhere, with Core ML's typed (fp16) storage semantics.
+
+This subpackage never imports pytest. ``Emulator(model)`` loads and plans a
+model once; ``run`` and ``record`` execute the plan. :func:`emulate` is the
+one-call form, caching the plan per model.
+
+What is modelled, and what is not, is written down in ``docs/emulator.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .dtypes import to_declared
+from .errors import (
+    EmulatorError,
+    InputError,
+    KernelError,
+    ModelLoadError,
+    UnsupportedOpError,
+)
+from .plan import InputSpec, OpInfo, ProgramPlan, plan_function
+from .program import ModelLike, load_program
+from .registry import supported_ops
+from .run import execute
+
+__all__ = [
+    "EmulatorError",
+    "Emulator",
+    "InputError",
+    "KernelError",
+    "ModelLoadError",
+    "Recording",
+    "UnsupportedOpError",
+    "emulate",
+    "supported_ops",
+]
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Every op's outputs from one run, in program order, in declared dtypes.
+
+    Values of ops inside loops are those of the last iteration.
+    """
+
+    outputs: dict[str, np.ndarray]
+    values: dict[str, Any]
+    ops: tuple[OpInfo, ...]
+
+    def op_outputs(self, op: OpInfo) -> list[Any]:
+        return [self.values.get(name) for name in op.outputs]
+
+    def op_inputs(self, op: OpInfo) -> dict[str, list[Any]]:
+        return {k: [self.values.get(n) for n in names] for k, names in op.inputs.items()}
+
+
+class Emulator:
+    """A model loaded and planned once; ``run`` it as often as you like, from any thread."""
+
+    def __init__(self, model: ModelLike, *, function_name: str = "main") -> None:
+        loaded = load_program(model, function_name)
+        self.plan: ProgramPlan = plan_function(
+            loaded.function,
+            function_name=loaded.function_name,
+            opset=loaded.opset,
+            source=loaded.source,
+        )
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        return self.plan.inputs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.plan.output_names
+
+    @property
+    def ops(self) -> tuple[OpInfo, ...]:
+        return self.plan.ops
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Outputs keyed by the model's output names, in their declared dtypes."""
+        outputs, _env = execute(self.plan, inputs)
+        return outputs
+
+    def record(self, inputs: Mapping[str, Any]) -> Recording:
+        """Run, keeping every op's outputs (declared dtypes) for diagnosis."""
+        outputs, env = execute(self.plan, inputs)
+        values = {}
+        for name, value in env.items():
+            dtype = self.plan.var_dtypes.get(name)
+            values[name] = to_declared(value, dtype) if dtype is not None else value
+        return Recording(outputs=outputs, values=values, ops=self.plan.ops)
+
+
+_BY_MODEL: weakref.WeakKeyDictionary[Any, dict[str, Emulator]] = weakref.WeakKeyDictionary()
+_BY_PATH: OrderedDict[tuple[str, str, int], Emulator] = OrderedDict()
+_PATH_CACHE_SIZE = 16
+_LOCK = threading.Lock()
+
+
+def _emulator_for(model: ModelLike, function_name: str) -> Emulator:
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model).resolve()
+        try:
+            stamp = max((p.stat().st_mtime_ns for p in path.rglob("*")), default=0) if path.is_dir() else path.stat().st_mtime_ns
+        except OSError:
+            stamp = -1
+        key = (str(path), function_name, stamp)
+        with _LOCK:
+            if key in _BY_PATH:
+                _BY_PATH.move_to_end(key)
+                return _BY_PATH[key]
+        emulator = Emulator(model, function_name=function_name)
+        with _LOCK:
+            _BY_PATH[key] = emulator
+            while len(_BY_PATH) > _PATH_CACHE_SIZE:
+                _BY_PATH.popitem(last=False)
+        return emulator
+    try:
+        per_model = _BY_MODEL.get(model)
+    except TypeError:  # not weak-referenceable: plan without caching
+        return Emulator(model, function_name=function_name)
+    if per_model is not None and function_name in per_model:
+        return per_model[function_name]
+    emulator = Emulator(model, function_name=function_name)
+    with _LOCK:
+        _BY_MODEL.setdefault(model, {})[function_name] = emulator
+    return emulator
+
+
+def emulate(
+    model: ModelLike,
+    inputs: Mapping[str, Any],
+    *,
+    function_name: str = "main",
+    record: bool = False,
+) -> dict[str, Any]:
+    """Run ``model`` (an MLModel or ``.mlpackage`` path) on ``inputs``, on any OS.
+
+    Returns the outputs keyed by the model's output names, in the dtypes the
+    model declares. With ``record=True`` the dict instead holds every op's
+    outputs by variable name, in program order (the model outputs among them).
+    The plan is cached per model, so repeated calls pay no setup.
+    """
+    emulator = _emulator_for(model, function_name)
+    if record:
+        return emulator.record(inputs).values
+    return emulator.run(inputs)

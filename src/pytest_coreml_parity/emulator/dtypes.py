@@ -1,0 +1,67 @@
+"""MIL dtypes as numpy dtypes, and the rounding that models typed storage.
+
+Floating values are *held* as float32 while the program runs, whatever their
+declared type: an fp16 value is a float32 array whose every element is exactly
+representable in binary16. Kernels therefore always compute in float32, and the
+runner rounds each output with :func:`store`, which for fp16 is
+``astype(float16)`` (IEEE round-to-nearest-even, overflow to inf, gradual
+underflow) followed by a lossless widening back to float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: MIL builtin type names (as printed by coremltools) to numpy dtypes.
+MIL_TO_NUMPY: dict[str, np.dtype[Any]] = {
+    "fp16": np.dtype(np.float16),
+    "fp32": np.dtype(np.float32),
+    "fp64": np.dtype(np.float64),
+    "int4": np.dtype(np.int8),
+    "uint4": np.dtype(np.uint8),
+    "int8": np.dtype(np.int8),
+    "uint8": np.dtype(np.uint8),
+    "int16": np.dtype(np.int16),
+    "uint16": np.dtype(np.uint16),
+    "int32": np.dtype(np.int32),
+    "uint32": np.dtype(np.uint32),
+    "int64": np.dtype(np.int64),
+    "uint64": np.dtype(np.uint64),
+    "bool": np.dtype(np.bool_),
+}
+
+F16 = np.dtype(np.float16)
+F32 = np.dtype(np.float32)
+
+
+def holding_dtype(declared: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype a value of ``declared`` type is held in while the program runs."""
+    return F32 if declared.kind == "f" else declared
+
+
+def store(value: Any, declared: np.dtype[Any]) -> np.ndarray:
+    """Round ``value`` to the ``declared`` dtype and return it in its holding dtype."""
+    arr = np.asarray(value)
+    if declared == F16:
+        if arr.dtype != F16:
+            with np.errstate(over="ignore", invalid="ignore"):
+                arr = arr.astype(F16)
+        return arr.astype(F32)
+    if declared.kind == "f":
+        if arr.dtype != F32:
+            with np.errstate(over="ignore", invalid="ignore"):
+                arr = arr.astype(F32)
+        return arr
+    if arr.dtype != declared:
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = arr.astype(declared)
+    return arr
+
+
+def to_declared(value: np.ndarray, declared: np.dtype[Any]) -> np.ndarray:
+    """Give a held value back in its declared dtype (fp16 values as ``np.float16``)."""
+    if value.dtype == declared:
+        return value
+    return value.astype(declared)

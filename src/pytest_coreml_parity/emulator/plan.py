@@ -1,0 +1,221 @@
+"""Compile a MIL function once into flat, immutable steps.
+
+Planning resolves every ``const`` into a numpy value, binds each op to its
+kernel and records the declared output dtypes and shapes. Running a plan then
+does no lookups beyond a dict of variable values, so one plan serves thousands
+of hypothesis examples, from several threads at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .dtypes import MIL_TO_NUMPY, store
+from .errors import UnsupportedOpError
+from .registry import KernelFn, OpContext, lookup
+
+#: An op input as planned: ("ref", var_name) or ("const", value).
+Operand = tuple[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op: its kernel, its fixed context, and where its values come from."""
+
+    fn: KernelFn
+    control_flow: bool
+    ctx: OpContext
+    consts: dict[str, Any]
+    refs: tuple[tuple[str, str], ...]
+    tuples: tuple[tuple[str, tuple[Operand, ...]], ...]
+    outputs: tuple[str, ...]
+    input_names: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """A block: the names bound on entry, its steps, and what it returns."""
+
+    inputs: tuple[str, ...]
+    input_dtypes: tuple[np.dtype[Any] | None, ...]
+    steps: tuple[Step, ...]
+    outputs: tuple[Operand, ...]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A declared function input: name, dtype and shape (None for a flexible dim)."""
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """Program-order description of an op, for recordings and diagnosis."""
+
+    op_type: str
+    name: str
+    inputs: dict[str, tuple[str, ...]]
+    outputs: tuple[str, ...]
+    depth: int
+    location: str | None
+
+
+@dataclass(frozen=True)
+class ProgramPlan:
+    """A whole planned function."""
+
+    function_name: str
+    opset: str
+    source: str
+    inputs: tuple[InputSpec, ...]
+    block: BlockPlan
+    output_names: tuple[str, ...]
+    var_dtypes: dict[str, np.dtype[Any] | None]
+    ops: tuple[OpInfo, ...] = field(default=())
+
+
+def declared_dtype(var: Any) -> np.dtype[Any] | None:
+    """The numpy dtype a MIL var is declared with, or None for non-tensor types."""
+    from coremltools.converters.mil.mil import types
+
+    dtype = var.dtype
+    if types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type):
+        name = types.builtin_to_string(dtype)
+        return MIL_TO_NUMPY.get(name)
+    return None
+
+
+def static_shape(var: Any) -> tuple[int | None, ...] | None:
+    """The declared shape with symbolic dims as None, or None when not a tensor."""
+    from coremltools.converters.mil.mil import types
+
+    if types.is_scalar(var.sym_type):
+        return ()
+    if not types.is_tensor(var.sym_type):
+        return None
+    return tuple(d if isinstance(d, (int, np.integer)) else None for d in var.shape)
+
+
+def const_value(var: Any) -> Any:
+    """A const var's value in the form kernels expect (held dtype, or str)."""
+    val = var.val
+    if isinstance(val, (str, np.str_)):
+        return str(val)
+    dtype = declared_dtype(var)
+    arr = np.asarray(val)
+    if dtype is None:
+        return arr
+    return store(arr, dtype)
+
+
+class _Planner:
+    def __init__(self, opset: str) -> None:
+        self.opset = opset
+        self.var_dtypes: dict[str, np.dtype[Any] | None] = {}
+        self.ops: list[OpInfo] = []
+
+    def operand(self, var: Any) -> Operand:
+        if var.val is not None and (var.op is None or var.op.op_type == "const"):
+            return ("const", const_value(var))
+        return ("ref", var.name)
+
+    def block(self, block: Any, depth: int) -> BlockPlan:
+        input_vars = list(block.inputs.values() if isinstance(block.inputs, dict) else block.inputs)
+        inputs = tuple(v.name for v in input_vars)
+        input_dtypes = tuple(declared_dtype(v) for v in input_vars)
+        for v, d in zip(input_vars, input_dtypes, strict=True):
+            self.var_dtypes[v.name] = d
+        steps = [self.step(op, depth) for op in block.operations if op.op_type != "const"]
+        outputs = tuple(self.operand(v) for v in block.outputs)
+        return BlockPlan(inputs, input_dtypes, tuple(s for s in steps if s), outputs)
+
+    def step(self, op: Any, depth: int) -> Step:
+        kern = lookup(op.op_type)
+        if kern is None:
+            raise UnsupportedOpError(op.op_type, op.name, self.opset)
+        consts: dict[str, Any] = {}
+        refs: list[tuple[str, str]] = []
+        tuples: list[tuple[str, tuple[Operand, ...]]] = []
+        input_names: dict[str, tuple[str, ...]] = {}
+        for key, value in op.inputs.items():
+            if isinstance(value, (list, tuple)):
+                tuples.append((key, tuple(self.operand(v) for v in value)))
+                input_names[key] = tuple(v.name for v in value)
+                continue
+            kind, payload = self.operand(value)
+            input_names[key] = (value.name,)
+            if kind == "const":
+                consts[key] = payload
+            else:
+                refs.append((key, payload))
+        outputs = tuple(v.name for v in op.outputs)
+        out_dtypes = tuple(declared_dtype(v) for v in op.outputs)
+        for name, dtype in zip(outputs, out_dtypes, strict=True):
+            self.var_dtypes[name] = dtype
+        location = _location(op)
+        info = OpInfo(op.op_type, op.name, input_names, outputs, depth, location)
+        self.ops.append(info)
+        blocks = tuple(self.block(b, depth + 1) for b in op.blocks)
+        ctx = OpContext(
+            op_type=op.op_type,
+            name=op.name,
+            opset=self.opset,
+            output_dtypes=out_dtypes,
+            output_shapes=tuple(static_shape(v) for v in op.outputs),
+            blocks=blocks,
+            location=location,
+        )
+        return Step(
+            fn=kern.fn,
+            control_flow=kern.control_flow,
+            ctx=ctx,
+            consts=consts,
+            refs=tuple(refs),
+            tuples=tuple(tuples),
+            outputs=outputs,
+            input_names=input_names,
+        )
+
+
+def _location(op: Any) -> str | None:
+    """Where coremltools says the op came from (torch module path), when it kept it."""
+    scopes = getattr(op, "scopes", None)
+    if not scopes:
+        return None
+    parts = []
+    for key, values in scopes.items():
+        if values and "COREMLTOOLS_GRAPH_PASS" not in str(key):
+            parts.append("/".join(str(v) for v in values))
+    return "; ".join(parts) or None
+
+
+def plan_function(function: Any, *, function_name: str, opset: str, source: str) -> ProgramPlan:
+    """Plan a MIL function; raises :class:`UnsupportedOpError` before anything runs."""
+    planner = _Planner(opset)
+    inputs = []
+    for name, var in function.inputs.items():
+        dtype = declared_dtype(var)
+        if dtype is None:
+            raise UnsupportedOpError(f"input of type {var.sym_type}", name, opset)
+        inputs.append(InputSpec(name, dtype, static_shape(var) or ()))
+        planner.var_dtypes[name] = dtype
+    block = planner.block(function, depth=0)
+    output_names = tuple(v.name for v in function.outputs)
+    for v in function.outputs:
+        planner.var_dtypes.setdefault(v.name, declared_dtype(v))
+    return ProgramPlan(
+        function_name=function_name,
+        opset=opset,
+        source=source,
+        inputs=tuple(inputs),
+        block=block,
+        output_names=output_names,
+        var_dtypes=planner.var_dtypes,
+        ops=tuple(planner.ops),
+    )

@@ -1,0 +1,129 @@
+"""Shared helpers for emulator tests: convert real torch models, run both sides, compare.
+
+Every family test converts a real torch model with real coremltools and runs the
+real emulator. Tolerances (see docs/emulator.md, "Test tolerances"):
+
+* FLOAT32: rtol 1e-4, atol 1e-5 (the issue's bar). The emulator computes in
+  float32 with the same formulas up to summation order.
+* FLOAT16: every op output is rounded to binary16 (unit roundoff u = 2**-11,
+  about 4.9e-4). Errors of a few u per op compound over a short chain of ops,
+  so we allow rtol 1e-2 and an atol of 1e-2 scaled by the output's magnitude
+  (max(1, max|ref|)). That is ~20x the single-op rounding error, yet 50x
+  tighter than coremltools' own fp16 test tolerance (atol 0.5, rtol 0.05).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from pytest_coreml_parity._coremltools import import_coremltools
+from pytest_coreml_parity.emulator import Emulator
+
+ct = import_coremltools()
+
+TARGETS = {
+    "iOS15": ct.target.iOS15,
+    "iOS16": ct.target.iOS16,
+    "iOS17": ct.target.iOS17,
+    "iOS18": ct.target.iOS18,
+}
+PRECISIONS = {"fp32": ct.precision.FLOAT32, "fp16": ct.precision.FLOAT16}
+TOLERANCES = {"fp32": (1e-4, 1e-5), "fp16": (1e-2, 1e-2)}
+
+
+def convert(
+    model: torch.nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    *,
+    target: str = "iOS16",
+    precision: str = "fp32",
+    script: bool = False,
+    input_dtypes: Sequence[Any] | None = None,
+    **convert_kwargs: Any,
+) -> Any:
+    """Trace (or script) and convert ``model`` to an ML Program."""
+    model = model.eval()
+    with torch.no_grad():
+        traced = torch.jit.script(model) if script else torch.jit.trace(model, tuple(example_inputs))
+    inputs = []
+    for i, x in enumerate(example_inputs):
+        kwargs: dict[str, Any] = {"name": f"x{i}", "shape": tuple(x.shape)}
+        if input_dtypes is not None and input_dtypes[i] is not None:
+            kwargs["dtype"] = input_dtypes[i]
+        elif x.dtype in (torch.int32, torch.int64):
+            kwargs["dtype"] = np.int32
+        inputs.append(ct.TensorType(**kwargs))
+    return ct.convert(
+        traced,
+        inputs=inputs,
+        convert_to="mlprogram",
+        minimum_deployment_target=TARGETS[target],
+        compute_precision=PRECISIONS[precision],
+        **convert_kwargs,
+    )
+
+
+def torch_outputs(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """The torch model's outputs, flattened in order, as numpy arrays."""
+    with torch.no_grad():
+        out = model(*inputs)
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    flat: list[np.ndarray] = []
+    for o in out:
+        if isinstance(o, (tuple, list)):
+            flat.extend(t.numpy() for t in o)
+        else:
+            flat.append(o.numpy())
+    return flat
+
+
+def emulator_outputs(mlmodel: Any, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """The emulator's outputs, in the model's declared output order."""
+    emulator = Emulator(mlmodel)
+    feed = {spec.name: x.numpy() for spec, x in zip(emulator.inputs, inputs, strict=True)}
+    result = emulator.run(feed)
+    names = [o.name for o in mlmodel.get_spec().description.output]
+    return [result[n] for n in names]
+
+
+def assert_close_to_torch(
+    model: torch.nn.Module,
+    inputs: Sequence[torch.Tensor],
+    *,
+    target: str,
+    precision: str,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    **convert_kwargs: Any,
+) -> list[np.ndarray]:
+    """Convert ``model``, run torch and the emulator on ``inputs``, and compare.
+
+    Returns the emulator outputs so tests can make further checks.
+    """
+    mlmodel = convert(
+        model, example_inputs or inputs, target=target, precision=precision, **convert_kwargs
+    )
+    expected = torch_outputs(model, inputs)
+    actual = emulator_outputs(mlmodel, inputs)
+    default_rtol, default_atol = TOLERANCES[precision]
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
+    assert len(actual) == len(expected), f"{len(actual)} outputs, torch has {len(expected)}"
+    for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
+        if precision == "fp16" and got.dtype.kind == "f" and target != "iOS15":
+            assert got.dtype == np.float16, f"output {i}: fp16 model returned {got.dtype}"
+        scale = max(1.0, float(np.max(np.abs(want)))) if want.size and precision == "fp16" else 1.0
+        np.testing.assert_allclose(
+            got.astype(np.float64) if got.dtype.kind == "f" else got,
+            want.astype(np.float64) if want.dtype.kind == "f" else want,
+            rtol=rtol,
+            atol=atol * scale,
+            err_msg=f"output {i} ({target}, {precision})",
+        )
+    return actual
