@@ -1,0 +1,192 @@
+"""MIL activation ops, computed in float32 with formulas that cannot overflow inside.
+
+Where the textbook formula overflows or cancels in float32 (``log(1 + exp(x))``,
+``1 / (1 + exp(-x))``, ``1 + tanh(z)`` for negative ``z``, ``exp`` in softmax), we
+use an algebraically equal stable form, so an fp16 output is inf/nan only when the
+exact result is. alpha/beta parameters may have another float dtype than ``x``
+(iOS17 variants); they arrive held in float32 either way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..registry import OpContext, kernel
+from ._common import axis_of, f32
+from .elementwise import erfc64
+
+
+def stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` without overflow: exp is only taken of ``-|x|``."""
+    e = np.exp(-np.abs(x))
+    with np.errstate(invalid="ignore"):
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+
+
+def stable_softplus(x: np.ndarray) -> np.ndarray:
+    """``log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))``, exact for large ``|x|``."""
+    with np.errstate(invalid="ignore"):
+        return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(np.float32)
+
+
+def _channel(param: Any, rank: int) -> np.ndarray:
+    """A per-channel ``[C]`` parameter shaped to broadcast along axis 1 of a rank-``rank`` x."""
+    p = f32(param)
+    if p.ndim == 0:
+        return p
+    if p.ndim != 1 or rank < 2:
+        raise NotImplementedError(f"per-channel parameter of shape {p.shape} for rank {rank}")
+    return p.reshape((1, -1) + (1,) * (rank - 2))
+
+
+@kernel("relu")
+def relu(ctx: OpContext, x: Any) -> np.ndarray:
+    """``max(x, 0)``; nan propagates (as torch.relu)."""
+    v = f32(x)
+    return np.where(v > 0, v, np.where(np.isnan(v), v, np.float32(0)))
+
+
+@kernel("relu6")
+def relu6(ctx: OpContext, x: Any) -> np.ndarray:
+    """``min(max(x, 0), 6)``; nan propagates."""
+    return np.minimum(np.maximum(f32(x), np.float32(0)), np.float32(6))
+
+
+@kernel("leaky_relu")
+def leaky_relu(ctx: OpContext, x: Any, alpha: Any) -> np.ndarray:
+    """``x`` if ``x >= 0`` else ``alpha * x``."""
+    v = f32(x)
+    return np.where(v >= 0, v, f32(alpha) * v)
+
+
+@kernel("elu")
+def elu(ctx: OpContext, x: Any, alpha: Any) -> np.ndarray:
+    """``x`` if ``x > 0`` else ``alpha * expm1(x)`` (expm1 avoids cancellation near 0)."""
+    v = f32(x)
+    with np.errstate(over="ignore"):
+        neg = f32(alpha) * np.expm1(np.minimum(v, 0))
+    return np.where(v > 0, v, neg)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+@kernel("gelu")
+def gelu(ctx: OpContext, x: Any, mode: str = "EXACT") -> np.ndarray:
+    """GELU in the three MIL modes, each in a form free of overflow and cancellation.
+
+    * EXACT: ``0.5 x (1 + erf(x/√2)) = 0.5 x erfc(-x/√2)`` (float64 erfc, no cancellation).
+    * TANH_APPROXIMATION: ``0.5 x (1 + tanh(z)) = x sigmoid(2z)``, z = √(2/π)(x + 0.044715x³),
+      in float64 so ``x³`` cannot overflow for finite float32 x.
+    * SIGMOID_APPROXIMATION: ``x sigmoid(1.702 x)`` with a stable sigmoid.
+    """
+    v = f32(x)
+    with np.errstate(all="ignore"):
+        if mode == "EXACT":
+            w = v.astype(np.float64)
+            return (0.5 * w * erfc64(-w / math.sqrt(2.0))).astype(np.float32)
+        if mode == "TANH_APPROXIMATION":
+            w = v.astype(np.float64)
+            z = _SQRT_2_OVER_PI * (w + 0.044715 * w**3)
+            e = np.exp(-np.abs(2.0 * z))
+            sig = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+            return (w * sig).astype(np.float32)
+        if mode == "SIGMOID_APPROXIMATION":
+            return v * stable_sigmoid(np.float32(1.702) * v)
+    raise NotImplementedError(f"gelu mode {mode!r} is not supported")
+
+
+@kernel("sigmoid")
+def sigmoid(ctx: OpContext, x: Any) -> np.ndarray:
+    """Logistic sigmoid, stable for large ``|x|``."""
+    return stable_sigmoid(f32(x))
+
+
+@kernel("sigmoid_hard")
+def sigmoid_hard(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
+    """``min(max(alpha x + beta, 0), 1)``."""
+    with np.errstate(all="ignore"):
+        y = f32(alpha) * f32(x) + f32(beta)
+    return np.minimum(np.maximum(y, np.float32(0)), np.float32(1))
+
+
+@kernel("silu")
+def silu(ctx: OpContext, x: Any) -> np.ndarray:
+    """``x * sigmoid(x)`` with a stable sigmoid."""
+    v = f32(x)
+    with np.errstate(invalid="ignore"):
+        return v * stable_sigmoid(v)
+
+
+@kernel("softplus")
+def softplus(ctx: OpContext, x: Any) -> np.ndarray:
+    """``log(1 + exp(x))`` in the stable form (never overflows for finite x)."""
+    return stable_softplus(f32(x))
+
+
+@kernel("softplus_parametric")
+def softplus_parametric(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
+    """``alpha_c * softplus(beta_c * x)`` per channel (axis 1)."""
+    v = f32(x)
+    a, b = _channel(alpha, v.ndim), _channel(beta, v.ndim)
+    with np.errstate(all="ignore"):
+        return a * stable_softplus(b * v)
+
+
+@kernel("softmax")
+def softmax(ctx: OpContext, x: Any, axis: Any = -1) -> np.ndarray:
+    """``exp(x - max) / sum(exp(x - max))`` along ``axis``; the shift prevents overflow."""
+    v = f32(x)
+    ax = axis_of(axis, v.ndim)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(v - np.max(v, axis=ax, keepdims=True))
+        return e / np.sum(e, axis=ax, keepdims=True, dtype=np.float32)
+
+
+@kernel("softsign")
+def softsign(ctx: OpContext, x: Any) -> np.ndarray:
+    """``x / (1 + |x|)``."""
+    v = f32(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return v / (np.float32(1) + np.abs(v))
+
+
+@kernel("scaled_tanh")
+def scaled_tanh(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
+    """``alpha * tanh(beta * x)``."""
+    with np.errstate(all="ignore"):
+        return f32(alpha) * np.tanh(f32(beta) * f32(x))
+
+
+@kernel("clamped_relu")
+def clamped_relu(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
+    """``min(beta, x)`` if ``x >= 0`` else ``min(beta, alpha * x)``."""
+    v = f32(x)
+    with np.errstate(all="ignore"):
+        return np.minimum(f32(beta), np.where(v >= 0, v, f32(alpha) * v))
+
+
+@kernel("linear_activation")
+def linear_activation(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
+    """``alpha * x + beta`` (float32 multiply, then add)."""
+    with np.errstate(all="ignore"):
+        return f32(alpha) * f32(x) + f32(beta)
+
+
+@kernel("prelu")
+def prelu(ctx: OpContext, x: Any, alpha: Any) -> np.ndarray:
+    """``x`` if ``x > 0`` else ``alpha_c * x``, alpha per channel (axis 1)."""
+    v = f32(x)
+    a = _channel(alpha, v.ndim)
+    with np.errstate(all="ignore"):
+        return np.where(v > 0, v, a * v)
+
+
+@kernel("thresholded_relu")
+def thresholded_relu(ctx: OpContext, x: Any, alpha: Any) -> np.ndarray:
+    """``x`` if ``x >= alpha`` else 0."""
+    v = f32(x)
+    return np.where(v >= f32(alpha), v, np.float32(0))
