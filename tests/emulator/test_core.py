@@ -1,0 +1,231 @@
+"""The emulator's loading, planning and running machinery, on real converted models."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from pytest_coreml_parity.emulator import (
+    Emulator,
+    InputError,
+    ModelLoadError,
+    UnsupportedOpError,
+    emulate,
+)
+
+from . import support
+
+ct = support.ct
+
+
+class ComplexDiv(torch.nn.Module):
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        ra, ia, rb, ib = a.unbind(-1)
+        den = rb * rb + ib * ib
+        return torch.stack([(ra * rb + ia * ib) / den, (ia * rb - ra * ib) / den], -1)
+
+
+class TwoLinear(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = torch.nn.Linear(16, 8)
+        self.b = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+@pytest.fixture(scope="module")
+def fp16_model() -> Any:
+    return support.convert(ComplexDiv(), (torch.randn(8, 4),), target="iOS16", precision="fp16")
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    mlmodel = support.convert(TwoLinear(), (torch.randn(2, 16),), precision="fp16")
+    path = tmp_path_factory.mktemp("pkg") / "two_linear.mlpackage"
+    mlmodel.save(str(path))
+    return path
+
+
+def _random_uniform_model() -> Any:
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3))], opset_version=ct.target.iOS16)
+    def prog(x: Any) -> Any:
+        noise = mb.random_uniform(shape=np.array([2, 3], dtype=np.int32), name="noise")
+        return mb.add(x=x, y=noise, name="out")
+
+    return ct.convert(
+        prog,
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS16,
+        compute_precision=ct.precision.FLOAT32,
+    )
+
+
+def test_unsupported_op_fails_loudly_before_running() -> None:
+    mlmodel = _random_uniform_model()
+    with pytest.raises(UnsupportedOpError) as info:
+        Emulator(mlmodel)
+    err = info.value
+    assert (err.op_type, err.op_name, err.opset) == ("random_uniform", "noise", "iOS16")
+    assert "random_uniform" in str(err) and "'noise'" in str(err) and "iOS16" in str(err)
+    with pytest.raises(UnsupportedOpError):
+        emulate(mlmodel, {"x": np.zeros((2, 3), np.float32)})
+
+
+def test_fp16_io_model_returns_float16_and_rounds_inputs_on_the_way_in(fp16_model: Any) -> None:
+    a = np.array([[70000.0, 1.0, 2.0, 0.0]] * 8, dtype=np.float32)
+    (out,) = emulate(fp16_model, {"x0": a}).values()
+    assert out.dtype == np.float16
+    # ra = 70000 is inf once stored as fp16: ra*rb = inf, inf/4 = inf.
+    assert np.isinf(out[:, 0]).all()
+
+
+def test_recording_holds_every_op_output_in_declared_dtype(fp16_model: Any) -> None:
+    a = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    values = emulate(fp16_model, {"x0": a}, record=True)
+    emulator = Emulator(fp16_model)
+    for op in emulator.ops:
+        for name in op.outputs:
+            assert name in values, f"{op.op_type} {op.name} output {name} not recorded"
+            assert values[name].dtype == np.float16
+    outputs = emulator.run({"x0": a})
+    for name, value in outputs.items():
+        np.testing.assert_array_equal(values[name], value)
+
+
+def test_saved_and_reloaded_package_matches_in_memory_model(package: Path) -> None:
+    x = np.random.default_rng(1).normal(size=(2, 16)).astype(np.float32)
+    in_memory = support.convert(TwoLinear(), (torch.randn(2, 16),), precision="fp16")
+    expected = emulate(in_memory, {"x0": x})
+    from_path = emulate(package, {"x0": x})
+    from_model = emulate(ct.models.MLModel(str(package), skip_model_load=True), {"x0": x})
+    assert expected.keys() == from_path.keys() == from_model.keys()
+    for name in expected:
+        assert expected[name].dtype == np.float16
+        np.testing.assert_array_equal(expected[name], from_path[name])
+        np.testing.assert_array_equal(expected[name], from_model[name])
+
+
+def _truncate(path: Path, keep: int) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+
+
+CORRUPTIONS = {
+    "weights-truncated-mid-blob": lambda p: _truncate(next(p.rglob("weight.bin")), 200),
+    "weights-truncated-header": lambda p: _truncate(next(p.rglob("weight.bin")), 10),
+    "weights-bad-sentinel": lambda p: (lambda w: w.write_bytes(w.read_bytes()[:64] + b"\0" * 4 + w.read_bytes()[68:]))(next(p.rglob("weight.bin"))),
+    "spec-truncated": lambda p: _truncate(next(p.rglob("model.mlmodel")), 40),
+    "spec-garbage": lambda p: next(p.rglob("model.mlmodel")).write_bytes(b"\xff" * 300),
+    "manifest-not-json": lambda p: (p / "Manifest.json").write_text("{nope"),
+    "manifest-missing": lambda p: (p / "Manifest.json").unlink(),
+    "weights-dir-missing": lambda p: shutil.rmtree(next(p.rglob("weights"))),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_malformed_package_raises_model_load_error(package: Path, tmp_path: Path, corruption: str) -> None:
+    bad = tmp_path / "bad.mlpackage"
+    shutil.copytree(package, bad)
+    CORRUPTIONS[corruption](bad)
+    with pytest.raises(ModelLoadError, match=r"bad\.mlpackage"):
+        emulate(bad, {"x0": np.zeros((2, 16), np.float32)})
+
+
+def test_missing_path_and_wrong_types_raise_model_load_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no such file"):
+        Emulator(tmp_path / "absent.mlpackage")
+    with pytest.raises(ModelLoadError, match="expected a coremltools MLModel"):
+        Emulator(42)
+
+
+def test_neural_network_model_is_rejected_with_a_clear_error() -> None:
+    model = TwoLinear().eval()
+    traced = torch.jit.trace(model, (torch.randn(2, 16),))
+    nn_model = ct.convert(
+        traced,
+        inputs=[ct.TensorType(name="x0", shape=(2, 16))],
+        convert_to="neuralnetwork",
+    )
+    with pytest.raises(ModelLoadError, match="not an ML Program"):
+        Emulator(nn_model)
+
+
+def test_unknown_function_name(fp16_model: Any) -> None:
+    with pytest.raises(ModelLoadError, match="no function 'other'"):
+        Emulator(fp16_model, function_name="other")
+
+
+@pytest.mark.parametrize(
+    ("feed", "message"),
+    [
+        ({}, r"missing \['x0'\]"),
+        ({"x0": np.zeros((8, 4)), "y": np.zeros(1)}, r"unexpected \['y'\]"),
+        ({"x0": np.zeros((8, 5))}, r"shape \(8, 5\); the model declares \(8, 4\)"),
+        ({"x0": np.array([["a"] * 4] * 8)}, "expected numbers"),
+    ],
+)
+def test_bad_inputs_raise_input_error(fp16_model: Any, feed: dict[str, Any], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        emulate(fp16_model, feed)
+
+
+def test_plan_is_reused_and_thread_safe(fp16_model: Any) -> None:
+    emulator = Emulator(fp16_model)
+    rng = np.random.default_rng(2)
+    feeds = [rng.normal(size=(8, 4)).astype(np.float32) * 10 for _ in range(16)]
+    expected = [emulator.run({"x0": f}) for f in feeds]
+    results: dict[int, Any] = {}
+
+    def work(i: int) -> None:
+        for _ in range(20):
+            results[i] = emulator.run({"x0": feeds[i]})
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(feeds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, want in enumerate(expected):
+        for name in want:
+            np.testing.assert_array_equal(results[i][name], want[name])
+
+
+def test_emulate_caches_the_plan_per_model(fp16_model: Any) -> None:
+    from pytest_coreml_parity.emulator import _emulator_for
+
+    assert _emulator_for(fp16_model, "main") is _emulator_for(fp16_model, "main")
+
+
+def test_multifunction_package_runs_the_function_asked_for(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    first = support.convert(TwoLinear(), (torch.randn(2, 16),), precision="fp32")
+    second_model = torch.nn.Sequential(torch.nn.Linear(16, 4)).eval()
+    second = support.convert(second_model, (torch.randn(2, 16),), precision="fp32")
+    first_path, second_path = tmp_path / "a.mlpackage", tmp_path / "b.mlpackage"
+    first.save(str(first_path))
+    second.save(str(second_path))
+    desc = ct.utils.MultiFunctionDescriptor()
+    desc.add_function(str(first_path), src_function_name="main", target_function_name="first")
+    desc.add_function(str(second_path), src_function_name="main", target_function_name="second")
+    desc.default_function_name = "first"
+    combined = tmp_path / "combined.mlpackage"
+    ct.utils.save_multifunction(desc, str(combined))
+
+    x = np.random.default_rng(4).normal(size=(2, 16)).astype(np.float32)
+    want_second = list(emulate(second, {"x0": x}).values())[0]
+    got_second = list(emulate(combined, {"x0": x}, function_name="second").values())[0]
+    np.testing.assert_array_equal(got_second, want_second)
+    want_first = list(emulate(first, {"x0": x}).values())[0]
+    got_default = list(emulate(combined, {"x0": x}).values())[0]
+    np.testing.assert_array_equal(got_default, want_first)
