@@ -1,0 +1,252 @@
+"""Recurrent layers (MIL spec section ``recurrent``): ``lstm``, ``gru``, ``rnn``.
+
+Gates and states are computed in float32 for the whole sequence; the runner
+rounds only the op's outputs to the declared dtype. Core ML's internal state
+precision for fp16 recurrent ops is not documented, so keeping the state in
+float32 between steps is our stated model, not a claim about any device.
+
+Layout conventions follow coremltools' own op tests (which pass on device):
+
+* ``x`` is ``(seq, batch, input)``; weights are ``(G*H, in)`` with gate blocks
+  ``[i, f, o, z]`` for lstm and ``[r, o, z]`` (reset, candidate, update) for gru.
+* A single ``reverse`` direction emits its sequence in processing order (the
+  first output row is the state after reading the last input), while
+  ``bidirectional`` lstm aligns the backward half with input time, as torch
+  does; its last-step output is ``[forward final, backward final]``.
+* lstm ``clip`` clips the cell state after each update (the state used for the
+  output gate's peephole and for ``h``), as coremltools' reference does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..registry import OpContext, kernel
+from ._common import f32
+
+Activation = Callable[[np.ndarray], np.ndarray]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp of a non-positive argument never overflows.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+
+
+def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
+    # The spec's defaults alpha=0.2, beta=0.5 (as in coremltools' reference).
+    return np.clip(np.float32(0.2) * x + np.float32(0.5), 0.0, 1.0).astype(np.float32)
+
+
+_ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    # alpha = beta = 1 by default, which makes it plain tanh.
+    "scaled_tanh": np.tanh,
+    "hard_sigmoid": _hard_sigmoid,
+    "relu": lambda x: np.maximum(x, np.float32(0)),
+    "linear": lambda x: x,
+}
+
+
+def _activation(name: str) -> Activation:
+    fn = _ACTIVATIONS.get(str(name).lower())
+    if fn is None:
+        raise NotImplementedError(
+            f"activation {name!r} is not supported; expected one of {sorted(_ACTIVATIONS)}"
+        )
+    return fn
+
+
+def _check_rank3(x: np.ndarray) -> None:
+    if x.ndim != 3:
+        raise ValueError(f"x must have rank 3 (seq, batch, input), got shape {x.shape}")
+
+
+def _time_order(seq: int, direction: str) -> range:
+    if direction == "forward":
+        return range(seq)
+    if direction == "reverse":
+        return range(seq - 1, -1, -1)
+    raise NotImplementedError(f"direction {direction!r} is not supported")
+
+
+def _bias(bias: Any, size: int) -> np.ndarray:
+    return np.zeros(size, np.float32) if bias is None else f32(bias).reshape(size)
+
+
+# ----------------------------------------------------------------------- lstm
+
+
+def _lstm_direction(
+    x: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray,
+    w_ih: np.ndarray,
+    w_hh: np.ndarray,
+    bias: np.ndarray,
+    peephole: np.ndarray,
+    order: range,
+    acts: tuple[Activation, Activation, Activation],
+    clip: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run one direction; returns outputs (seq, b, H) in processing order, h, c."""
+    rec, cell, out = acts
+    hidden = w_hh.shape[1]
+    p_i, p_f, p_o = np.split(peephole, 3)
+    x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + bias
+    outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
+    for k, t in enumerate(order):
+        gates = x_proj[t] + h @ w_hh.T
+        g_i, g_f, g_o, g_z = np.split(gates, 4, axis=-1)
+        i = rec(g_i + p_i * c)
+        f = rec(g_f + p_f * c)
+        z = cell(g_z)
+        c = f * c + i * z
+        if clip is not None:
+            c = np.clip(c, -clip, clip)
+        o = rec(g_o + p_o * c)
+        h = (o * out(c)).astype(np.float32)
+        c = c.astype(np.float32)
+        outputs[k] = h
+    return outputs, h, c
+
+
+@kernel("lstm")
+def lstm(
+    ctx: OpContext,
+    x: np.ndarray,
+    initial_h: np.ndarray,
+    initial_c: np.ndarray,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
+    bias: np.ndarray | None = None,
+    peephole: np.ndarray | None = None,
+    weight_ih_back: np.ndarray | None = None,
+    weight_hh_back: np.ndarray | None = None,
+    bias_back: np.ndarray | None = None,
+    peephole_back: np.ndarray | None = None,
+    direction: str = "forward",
+    output_sequence: Any = False,
+    recurrent_activation: str = "sigmoid",
+    cell_activation: str = "tanh",
+    activation: str = "tanh",
+    clip: Any = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = f32(x)
+    _check_rank3(x)
+    hidden = int(np.shape(weight_hh)[1])
+    acts = (
+        _activation(recurrent_activation),
+        _activation(cell_activation),
+        _activation(activation),
+    )
+    clip_value = None if clip is None else float(clip)
+    h0, c0 = f32(initial_h), f32(initial_c)
+    seq = x.shape[0]
+
+    def run(w_ih: Any, w_hh: Any, b: Any, p: Any, h: np.ndarray, c: np.ndarray, order: range):
+        return _lstm_direction(
+            x, h, c, f32(w_ih), f32(w_hh), _bias(b, 4 * hidden),
+            _bias(p, 3 * hidden), order, acts, clip_value,
+        )
+
+    if direction == "bidirectional":
+        if weight_ih_back is None or weight_hh_back is None:
+            raise ValueError("bidirectional lstm needs weight_ih_back and weight_hh_back")
+        fwd, h_f, c_f = run(
+            weight_ih, weight_hh, bias, peephole, h0[:, :hidden], c0[:, :hidden], range(seq)
+        )
+        bwd, h_b, c_b = run(
+            weight_ih_back, weight_hh_back, bias_back, peephole_back,
+            h0[:, hidden:], c0[:, hidden:], range(seq - 1, -1, -1),
+        )
+        bwd = bwd[::-1]  # back to input time order
+        if bool(output_sequence):
+            y = np.concatenate([fwd, bwd], axis=-1)
+        else:
+            y = np.concatenate([fwd[-1:], bwd[:1]], axis=-1)
+        return y, np.concatenate([h_f, h_b], -1), np.concatenate([c_f, c_b], -1)
+
+    ys, h, c = run(weight_ih, weight_hh, bias, peephole, h0, c0, _time_order(seq, direction))
+    return (ys if bool(output_sequence) else ys[-1:]), h, c
+
+
+# ------------------------------------------------------------------------ gru
+
+
+@kernel("gru")
+def gru(
+    ctx: OpContext,
+    x: np.ndarray,
+    initial_h: np.ndarray,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
+    bias: np.ndarray | None = None,
+    direction: str = "forward",
+    output_sequence: Any = False,
+    recurrent_activation: str = "sigmoid",
+    activation: str = "tanh",
+    reset_after: Any = False,
+    input_bias: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """iOS15 gru resets h before the recurrent product; iOS18 ``reset_after`` after it.
+
+    With ``reset_after`` the candidate is ``act(W_io x + b_io + r * (W_ho h + b_ho))``
+    (torch's formula), where ``input_bias`` is ``b_i*`` and ``bias`` is ``b_h*``.
+    """
+    x = f32(x)
+    _check_rank3(x)
+    hidden = int(np.shape(weight_hh)[1])
+    rec, act = _activation(recurrent_activation), _activation(activation)
+    w_ih, w_hh = f32(weight_ih), f32(weight_hh)
+    w_hr, w_ho, w_hz = np.split(w_hh, 3)
+    b_h = _bias(bias, 3 * hidden)
+    b_i = _bias(input_bias, 3 * hidden)
+    b_hr, b_ho, b_hz = np.split(b_h, 3)
+    x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + b_i
+    h = f32(initial_h)
+    outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
+    for k, t in enumerate(_time_order(x.shape[0], direction)):
+        x_r, x_o, x_z = np.split(x_proj[t], 3, axis=-1)
+        r = rec(x_r + h @ w_hr.T + b_hr)
+        z = rec(x_z + h @ w_hz.T + b_hz)
+        if bool(reset_after):
+            o = act(x_o + r * (h @ w_ho.T + b_ho))
+        else:
+            o = act(x_o + (r * h) @ w_ho.T + b_ho)
+        h = ((1.0 - z) * o + z * h).astype(np.float32)
+        outputs[k] = h
+    return (outputs if bool(output_sequence) else outputs[-1:]), h
+
+
+# ------------------------------------------------------------------------ rnn
+
+
+@kernel("rnn")
+def rnn(
+    ctx: OpContext,
+    x: np.ndarray,
+    initial_h: np.ndarray,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
+    bias: np.ndarray | None = None,
+    direction: str = "forward",
+    output_sequence: Any = False,
+    activation: str = "tanh",
+) -> tuple[np.ndarray, np.ndarray]:
+    x = f32(x)
+    _check_rank3(x)
+    hidden = int(np.shape(weight_hh)[1])
+    act = _activation(activation)
+    w_ih, w_hh = f32(weight_ih), f32(weight_hh)
+    x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + _bias(bias, hidden)
+    h = f32(initial_h)
+    outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
+    for k, t in enumerate(_time_order(x.shape[0], direction)):
+        h = act(x_proj[t] + h @ w_hh.T).astype(np.float32)
+        outputs[k] = h
+    return (outputs if bool(output_sequence) else outputs[-1:]), h
