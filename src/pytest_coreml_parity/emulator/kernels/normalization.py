@@ -1,0 +1,171 @@
+"""MIL normalization ops: batch_norm, instance_norm, layer_norm, l2_norm, local_response_norm.
+
+Statistics accumulate in float32. Before squaring, the values of each
+normalized group are scaled by a power of two taken from their max abs, so
+``layer_norm`` of fp16 values around 20000 (squares far past 65504, and for
+fp32 programs values near 3e38, squares past float32) still gives the exact
+normalized result; power-of-two scaling is exact. The epsilon is scaled with
+them. The final affine step (``* gamma + beta``) is done in float64 so that a
+representable result never overflows midway, and the runner rounds once to the
+declared dtype. The iOS17 variants only allow parameters of another float
+dtype than ``x``; all floats are held in float32, so they compute the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..registry import OpContext, kernel
+from ._common import axes_of, f32
+from .reduction import max_abs, pow2_exponent
+
+
+def _eps(epsilon: Any) -> np.float32:
+    return np.float32(np.asarray(epsilon, dtype=np.float32).reshape(()))
+
+
+def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: Any) -> np.ndarray:
+    """``(x - mean) / sqrt(var + eps)`` over ``axes`` (biased variance), float32 accumulation.
+
+    Groups are scaled down by 2**e (never up while eps > 0: a tiny group's
+    variance is negligible next to eps anyway, and scaling eps up could overflow).
+    """
+    x = f32(x)
+    eps = _eps(epsilon)
+    e = pow2_exponent(max_abs(x, axes), only_down=bool(eps > 0))
+    xs = np.ldexp(x, -e)
+    mean = np.mean(xs, axis=axes, keepdims=True, dtype=np.float32)
+    d = xs - mean
+    var = np.mean(d * d, axis=axes, keepdims=True, dtype=np.float32)
+    den = np.sqrt(var + np.ldexp(eps, -2 * e))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = d / den
+    # den == 0 only when var == 0 and the scaled eps underflowed: then d == 0 too.
+    return np.where(den == 0, np.float32(0), out)
+
+
+def _affine(n: np.ndarray, gamma: Any, beta: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``n * gamma + beta`` in float64 (each may be None), parameters reshaped to ``shape``."""
+    out = n.astype(np.float64)
+    if gamma is not None:
+        out = out * np.asarray(gamma, dtype=np.float64).reshape(shape)
+    if beta is not None:
+        out = out + np.asarray(beta, dtype=np.float64).reshape(shape)
+    return out
+
+
+def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def _require_rank(x: np.ndarray, low: int, op: str) -> None:
+    if x.ndim < low:
+        raise NotImplementedError(f"{op} on a rank-{x.ndim} input (MIL requires rank >= {low})")
+
+
+@kernel("layer_norm")
+def layer_norm(
+    ctx: OpContext,
+    x: np.ndarray,
+    axes: Any = None,
+    gamma: Any = None,
+    beta: Any = None,
+    epsilon: Any = 1e-5,
+) -> Any:
+    """Normalize over ``axes`` (default: all); gamma/beta have shape ``x.shape[axes]``."""
+    ax = axes_of(axes, x.ndim)
+    shape = tuple(x.shape[i] if i in ax else 1 for i in range(x.ndim))
+    return _affine(standardize(x, ax, epsilon), gamma, beta, shape)
+
+
+@kernel("instance_norm")
+def instance_norm(
+    ctx: OpContext,
+    x: np.ndarray,
+    gamma: Any = None,
+    beta: Any = None,
+    epsilon: Any = 1e-5,
+) -> Any:
+    """Normalize each (n, c) over the spatial dims; gamma/beta are per channel."""
+    _require_rank(x, 3, "instance_norm")
+    ax = tuple(range(2, x.ndim))
+    return _affine(standardize(x, ax, epsilon), gamma, beta, _channel_shape(x))
+
+
+@kernel("batch_norm")
+def batch_norm(
+    ctx: OpContext,
+    x: np.ndarray,
+    mean: Any,
+    variance: Any,
+    gamma: Any = None,
+    beta: Any = None,
+    epsilon: Any = 1e-5,
+) -> Any:
+    """``(x - mean) / sqrt(variance + eps) * gamma + beta`` with per-channel constants.
+
+    Computed in float64: nothing is accumulated, and float32 ``x - mean`` can
+    overflow for fp32 inputs near 3e38 whose normalized value is representable.
+    """
+    _require_rank(x, 2, "batch_norm")
+    shape = _channel_shape(x)
+    mu = np.asarray(mean, dtype=np.float64).reshape(shape)
+    var = np.asarray(variance, dtype=np.float64).reshape(shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = (x.astype(np.float64) - mu) / np.sqrt(var + float(_eps(epsilon)))
+    return _affine(n, gamma, beta, shape)
+
+
+@kernel("l2_norm")
+def l2_norm(ctx: OpContext, x: np.ndarray, epsilon: Any = 1e-6) -> Any:
+    """``x / sqrt(sum(x**2) + eps)`` over the last three dims; leading dims are batch."""
+    _require_rank(x, 3, "l2_norm")
+    x = f32(x)
+    eps = _eps(epsilon)
+    ax = (x.ndim - 3, x.ndim - 2, x.ndim - 1)
+    e = pow2_exponent(max_abs(x, ax), only_down=bool(eps > 0))
+    xs = np.ldexp(x, -e)
+    den = np.sqrt(np.sum(xs * xs, axis=ax, keepdims=True, dtype=np.float32) + np.ldexp(eps, -2 * e))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xs / den
+
+
+@kernel("local_response_norm")
+def local_response_norm(
+    ctx: OpContext,
+    x: np.ndarray,
+    size: Any,
+    alpha: Any = 1e-4,
+    beta: Any = 0.75,
+    k: Any = 1.0,
+) -> Any:
+    """``x / (k + alpha / size * sum(x_j**2))**beta`` over a window of ``size`` channels.
+
+    The window of channel c is ``[c - size // 2, c + (size - 1) // 2]``, clipped to
+    the channels, and the sum is always divided by ``size``: PyTorch's
+    ``LocalResponseNorm``, which coremltools' own op tests use as reference.
+    Squares are taken after scaling each position's channels by 2**-e; the
+    power is then evaluated in float64 and the scale folded back in.
+    """
+    _require_rank(x, 3, "local_response_norm")
+    n = int(np.asarray(size).reshape(()))
+    if n < 1:
+        raise NotImplementedError(f"local_response_norm with size {n}")
+    x = f32(x)
+    a, b, kk = (float(_eps(v)) for v in (alpha, beta, k))
+    e = pow2_exponent(max_abs(x, (1,)), only_down=kk > 0)
+    xs = np.ldexp(x, -e)
+    sq = xs * xs
+    pad = [(0, 0)] * x.ndim
+    pad[1] = (n // 2, (n - 1) // 2)
+    padded = np.pad(sq, pad)
+    channels = x.shape[1]
+    window = np.zeros_like(sq)
+    for offset in range(n):
+        window += padded[:, offset : offset + channels]
+    ee = e.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        base = kk * np.exp2(-2.0 * ee) + a / n * window.astype(np.float64)
+        return xs.astype(np.float64) / base**b * np.exp2(ee * (1.0 - 2.0 * b))
