@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""Run coremltools' own MIL op tests with predictions routed through the emulator.
+
+Runs pytest once per precision and per target (an iOS directory or a single test
+file of the installed ``coremltools/converters/mil/mil/ops/tests``), with the
+plugin ``pytest_coreml_parity.conformance.plugin``, then prints a per-op table
+(pass / fail / unsupported / skipped / no-compare / error) and optionally writes
+it as markdown.
+
+Examples::
+
+    .venv/bin/python scripts/conformance.py --precision fp32 --markdown /tmp/conf.md
+    .venv/bin/python scripts/conformance.py --precision fp16 iOS17 -k "softmax"
+    .venv/bin/python scripts/conformance.py --precision fp32 \\
+        iOS14/test_elementwise_binary.py -k add --perturb sign   # must show failures
+
+Exit status: 0 when no test is in the ``fail`` category, 1 otherwise, 2 on
+harness errors (a pytest run that crashed or timed out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_coreml_parity.conformance.results import (
+    TestResult,
+    read_jsonl,
+    render_failures_markdown,
+    render_markdown,
+    render_text,
+    totals,
+)
+
+DEFAULT_TARGETS = ("iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
+PLUGIN = "pytest_coreml_parity.conformance.plugin"
+
+
+@dataclass(frozen=True)
+class Run:
+    precision: str
+    target: str
+    seconds: float
+    returncode: int
+    log: Path
+
+
+def tests_dir() -> Path:
+    spec = importlib.util.find_spec("coremltools")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("coremltools is not installed in this interpreter")
+    path = Path(next(iter(spec.submodule_search_locations))) / "converters/mil/mil/ops/tests"
+    if not path.is_dir():
+        raise SystemExit(f"coremltools' op tests are not shipped in this wheel: {path} is missing")
+    return path
+
+
+def pytest_command(
+    root: Path, target: str, precision: str, report: Path, args: argparse.Namespace
+) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "pytest", str(root / target),
+        "-c", os.devnull, "--rootdir", str(root),
+        "-p", "no:cacheprovider", "-p", "no:coreml_parity", "-p", PLUGIN,
+        "--conformance-precision", precision, "--conformance-report", str(report),
+        "-q", "--disable-warnings", "--tb=line", "-o", "console_output_style=classic",
+    ]
+    if args.k:
+        cmd += ["-k", args.k]
+    if args.perturb:
+        cmd += ["--conformance-perturb", args.perturb]
+    cmd += args.pytest_args
+    if args.nice:
+        cmd = ["nice", "-n", str(args.nice), *cmd]
+    return cmd
+
+
+def run_one(root: Path, target: str, precision: str, report: Path, logs: Path, args: argparse.Namespace) -> Run:
+    log = logs / f"{precision}-{target.replace('/', '_')}.log"
+    cmd = pytest_command(root, target, precision, report, args)
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    start = time.perf_counter()
+    with log.open("w", encoding="utf-8") as fh:
+        try:
+            code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=args.timeout, check=False).returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+            fh.write(f"\nTIMEOUT after {args.timeout} s\n")
+    return Run(precision, target, time.perf_counter() - start, code, log)
+
+
+def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argparse.Namespace) -> str:
+    lines = [
+        f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC by "
+        f"`scripts/conformance.py {' '.join(sys.argv[1:])}`.",
+        "",
+    ]
+    for precision, rows in results.items():
+        total = totals(rows)
+        seconds = sum(r.seconds for r in runs if r.precision == precision)
+        lines += [
+            f"### {precision}",
+            "",
+            f"{len(rows)} tests in {seconds:.0f} s: "
+            + ", ".join(f"{total[c]} {c}" for c in ("pass", "fail", "unsupported", "skipped", "no-compare", "error")),
+            "",
+            "Run times: " + ", ".join(f"{r.target} {r.seconds:.0f} s" for r in runs if r.precision == precision),
+            "",
+            render_markdown(rows),
+            "",
+            f"Failures ({precision}):",
+            "",
+            render_failures_markdown(rows, "fail"),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", default=list(DEFAULT_TARGETS), help="iOS directories or files under coremltools' ops/tests. Default: all iOS directories.")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both", help="Default: both.")
+    parser.add_argument("-k", default=None, help="pytest -k expression (op or test names).")
+    parser.add_argument("--perturb", default=None, help="Corrupt emulator outputs: sign | rel=X | abs=X (proves comparisons).")
+    parser.add_argument("--markdown", type=Path, default=None, help="Write the tables as markdown to this file.")
+    parser.add_argument("--jsonl", type=Path, default=None, help="Keep per-test results here. Default: a temporary file.")
+    parser.add_argument("--timeout", type=float, default=3600, help="Seconds per pytest run. Default: 3600.")
+    parser.add_argument("--nice", type=int, default=10, help="Run pytest under nice -n N (0: off). Default: 10.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
+    args.pytest_args = extra  # everything after -- goes to pytest unchanged
+
+    root = tests_dir()
+    precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
+    workdir = Path(tempfile.mkdtemp(prefix="coreml-conformance-"))
+    jsonl = args.jsonl or workdir / "results.jsonl"
+    jsonl.unlink(missing_ok=True)
+    runs: list[Run] = []
+    results: dict[str, list[TestResult]] = {}
+    for precision in precisions:
+        report = workdir / f"{precision}.jsonl"
+        for target in args.targets:
+            run = run_one(root, target, precision, report, workdir, args)
+            runs.append(run)
+            print(f"[{precision}] {target}: exit {run.returncode} in {run.seconds:.1f} s (log {run.log})", flush=True)
+        results[precision] = read_jsonl(report) if report.exists() else []
+        with jsonl.open("a", encoding="utf-8") as out:
+            out.write(report.read_text(encoding="utf-8") if report.exists() else "")
+
+    for precision, rows in results.items():
+        seconds = sum(r.seconds for r in runs if r.precision == precision)
+        print(f"\n== {precision}: {len(rows)} tests, {seconds:.0f} s ==")
+        print(render_text(rows))
+    if args.markdown:
+        args.markdown.write_text(markdown(results, runs, args), encoding="utf-8")
+        print(f"\nmarkdown written to {args.markdown}")
+    # pytest exit codes: 0 ok, 1 tests failed (expected: unsupported ops fail), 5 none collected.
+    if any(r.returncode not in (0, 1, 5) for r in runs):
+        return 2
+    return 1 if any(r.category == "fail" for rows in results.values() for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""pytest plugin: coremltools' MIL op tests, compared through the emulator.
+
+Load it explicitly (``-p pytest_coreml_parity.conformance.plugin``) when running
+pytest over the installed ``coremltools/converters/mil/mil/ops/tests`` directory.
+It is never loaded by the main plugin, because it patches coremltools globally:
+
+* ``_IS_MACOS`` (``coremltools._deps`` and every module that imported it by
+  value) becomes True and ``coremltools.models.utils._macos_version`` reports a
+  recent macOS, so ``compare_backend`` and the tests' macOS ``skipif`` gates run;
+* ``MLModel.predict`` runs the model's own ML Program through
+  :class:`~pytest_coreml_parity.emulator.Emulator` and returns outputs keyed by
+  output name, as Core ML does; ``MLModel.make_state`` returns a placeholder, so
+  stateful tests reach ``predict`` and are reported as unsupported;
+* only tests parametrized with an ``mlprogram`` backend of the selected
+  precision are kept (``PYMIL_TEST_TARGETS`` and ``INCLUDE_MIL_FP32_UNIT_TESTS``
+  are set to match before coremltools' ``testing_reqs`` builds its backends).
+
+``--conformance-perturb`` (or ``COREML_CONFORMANCE_PERTURB``) deliberately
+corrupts every float output, to prove the run really compares something.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ..emulator import Emulator, EmulatorError, UnsupportedOpError
+from .results import TestResult, categorize, op_key, render_text, write_jsonl
+
+PRECISIONS = ("fp32", "fp16", "all")
+PERTURB_ENV = "COREML_CONFORMANCE_PERTURB"
+#: The macOS version the patched ``_macos_version`` reports: new enough for every
+#: iOS18 test and for the "bug fixed in macOS 14/15.2" skips to run the test.
+PRETEND_MACOS = (15, 5)
+
+
+class UnsupportedFeatureError(UnsupportedOpError):
+    """A model feature the emulator does not run (state, image inputs): unsupported."""
+
+    def __init__(self, feature: str, opset: str) -> None:
+        Exception.__init__(self, f"the emulator does not support {feature} (opset {opset})")
+        self.op_type = feature
+        self.op_name = "-"
+        self.opset = opset
+
+
+@dataclass
+class _Record:
+    """What the emulator saw during one test."""
+
+    predictions: int = 0
+    op_types: list[str] = field(default_factory=list)
+    unsupported: str | None = None
+    emulator_error: str | None = None
+
+
+@dataclass
+class _State:
+    current: _Record = field(default_factory=_Record)
+    results: list[TestResult] = field(default_factory=list)
+    perturb: str = ""
+    precision: str = "all"
+
+
+_STATE = _State()
+_EMULATORS: weakref.WeakKeyDictionary[Any, Emulator] = weakref.WeakKeyDictionary()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("coreml-conformance", "coremltools op tests through the emulator")
+    group.addoption(
+        "--conformance-precision",
+        choices=PRECISIONS,
+        default="all",
+        metavar="{fp32,fp16,all}",
+        help="Keep only mlprogram tests of this precision. Default: all.",
+    )
+    group.addoption(
+        "--conformance-report",
+        metavar="PATH",
+        default=None,
+        help="Append one JSON line per test (category, op, error) to PATH. Default: none.",
+    )
+    group.addoption(
+        "--conformance-perturb",
+        metavar="SPEC",
+        default=None,
+        help=(
+            "Corrupt emulator float outputs to prove comparisons happen: 'sign', "
+            f"'rel=1e-2' or 'abs=1'. Default: ${PERTURB_ENV} or off."
+        ),
+    )
+
+
+def _parse_perturb(spec: str) -> str:
+    if spec in ("", "sign"):
+        return spec
+    kind, _, value = spec.partition("=")
+    if kind not in ("rel", "abs"):
+        raise pytest.UsageError(
+            f"--conformance-perturb / ${PERTURB_ENV}: expected 'sign', 'rel=X' or 'abs=X', got {spec!r}"
+        )
+    try:
+        float(value)
+    except ValueError:
+        raise pytest.UsageError(f"--conformance-perturb: {value!r} is not a number") from None
+    return spec
+
+
+def _perturb(value: Any, spec: str) -> Any:
+    if not spec or not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+        return value
+    if spec == "sign":
+        return -value
+    kind, _, amount = spec.partition("=")
+    eps = float(amount)
+    wide = value.astype(np.float64)
+    changed = wide * (1.0 + eps) if kind == "rel" else wide + eps
+    return changed.astype(value.dtype)
+
+
+def _set_test_env(precision: str) -> None:
+    os.environ["PYMIL_TEST_TARGETS"] = "mlprogram"
+    if precision in ("fp32", "all"):
+        os.environ["INCLUDE_MIL_FP32_UNIT_TESTS"] = "1"
+    if "coremltools.converters.mil.testing_reqs" in sys.modules:
+        raise pytest.UsageError(
+            "coremltools' testing_reqs was imported before the conformance plugin configured "
+            "the backends; load the plugin with -p pytest_coreml_parity.conformance.plugin"
+        )
+
+
+def _patch_coremltools() -> None:
+    """Lift the macOS gates and route MLModel.predict to the emulator."""
+    from .._coremltools import import_coremltools
+
+    ct = import_coremltools()
+    import coremltools._deps as deps
+    import coremltools.converters.mil.testing_utils  # noqa: F401  (binds _IS_MACOS by value)
+    import coremltools.models.utils as utils
+
+    original_version = utils._macos_version
+
+    def _macos_version() -> tuple[int, ...]:
+        return PRETEND_MACOS
+
+    deps._IS_MACOS = True
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("coremltools") or module is None:
+            continue
+        if getattr(module, "_IS_MACOS", None) is False:
+            module._IS_MACOS = True  # type: ignore[attr-defined]
+        if getattr(module, "_macos_version", None) is original_version:
+            module._macos_version = _macos_version  # type: ignore[attr-defined]
+    ct.models.MLModel.predict = _predict
+    ct.models.MLModel.make_state = _make_state
+
+
+class _EmulatorState:
+    """Stands in for an MLState so stateful tests reach predict (then: unsupported)."""
+
+
+def _make_state(self: Any) -> _EmulatorState:
+    return _EmulatorState()
+
+
+def _emulator(model: Any) -> Emulator:
+    emulator = _EMULATORS.get(model)
+    if emulator is None:
+        emulator = Emulator(model)
+        _EMULATORS[model] = emulator
+    return emulator
+
+
+def _feed(model: Any, data: dict[str, Any], opset: str) -> dict[str, np.ndarray]:
+    feed = {}
+    for name, value in data.items():
+        if hasattr(value, "getpixel"):  # a PIL image: the emulator takes tensors only
+            raise UnsupportedFeatureError("image inputs", opset)
+        if hasattr(value, "numpy"):
+            value = value.numpy()
+        feed[name] = np.asarray(value)
+    return feed
+
+
+def _predict(self: Any, data: Any, state: Any = None) -> Any:
+    """``MLModel.predict`` through the emulator: outputs keyed by output name."""
+    if isinstance(data, list):
+        return [_predict(self, d) for d in data]
+    record = _STATE.current
+    try:
+        emulator = _emulator(self)
+        opset = emulator.plan.opset
+        if state is not None:
+            raise UnsupportedFeatureError("stateful models (read_state/write_state)", opset)
+        outputs = emulator.run(_feed(self, data, opset))
+    except UnsupportedOpError as exc:
+        record.unsupported = exc.op_type
+        raise
+    except EmulatorError as exc:
+        record.emulator_error = f"{type(exc).__name__}: {exc}"
+        record.op_types.extend(op.op_type for op in _planned_ops(self))
+        raise
+    record.predictions += 1
+    record.op_types.extend(op.op_type for op in emulator.ops if op.depth == 0)
+    return {name: _perturb(np.asarray(v), _STATE.perturb) for name, v in outputs.items()}
+
+
+def _planned_ops(model: Any) -> list[Any]:
+    emulator = _EMULATORS.get(model)
+    return [op for op in emulator.ops if op.depth == 0] if emulator is not None else []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    precision = config.getoption("--conformance-precision")
+    spec = config.getoption("--conformance-perturb")
+    _STATE.perturb = _parse_perturb(os.environ.get(PERTURB_ENV, "") if spec is None else spec)
+    _STATE.precision = precision
+    _set_test_env(precision)
+    _patch_coremltools()
+
+
+def _backend_of(item: pytest.Item) -> tuple[str, str] | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    for value in callspec.params.values():
+        if hasattr(value, "backend") and hasattr(value, "precision"):
+            return str(value.backend), str(value.precision)
+        if isinstance(value, tuple) and len(value) == 2 and value[0] in ("mlprogram", "neuralnetwork"):
+            return str(value[0]), str(value[1])
+    return None
+
+
+def _opset_of(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    for value in getattr(callspec, "params", {}).values():
+        opset = getattr(value, "opset_version", None)
+        if opset is not None:
+            return str(getattr(opset, "name", opset))
+    return ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = ("fp32", "fp16") if _STATE.precision == "all" else (_STATE.precision,)
+    keep, drop = [], []
+    for item in items:
+        backend = _backend_of(item)
+        if backend is not None and backend[0] == "mlprogram" and backend[1] in wanted:
+            keep.append(item)
+        else:
+            drop.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _STATE.current = _Record()
+
+
+def _first_lines(text: str, n: int = 4) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " / ".join(lines[:n])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.when == "call" or (call.when == "setup" and report.outcome != "passed"):
+        record = _STATE.current
+        outcome = "skipped" if hasattr(report, "wasxfail") else report.outcome
+        unsupported = record.unsupported is not None or (
+            call.excinfo is not None and call.excinfo.errisinstance(UnsupportedOpError)
+        )
+        error = ""
+        if call.excinfo is not None and outcome == "failed":
+            error = _first_lines(f"{call.excinfo.typename}: {call.excinfo.value}")
+        category = categorize(
+            outcome=outcome,
+            predictions=record.predictions,
+            unsupported=unsupported,
+            emulator_error=record.emulator_error is not None,
+        )
+        if category == "unsupported":
+            raised = getattr(call.excinfo.value, "op_type", None) if call.excinfo else None
+            key = record.unsupported or raised or "?"
+        else:
+            key = op_key(record.op_types, fallback=f"({_test_class(item)})")
+        backend = _backend_of(item)
+        result = TestResult(
+            nodeid=item.nodeid,
+            category=category,
+            op=key,
+            precision=backend[1] if backend else "",
+            opset=_opset_of(item),
+            error=error,
+        )
+        _STATE.results.append(result)
+        report.user_properties.append(("conformance", result.category))
+    return report
+
+
+def _test_class(item: pytest.Item) -> str:
+    cls = getattr(item, "cls", None)
+    return cls.__name__ if cls is not None else item.name.split("[")[0]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if not _STATE.results:
+        return
+    terminalreporter.section("coremltools op tests through the emulator")
+    terminalreporter.write_line(render_text(_STATE.results))
+    path = config.getoption("--conformance-report")
+    if path:
+        write_jsonl(_STATE.results, Path(path))
+        terminalreporter.write_line(f"per-test results appended to {path}")

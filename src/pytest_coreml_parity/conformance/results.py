@@ -1,0 +1,137 @@
+"""Classify conformance test outcomes and render per-op tables (text and markdown).
+
+A coremltools op test can pass without ever reaching a prediction (type
+inference, builder checks), so "passed" alone says nothing about the emulator.
+Each test therefore gets one category from what actually happened to it:
+
+* ``pass``: at least one emulator prediction, and the test passed;
+* ``fail``: the test failed after an emulator prediction (a numeric mismatch,
+  or an emulator error other than an unsupported op);
+* ``unsupported``: the emulator raised ``UnsupportedOpError``;
+* ``skipped``: skipped or xfailed by the test itself;
+* ``no-compare``: passed without any emulator prediction (nothing compared);
+* ``error``: failed before any prediction (converter or builder), not ours.
+
+Each test is keyed by the op types its program ran at top level, without the
+``cast`` ops the converter adds around fp16 programs (``add``, ``conv``,
+``cond+less``), or by the unsupported op type, so the per-op rows sum to the totals.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CATEGORIES = ("pass", "fail", "unsupported", "skipped", "no-compare", "error")
+
+#: Ops the converter inserts around the op under test; not what a test is about.
+PLUMBING_OPS = frozenset({"cast"})
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One coremltools test as seen through the emulator."""
+
+    nodeid: str
+    category: str
+    op: str
+    precision: str
+    opset: str
+    error: str = ""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+def op_key(op_types: Sequence[str], fallback: str) -> str:
+    """The row a test belongs to: its program's top-level ops without plumbing."""
+    ops = sorted(set(op_types))
+    if not ops:
+        return fallback
+    meaningful = [op for op in ops if op not in PLUMBING_OPS]
+    return "+".join(meaningful or ops)
+
+
+def categorize(
+    *, outcome: str, predictions: int, unsupported: bool, emulator_error: bool
+) -> str:
+    """One category from a pytest outcome and what the emulator saw (see module doc)."""
+    if outcome == "skipped":
+        return "skipped"
+    if outcome == "passed":
+        return "pass" if predictions else "no-compare"
+    if unsupported:
+        return "unsupported"
+    if predictions or emulator_error:
+        return "fail"
+    return "error"
+
+
+def write_jsonl(results: Iterable[TestResult], path: Path) -> None:
+    """Append results, one JSON object per line (runs per iOS directory share a file)."""
+    with path.open("a", encoding="utf-8") as fh:
+        for result in results:
+            fh.write(json.dumps(asdict(result)) + "\n")
+
+
+def read_jsonl(path: Path) -> list[TestResult]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [TestResult(**json.loads(line)) for line in lines if line.strip()]
+
+
+def per_op_counts(results: Iterable[TestResult]) -> dict[str, Counter[str]]:
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results:
+        table[result.op][result.category] += 1
+    return dict(sorted(table.items()))
+
+
+def totals(results: Iterable[TestResult]) -> Counter[str]:
+    return Counter(result.category for result in results)
+
+
+def _rows(results: Sequence[TestResult]) -> tuple[list[str], list[list[str]]]:
+    header = ["op", *CATEGORIES, "total"]
+    rows = []
+    for op, counts in per_op_counts(results).items():
+        rows.append([op, *(str(counts[c]) for c in CATEGORIES), str(sum(counts.values()))])
+    total = totals(results)
+    rows.append(["TOTAL", *(str(total[c]) for c in CATEGORIES), str(len(results))])
+    return header, rows
+
+
+def render_text(results: Sequence[TestResult]) -> str:
+    """A fixed-width per-op table for the terminal."""
+    header, rows = _rows(results)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    for row in rows:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    return "\n".join(lines)
+
+
+def render_markdown(results: Sequence[TestResult]) -> str:
+    """The same table as GitHub markdown."""
+    header, rows = _rows(results)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
+    for row in rows:
+        cells = [f"`{row[0]}`" if row[0] != "TOTAL" else "**TOTAL**", *row[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_failures_markdown(results: Sequence[TestResult], category: str = "fail") -> str:
+    """A bullet list of the tests in ``category`` with their first error line."""
+    lines = []
+    for result in results:
+        if result.category == category:
+            error = result.error.replace("|", "\\|")[:300]
+            lines.append(f"- `{result.nodeid}` ({result.op}): {error}")
+    return "\n".join(lines) or "(none)"
