@@ -1,0 +1,280 @@
+"""Name the op that broke: compare a recorded fp16 run with a recorded fp32 run.
+
+Two findings, in program order of the fp16 program:
+
+* the first op whose output turned non-finite while none of the values it
+  computed from were (const inputs are shown; an fp32 const that became inf when
+  stored as fp16 is the culprit then);
+* the first op whose relative error against the same op in the fp32 run is
+  beyond tolerance: the op that introduced the error.
+
+Relative error of an op is normwise: ``max|a - b| / max|b|`` over the elements
+where the fp32 value ``b`` is finite, and infinite when ``a`` is nan/inf where
+``b`` is finite. The per-op list of these errors is the error profile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..emulator import Emulator, Recording
+from .names import fp32_name, fp32_var
+from .source import CodeLine, describe
+
+FP16_MAX = 65504.0
+
+
+@dataclass(frozen=True)
+class TensorRange:
+    """What a tensor held: its largest finite magnitude and its nan/inf count."""
+
+    name: str
+    max_abs: float | None
+    non_finite: int
+    size: int
+    const: bool = False
+    nan: int = 0
+
+    def text(self) -> str:
+        label = f"{self.name} (const)" if self.const else self.name
+        if self.size == 0:
+            return f"{label} empty"
+        if self.non_finite == self.size:
+            return f"{label} all {self.non_finite_text()}"
+        body = f"{label} max |x| = {_num(self.max_abs)}"
+        if self.non_finite:
+            body += f", {self.non_finite_text()} in {self.non_finite} of {self.size}"
+        return body
+
+    def non_finite_text(self) -> str:
+        if self.nan == 0:
+            return "inf"
+        return "nan" if self.nan == self.non_finite else "nan/inf"
+
+
+@dataclass(frozen=True)
+class OpFinding:
+    """One op worth naming, with everything needed to act on it."""
+
+    reason: str
+    index: int
+    op_type: str
+    name: str
+    fp32_name: str | None
+    source: str | None
+    inputs: tuple[TensorRange, ...]
+    output: TensorRange
+    fp32_output: TensorRange | None
+    rel_error: float | None
+
+    def text(self) -> str:
+        where = f" ({self.source})" if self.source else " (torch source unknown)"
+        ins = "; ".join(r.text() for r in self.inputs) or "no tensor inputs"
+        out = self.output
+        if out.non_finite:
+            out_text = f"output {out.non_finite_text()} in {out.non_finite} of {out.size} elements"
+            if out.max_abs is not None and out.non_finite < out.size:
+                out_text += f" (finite max |x| = {_num(out.max_abs)})"
+            out_text += f" (fp16 max {FP16_MAX:.0f})"
+        else:
+            out_text = f"output max |x| = {_num(out.max_abs)}"
+        line = f"{self.op_type} {self.name}{where}: inputs {ins}; {out_text}"
+        if self.fp32_output is not None:
+            line += f"; fp32 run: {self.fp32_output.text()}"
+        if self.rel_error is not None:
+            line += f"; rel. error vs fp32 {_num(self.rel_error)}"
+        return line
+
+
+@dataclass(frozen=True)
+class ProfilePoint:
+    """One op of the error profile; ``rel_error`` is None when there is nothing to compare."""
+
+    index: int
+    op_type: str
+    name: str
+    rel_error: float | None
+    non_finite: bool
+
+
+@dataclass(frozen=True)
+class Localization:
+    """The diagnosis of one run: findings, the per-op profile, and the tolerance used."""
+
+    precision: str
+    tolerance: float
+    n_ops: int
+    first_non_finite: OpFinding | None
+    first_error: OpFinding | None
+    profile: tuple[ProfilePoint, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return self.first_non_finite is None and self.first_error is None
+
+    def text(self) -> str:
+        if self.healthy:
+            return f"no op's {self.precision} output departs from fp32 beyond rel. error {self.tolerance:g}"
+        lines = []
+        if self.first_non_finite is not None:
+            lines.append("first non-finite op: " + self.first_non_finite.text())
+        err = self.first_error
+        if err is not None:
+            if self.first_non_finite is not None and err.name == self.first_non_finite.name:
+                lines.append(f"first op beyond rel. error {self.tolerance:g} vs fp32: the same op")
+            else:
+                lines.append(f"first op beyond rel. error {self.tolerance:g} vs fp32: " + err.text())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["healthy"] = self.healthy
+        return _json_safe(data)
+
+
+def feed_for(emulator: Emulator, inputs: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    """Positional inputs as the named feed the program declares."""
+    if len(inputs) != len(emulator.inputs):
+        raise ValueError(f"{len(inputs)} inputs given; the model takes {len(emulator.inputs)}")
+    return {spec.name: np.asarray(x) for spec, x in zip(emulator.inputs, inputs, strict=True)}
+
+
+def localize_recordings(
+    emulator: Emulator,
+    rec16: Recording,
+    rec32: Recording,
+    *,
+    precision: str = "fp16",
+    tolerance: float,
+    scopes: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
+    lines: Mapping[str, CodeLine] | None = None,
+    root_class: str | None = None,
+) -> Localization:
+    """Localize from two recordings (the model under test, and its fp32 conversion)."""
+    scopes = dict(scopes or {})
+    lines = dict(lines or {})
+    consts = _consts_by_op(emulator)
+    fp32_ops = {op.name for op in rec32.ops}
+    profile: list[ProfilePoint] = []
+    first_bad: OpFinding | None = None
+    first_err: OpFinding | None = None
+    for index, op in enumerate(rec16.ops):
+        outs = [v for v in rec16.op_outputs(op) if _is_float(v)]
+        if not outs:
+            continue
+        counterpart = fp32_name(op.name) if fp32_name(op.name) in fp32_ops else None
+        ref = rec32.values.get(fp32_var(op.outputs[0])) if counterpart else None
+        rel = _rel_error(outs[0], ref) if ref is not None else None
+        non_finite = any(not np.all(np.isfinite(v)) for v in outs)
+        profile.append(ProfilePoint(index, op.op_type, op.name, rel, non_finite))
+        needs_bad = first_bad is None and non_finite and _inputs_finite(rec16, op)
+        needs_err = first_err is None and rel is not None and rel > tolerance
+        if needs_bad or needs_err:
+            finding_args = dict(
+                index=index,
+                op_type=op.op_type,
+                name=op.name,
+                fp32_name=counterpart,
+                source=describe(op.name, scopes, lines, root_class),
+                inputs=_input_ranges(rec16, op, consts.get(op.name, {})),
+                output=_range("output", outs[0]),
+                fp32_output=_range("output", ref) if ref is not None else None,
+                rel_error=rel,
+            )
+            if needs_bad:
+                first_bad = OpFinding(reason="first non-finite", **finding_args)  # type: ignore[arg-type]
+            if needs_err:
+                first_err = OpFinding(reason="first error jump", **finding_args)  # type: ignore[arg-type]
+    return Localization(
+        precision=precision,
+        tolerance=tolerance,
+        n_ops=len(rec16.ops),
+        first_non_finite=first_bad,
+        first_error=first_err,
+        profile=tuple(profile),
+    )
+
+
+def _consts_by_op(emulator: Emulator) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = {}
+
+    def walk(block: Any) -> None:
+        for step in block.steps:
+            result[step.ctx.name] = dict(step.consts)
+            for sub in step.ctx.blocks:
+                walk(sub)
+
+    walk(emulator.plan.block)
+    return result
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+
+
+def _inputs_finite(rec: Recording, op: Any) -> bool:
+    for values in rec.op_inputs(op).values():
+        for v in values:
+            if _is_float(v) and not np.all(np.isfinite(v)):
+                return False
+    return True
+
+
+def _input_ranges(rec: Recording, op: Any, consts: dict[str, Any]) -> tuple[TensorRange, ...]:
+    ranges = []
+    for key, values in rec.op_inputs(op).items():
+        for i, v in enumerate(values):
+            label = key if len(values) == 1 else f"{key}[{i}]"
+            if _is_float(v):
+                ranges.append(_range(label, v))
+            elif v is None and key in consts and _is_float(np.asarray(consts[key])):
+                ranges.append(_range(label, np.asarray(consts[key]), const=True))
+    return tuple(ranges)
+
+
+def _range(name: str, value: Any, const: bool = False) -> TensorRange:
+    arr = np.asarray(value, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    max_abs = float(np.max(np.abs(finite))) if finite.size else None
+    nan = int(np.count_nonzero(np.isnan(arr)))
+    return TensorRange(name, max_abs, int(arr.size - finite.size), int(arr.size), const, nan)
+
+
+def _rel_error(got: np.ndarray, ref: Any) -> float | None:
+    ref = np.asarray(ref)
+    if ref.dtype.kind != "f" or ref.shape != got.shape:
+        return None
+    a = got.astype(np.float64)
+    b = ref.astype(np.float64)
+    finite = np.isfinite(b)
+    if not finite.any():
+        return None
+    if not np.all(np.isfinite(a[finite])):
+        return float("inf")
+    scale = float(np.max(np.abs(b[finite])))
+    diff = float(np.max(np.abs(a[finite] - b[finite])))
+    if scale == 0.0:
+        return 0.0 if diff == 0.0 else float("inf")
+    return diff / scale
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    if x == float("inf"):
+        return "inf"
+    return f"{x:.4g}"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,95 @@
+"""Map op names between the fp16 program, the fp32 program and the op_selector.
+
+coremltools names each op once (the torch value's debug name, e.g. ``8`` or
+``den``); the FP16ComputePrecision pass, which calls the op_selector on that
+original name, renames every op it converts to ``<name>_cast_fp16``; a final
+sanitizer pass then turns invalid identifiers into valid ones (``8`` becomes
+``op_8``, ``input.1`` becomes ``input_1``). So the fp32 program holds
+``sanitize(name)``, the fp16 program ``sanitize(name + "_cast_fp16")``, and the
+selector sees ``name``. The sanitizer is not invertible, so we map back through
+the torch scope that coremltools keeps on the in-memory program when it can,
+and otherwise offer every plausible original name (a superset is harmless: the
+search verifies each selector by converting with it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+FP16_SUFFIX = "_cast_fp16"
+_INPUT_CAST_SUFFIX = "_to_fp16"
+_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def sanitize(name: str) -> str:
+    """coremltools' NameSanitizer rule for op names (without uniqueness suffixes)."""
+    new = _INVALID.sub("_", name)
+    if re.match(r"[^a-zA-Z_]", new):
+        new = "op_" + new
+    return new
+
+
+def is_converted(name: str) -> bool:
+    """True for ops the fp16 pass converted (it renames each one it converts)."""
+    return name.endswith(FP16_SUFFIX)
+
+
+def fp32_name(fp16_name: str) -> str:
+    """The name the same op has in the fp32 conversion of the model."""
+    if fp16_name.endswith(FP16_SUFFIX):
+        return fp16_name[: -len(FP16_SUFFIX)]
+    return fp16_name
+
+
+def fp32_var(fp16_var: str) -> str:
+    """The fp32-program variable that holds what ``fp16_var`` holds in the fp16 program."""
+    if fp16_var.endswith(FP16_SUFFIX):
+        return fp16_var[: -len(FP16_SUFFIX)]
+    if fp16_var.endswith(_INPUT_CAST_SUFFIX):
+        return fp16_var[: -len(_INPUT_CAST_SUFFIX)]
+    return fp16_var
+
+
+def scope_names(mlmodel: Any) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Final op name -> (torch module types, torch module names), from the in-memory program.
+
+    Empty when the model was loaded from disk: the milproto round trip drops scopes.
+    """
+    program = getattr(mlmodel, "_mil_program", None)
+    if program is None:
+        return {}
+    from coremltools.converters.mil.mil.scope import ScopeSource
+
+    result: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for function in program.functions.values():
+        for op in _walk(function.operations):
+            scopes = getattr(op, "scopes", None) or {}
+            types = tuple(str(t) for t in scopes.get(ScopeSource.TORCHSCRIPT_MODULE_TYPE, ()))
+            names = tuple(str(n) for n in scopes.get(ScopeSource.TORCHSCRIPT_MODULE_NAME, ()))
+            if types or names:
+                result[op.name] = (types, names)
+    return result
+
+
+def _walk(operations: Iterable[Any]) -> Iterable[Any]:
+    for op in operations:
+        yield op
+        for block in op.blocks:
+            yield from _walk(block.operations)
+
+
+def selector_names(fp16_name: str, scopes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> tuple[str, ...]:
+    """The name(s) an op_selector sees for the fp16-program op ``fp16_name``.
+
+    One name when the torch scope pins it down, else every plausible original.
+    """
+    base = fp32_name(fp16_name)
+    _types, names = scopes.get(fp16_name, ((), ()))
+    if names and sanitize(names[-1] + FP16_SUFFIX) == fp16_name:
+        return (names[-1],)
+    candidates = [base]
+    if base.startswith("op_") and len(base) > 3 and not re.match(r"[a-zA-Z_]", base[3]):
+        candidates.append(base[3:])
+    return tuple(candidates)
