@@ -83,12 +83,18 @@ def _scaled_size(size: int, scale: Any) -> int:
 def upsample_nearest_neighbor(
     ctx: OpContext, x: np.ndarray, scale_factor_height: Any = 1, scale_factor_width: Any = 1
 ) -> np.ndarray:
-    """Output size ``floor(in * scale)``; source index ``floor(out_index / scale)``."""
+    """Output size ``floor(in * scale)``; source index ``floor(out_index * in / out)``.
+
+    The scale is recomputed from the sizes, like ``upsample_bilinear``: coremltools'
+    runtime test maps width 3 at scale 1.12 to the identity, which ``/ 1.12`` would not.
+    """
     _rank3(x, "upsample_nearest_neighbor")
     out = x
     for axis, scale in ((-1, scale_factor_width), (-2, scale_factor_height)):
-        n_out = _scaled_size(x.shape[axis], scale)
-        src = np.floor(np.arange(n_out, dtype=np.float32) / np.float32(scale)).astype(np.int64)
+        n_in = x.shape[axis]
+        n_out = _scaled_size(n_in, scale)
+        ratio = np.float32(n_in) / np.float32(n_out)
+        src = np.floor(np.arange(n_out, dtype=np.float32) * ratio).astype(np.int64)
         out = nearest_axis(out, axis, src)
     return out
 
