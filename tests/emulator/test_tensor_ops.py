@@ -81,6 +81,11 @@ class IndexPut(nn.Module):
         return x
 
 
+class IndexPutAccumulate(nn.Module):
+    def forward(self, x: torch.Tensor, idx: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return x.index_put((idx,), v, accumulate=True)
+
+
 def _indexing_cases() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
     g = torch.Generator().manual_seed(1)
     return {
@@ -101,6 +106,10 @@ def _indexing_cases() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
             (_randn(3, 5), torch.tensor([[1, 1, 3], [2, 3, 0], [4, 0, 4]]), _randn(3, 3)),
         ),
         "index_put": (IndexPut(), (_randn(5, 3), torch.tensor([0, 3]), _randn(2, 3))),
+        "index_put_accumulate": (
+            IndexPutAccumulate(),
+            (_randn(5, 3), torch.tensor([4, 1, 4]), _randn(3, 3)),
+        ),
     }
 
 
