@@ -105,14 +105,14 @@ def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argpar
     ]
     for precision, rows in results.items():
         total = totals(rows)
-        seconds = sum(r.seconds for r in runs if r.precision == precision)
+        seconds = sum(r.seconds for r in runs if r.precision in (precision, "all"))
         lines += [
             f"### {precision}",
             "",
             f"{len(rows)} tests in {seconds:.0f} s: "
             + ", ".join(f"{total[c]} {c}" for c in ("pass", "fail", "unsupported", "skipped", "no-compare", "error")),
             "",
-            "Run times: " + ", ".join(f"{r.target} {r.seconds:.0f} s" for r in runs if r.precision == precision),
+            "Run times: " + ", ".join(f"{r.target} {r.seconds:.0f} s" for r in runs if r.precision in (precision, "all")),
             "",
             render_markdown(rows),
             "",
@@ -127,7 +127,7 @@ def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argpar
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", default=list(DEFAULT_TARGETS), help="iOS directories or files under coremltools' ops/tests. Default: all iOS directories.")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both", help="Default: both.")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "both", "all"), default="both", help="both: one pytest run per precision (separate run times); all: one run for both precisions (faster start-up). Default: both.")
     parser.add_argument("-k", default=None, help="pytest -k expression (op or test names).")
     parser.add_argument("--perturb", default=None, help="Corrupt emulator outputs: sign | rel=X | abs=X (proves comparisons).")
     parser.add_argument("--markdown", type=Path, default=None, help="Write the tables as markdown to this file.")
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
     workdir = Path(tempfile.mkdtemp(prefix="coreml-conformance-"))
     jsonl = args.jsonl or workdir / "results.jsonl"
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
     jsonl.unlink(missing_ok=True)
     runs: list[Run] = []
     results: dict[str, list[TestResult]] = {}
@@ -152,12 +153,14 @@ def main(argv: list[str] | None = None) -> int:
             run = run_one(root, target, precision, report, workdir, args)
             runs.append(run)
             print(f"[{precision}] {target}: exit {run.returncode} in {run.seconds:.1f} s (log {run.log})", flush=True)
-        results[precision] = read_jsonl(report) if report.exists() else []
+        rows = read_jsonl(report) if report.exists() else []
+        for wanted in ("fp32", "fp16") if precision == "all" else (precision,):
+            results[wanted] = [r for r in rows if r.precision == wanted]
         with jsonl.open("a", encoding="utf-8") as out:
             out.write(report.read_text(encoding="utf-8") if report.exists() else "")
 
     for precision, rows in results.items():
-        seconds = sum(r.seconds for r in runs if r.precision == precision)
+        seconds = sum(r.seconds for r in runs if r.precision in (precision, "all"))
         print(f"\n== {precision}: {len(rows)} tests, {seconds:.0f} s ==")
         print(render_text(rows))
     if args.markdown:

@@ -213,6 +213,15 @@ def _predict(self: Any, data: Any, state: Any = None) -> Any:
     return {name: _perturb(np.asarray(v), _STATE.perturb) for name, v in outputs.items()}
 
 
+def _short_op(op_type: str) -> str:
+    """Row name for an unsupported "op": the emulator names unsupported input types
+    with their full class repr, which we shorten to e.g. ``(input: state)``."""
+    if op_type.startswith("input of type"):
+        name = op_type.rstrip("'>").rsplit(".", 1)[-1]
+        return f"(input: {name})"
+    return op_type
+
+
 def _planned_ops(model: Any) -> list[Any]:
     emulator = _EMULATORS.get(model)
     return [op for op in emulator.ops if op.depth == 0] if emulator is not None else []
@@ -291,7 +300,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         )
         if category == "unsupported":
             raised = getattr(call.excinfo.value, "op_type", None) if call.excinfo else None
-            key = record.unsupported or raised or "?"
+            key = _short_op(record.unsupported or raised or "?")
         else:
             key = op_key(record.op_types, fallback=f"({_test_class(item)})")
         backend = _backend_of(item)
