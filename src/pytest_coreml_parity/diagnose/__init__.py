@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._quiet import quiet
 from .fix import MixedPrecisionFix, search_fix
 from .localize import Localization, OpFinding, ProfilePoint, TensorRange
 from .section import failure_section
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 
+@quiet
 def localize(
     torch_model: Any,
     inputs: Sequence[Any],
@@ -50,6 +52,7 @@ def localize(
     return localize_subject(subject, arrays)
 
 
+@quiet
 def find_mixed_precision(
     torch_model: Any,
     example_inputs: Sequence[Any],
@@ -58,18 +61,20 @@ def find_mixed_precision(
     counterexamples: Sequence[Sequence[Any]] = (),
     target: str = "iOS16",
     budget: int = 64,
+    use_seed: bool = True,
 ) -> MixedPrecisionFix:
     """Find and verify ops to keep in fp32 so fp16 parity holds on every input set.
 
     Parity is checked on each of ``failing_inputs``, each of ``counterexamples``
-    and on ``example_inputs``; ``budget`` caps the conversions the search makes.
+    and on ``example_inputs``; ``budget`` caps the conversions the search makes;
+    ``use_seed=False`` turns off the fp32-range seed (bisection only).
     """
     examples = as_arrays(example_inputs)
     subject = TorchSubject(torch_model, examples, target)
     input_sets = [(f"failing inputs #{i + 1}", as_arrays(x)) for i, x in enumerate(failing_inputs)]
     input_sets += [(f"counterexample #{i + 1}", as_arrays(x)) for i, x in enumerate(counterexamples)]
     input_sets.append(("example inputs", examples))
-    return search_fix(subject, input_sets, budget=budget)
+    return search_fix(subject, input_sets, budget=budget, use_seed=use_seed)
 
 
 _ = PluginSubject  # re-exported for the plugin hook (section.py)

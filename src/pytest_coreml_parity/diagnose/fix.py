@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..emulator import Emulator
+from ._quiet import quiet
 from .localize import FP16_MAX, feed_for
-from .names import fp32_name, fp32_var, is_converted, scope_names, selector_names
+from .names import fp32_name, is_converted, scope_names, selector_names, var_correspondence
 from .search import BudgetExceeded, Checker, SearchStep, search
 from .tolerance import outputs_match, tolerance
 
@@ -74,10 +75,25 @@ def passes(mlmodel: Any, input_sets: Sequence[InputSet], refs: Sequence[list[np.
     return True
 
 
-def search_fix(subject: Subject, input_sets: Sequence[InputSet], *, budget: int = 64) -> MixedPrecisionFix:
-    """Search, verify and describe a mixed-precision fix for ``subject``."""
+@quiet
+def search_fix(
+    subject: Subject,
+    input_sets: Sequence[InputSet],
+    *,
+    budget: int = 64,
+    use_seed: bool = True,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> MixedPrecisionFix:
+    """Search, verify and describe a mixed-precision fix for ``subject``.
+
+    ``use_seed=False`` skips the range seed (pure bisection + minimization), for
+    comparison; ``rtol``/``atol`` default to the fp16 preset.
+    """
     start = time.perf_counter()
-    rtol, atol = tolerance("fp16")
+    preset_rtol, preset_atol = tolerance("fp16")
+    rtol = preset_rtol if rtol is None else rtol
+    atol = preset_atol if atol is None else atol
     before = subject.conversions
     refs = [subject.reference(inputs) for _label, inputs in input_sets]
     m16 = subject.model("fp16")
@@ -111,7 +127,7 @@ def search_fix(subject: Subject, input_sets: Sequence[InputSet], *, budget: int 
         return passes(subject.model("fp16", selector(kept)), input_sets, refs, rtol, atol)
 
     checker = Checker(check, budget)
-    seed = range_seed(em16, Emulator(m32), candidates, input_sets)
+    seed = range_seed(em16, Emulator(m32), candidates, input_sets) if use_seed else frozenset()
     try:
         kept = search(candidates, seed, checker)
     except BudgetExceeded:
@@ -152,12 +168,13 @@ def range_seed(em16: Emulator, em32: Emulator, candidates: Sequence[str], input_
     for step in _steps(em32.plan.block):
         consts32[step.ctx.name] = list(step.consts.values())
     wanted = set(candidates)
+    vars32 = var_correspondence(em16.ops, em32.ops)
     seed: set[str] = set()
     for op in em16.ops:
         if op.name not in wanted:
             continue
-        reads = [fp32_var(v) for vs in op.inputs.values() for v in vs]
-        writes = [fp32_var(v) for v in op.outputs]
+        reads = [vars32.get(v, v) for vs in op.inputs.values() for v in vs]
+        writes = [vars32.get(v, v) for v in op.outputs]
         if any(v in out_of_range for v in reads + writes) or any(_beyond_fp16(c) for c in consts32.get(fp32_name(op.name), [])):
             seed.add(op.name)
     return frozenset(seed)

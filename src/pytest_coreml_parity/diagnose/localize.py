@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..emulator import Emulator, Recording
-from .names import fp32_name, fp32_var
+from .names import fp32_name, var_correspondence
 from .source import CodeLine, describe
 
 FP16_MAX = 65504.0
@@ -158,7 +158,8 @@ def localize_recordings(
     scopes = dict(scopes or {})
     lines = dict(lines or {})
     consts = _consts_by_op(emulator)
-    fp32_ops = {op.name for op in rec32.ops}
+    fp32_ops = {op.name: op for op in rec32.ops}
+    vars32 = var_correspondence(rec16.ops, rec32.ops)
     profile: list[ProfilePoint] = []
     first_bad: OpFinding | None = None
     first_err: OpFinding | None = None
@@ -166,8 +167,9 @@ def localize_recordings(
         outs = [v for v in rec16.op_outputs(op) if _is_float(v)]
         if not outs:
             continue
-        counterpart = fp32_name(op.name) if fp32_name(op.name) in fp32_ops else None
-        ref = rec32.values.get(fp32_var(op.outputs[0])) if counterpart else None
+        twin = fp32_ops.get(fp32_name(op.name))
+        counterpart = twin.name if twin is not None and twin.op_type == op.op_type else None
+        ref = rec32.values.get(vars32[op.outputs[0]]) if counterpart else None
         rel = _rel_error(outs[0], ref) if ref is not None else None
         non_finite = any(not np.all(np.isfinite(v)) for v in outs)
         profile.append(ProfilePoint(index, op.op_type, op.name, rel, non_finite))
@@ -232,7 +234,9 @@ def _input_ranges(rec: Recording, op: Any, consts: dict[str, Any]) -> tuple[Tens
             if _is_float(v):
                 ranges.append(_range(label, v))
             elif v is None and key in consts and _is_float(np.asarray(consts[key])):
-                ranges.append(_range(label, np.asarray(consts[key]), const=True))
+                shown = _range(label, np.asarray(consts[key]), const=True)
+                if shown.non_finite or (shown.max_abs or 0.0) > FP16_MAX:
+                    ranges.append(shown)  # only consts that matter for overflow
     return tuple(ranges)
 
 

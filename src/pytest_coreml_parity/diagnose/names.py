@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from typing import Any
 
 FP16_SUFFIX = "_cast_fp16"
-_INPUT_CAST_SUFFIX = "_to_fp16"
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -41,15 +40,6 @@ def fp32_name(fp16_name: str) -> str:
     if fp16_name.endswith(FP16_SUFFIX):
         return fp16_name[: -len(FP16_SUFFIX)]
     return fp16_name
-
-
-def fp32_var(fp16_var: str) -> str:
-    """The fp32-program variable that holds what ``fp16_var`` holds in the fp16 program."""
-    if fp16_var.endswith(FP16_SUFFIX):
-        return fp16_var[: -len(FP16_SUFFIX)]
-    if fp16_var.endswith(_INPUT_CAST_SUFFIX):
-        return fp16_var[: -len(_INPUT_CAST_SUFFIX)]
-    return fp16_var
 
 
 def scope_names(mlmodel: Any) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -93,3 +83,22 @@ def selector_names(fp16_name: str, scopes: dict[str, tuple[tuple[str, ...], tupl
     if base.startswith("op_") and len(base) > 3 and not re.match(r"[a-zA-Z_]", base[3]):
         candidates.append(base[3:])
     return tuple(candidates)
+
+
+def var_correspondence(ops16: Iterable[Any], ops32: Iterable[Any]) -> dict[str, str]:
+    """fp16-program variable -> the fp32-program variable holding the same value.
+
+    Ops are matched by name (``fp32_name``), their outputs by position; a cast
+    the fp16 pass inserted maps to whatever its input maps to. Variables not
+    listed (model inputs, say) have the same name in both programs.
+    """
+    by_name = {op.name: op for op in ops32}
+    mapping: dict[str, str] = {}
+    for op in ops16:
+        twin = by_name.get(fp32_name(op.name))
+        if twin is not None and twin.op_type == op.op_type:
+            mapping.update(zip(op.outputs, twin.outputs, strict=False))
+        elif op.op_type == "cast" and "x" in op.inputs:
+            source = op.inputs["x"][0]
+            mapping[op.outputs[0]] = mapping.get(source, source)
+    return mapping

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._quiet import quiet
 from .subject import PluginSubject, as_arrays
 
 HEADER = "---- coreml-parity diagnosis ----"
@@ -21,6 +22,7 @@ def failure_section(model: Any, inputs: tuple[Any, ...]) -> str | None:
         return f"{HEADER}\ndiagnosis unavailable: {type(exc).__name__}: {exc}"
 
 
+@quiet
 def _section(model: Any, inputs: tuple[Any, ...]) -> str | None:
     from .fix import search_fix
     from .workflow import localize_subject
@@ -33,7 +35,10 @@ def _section(model: Any, inputs: tuple[Any, ...]) -> str | None:
     fix = None
     if getattr(model, "search_fix", False) and not localization.healthy:
         sets = [("failing inputs", inputs), ("example inputs", subject.example_inputs)]
-        fix = search_fix(subject, sets)
+        from .tolerance import tolerance
+
+        rtol, atol = tolerance("fp16", model)
+        fix = search_fix(subject, sets, rtol=rtol, atol=atol)
     report_note = ""
     report_dir = getattr(model, "report_dir", None)
     if report_dir is not None and not localization.healthy:

@@ -8,18 +8,20 @@ rtol 1e-2 / atol 1e-2 (about 20x one fp16 rounding, see docs/diagnosis.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 _LOCAL = {"fp32": (1e-4, 1e-5), "fp16": (1e-2, 1e-2)}
 
 
-def tolerance(precision: str) -> tuple[float, float]:
-    """(rtol, atol) for ``precision``, from the plugin's presets when available."""
+def tolerance(precision: str, model: Any = None) -> tuple[float, float]:
+    """(rtol, atol) for ``precision``: the plugin's presets (and ``model``'s overrides)."""
     try:
         from .. import compare
 
-        preset = compare.tolerance_for(precision)  # type: ignore[attr-defined]
-        return float(preset[0]), float(preset[1])
+        rtol, atol, _origin = compare.tolerance_for(precision, model=model)
+        return float(rtol), float(atol)
     except (ImportError, AttributeError, KeyError, TypeError, ValueError):
         return _LOCAL.get(precision, _LOCAL["fp16"])
 

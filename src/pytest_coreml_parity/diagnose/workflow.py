@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 
 from ..emulator import Emulator
+from ._quiet import quiet
 from .localize import Localization, feed_for, localize_recordings
 from .names import scope_names
 from .source import CodeLine
 from .tolerance import tolerance
 
 
+@quiet
 def localize_models(
     mlmodel: Any,
     fp32_mlmodel: Any,
@@ -34,6 +36,7 @@ def localize_models(
     return _localize(mlmodel, fp32_mlmodel, tuple(np.asarray(x) for x in inputs), precision, lines, root_class)
 
 
+@quiet
 def localize_subject(subject: Any, inputs: tuple[np.ndarray, ...], precision: str = "fp16") -> Localization:
     """Localize for a :mod:`.subject` (torch model or plugin model)."""
     return _localize(
