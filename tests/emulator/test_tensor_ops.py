@@ -726,3 +726,46 @@ def test_scatter_update_with_duplicate_indices_is_rejected() -> None:
             _x(2, 2),
             op="scatter",
         )
+
+
+def test_reverse_sequence_batch_axis_after_seq_axis() -> None:
+    from coremltools.converters.mil import Builder as mb
+
+    x = _x(4, 3, 2)
+    lengths = _i([4, 1, 2])
+    (got,) = run_mil(
+        lambda a, n: mb.reverse_sequence(x=a, lengths=n, seq_axis=0, batch_axis=1),
+        x,
+        lengths,
+        op="reverse_sequence",
+    )
+    want = x.copy()
+    for b, n in enumerate(lengths):
+        want[:n, b] = x[:n, b][::-1]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_topk_on_nan_is_rejected() -> None:
+    from coremltools.converters.mil import Builder as mb
+
+    from pytest_coreml_parity.emulator.errors import KernelError
+
+    x = np.array([[1.0, np.nan, 2.0]], np.float32)
+    with pytest.raises(KernelError, match="NaN"):
+        run_mil(lambda a: mb.topk(x=a, k=2), x, op="topk")
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_fp16_movement_is_exact(precision: str) -> None:
+    """Moving values never rounds: the fp16 output is the fp16-rounded input, bit for bit."""
+    x = _randn(2, 6, 6) * 1000
+    got = support.emulator_outputs(
+        support.convert(Shaping(), (x,), target="iOS18", precision=precision), (x,)
+    )
+    dtype = np.float16 if precision == "fp16" else np.float32
+    want = support.torch_outputs(
+        Shaping(), (x.to(torch.float16 if precision == "fp16" else torch.float32).float(),)
+    )
+    # x * 2 and -x (in cat and stack) are exact in both dtypes as well.
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        np.testing.assert_array_equal(g, w.astype(dtype), err_msg=f"output {i}")

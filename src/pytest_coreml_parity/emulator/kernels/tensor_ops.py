@@ -482,7 +482,7 @@ def cumsum(
 
 def _sort_order(x: np.ndarray, axis: int, ascending: bool) -> np.ndarray:
     """Stable argsort: equal values keep their original order (lower index first)."""
-    if np.isnan(x).any() if x.dtype.kind == "f" else False:
+    if x.dtype.kind == "f" and np.isnan(x).any():
         raise NotImplementedError("sorting NaN: Core ML does not document where NaN sorts")
     key = x if ascending else -(x.astype(np.int64) if x.dtype.kind in "iu" else x)
     return np.argsort(key, axis=axis, kind="stable")
