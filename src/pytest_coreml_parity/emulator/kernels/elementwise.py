@@ -14,6 +14,7 @@ division or modulo by zero raises, because what Core ML returns there is unknown
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -195,27 +196,28 @@ def _unary_with_int(op: Callable[[np.ndarray], np.ndarray]) -> Callable[..., np.
     return fn
 
 
-def _erf_impl() -> Callable[[np.ndarray], np.ndarray]:
-    """scipy's vectorised erf when available, else :func:`math.erf` per element."""
+@functools.cache
+def _special(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """scipy's vectorised ``erf``/``erfc`` when installed, else :mod:`math` per element.
+
+    Imported on first use: scipy is optional and slow to import.
+    """
     try:
-        from scipy.special import erf as scipy_erf
+        import scipy.special
     except ImportError:  # pragma: no cover - scipy is present in the test environment
-        vec = np.vectorize(math.erf, otypes=[np.float64])
-        return lambda x: vec(x.astype(np.float64))
-    return lambda x: scipy_erf(x.astype(np.float64))
+        return np.vectorize(getattr(math, name), otypes=[np.float64])
+    fn: Callable[[np.ndarray], np.ndarray] = getattr(scipy.special, name)
+    return fn
 
 
-def _erfc_impl() -> Callable[[np.ndarray], np.ndarray]:
-    try:
-        from scipy.special import erfc as scipy_erfc
-    except ImportError:  # pragma: no cover
-        vec = np.vectorize(math.erfc, otypes=[np.float64])
-        return lambda x: vec(x.astype(np.float64))
-    return lambda x: scipy_erfc(x.astype(np.float64))
+def erf64(x: np.ndarray) -> np.ndarray:
+    """erf evaluated in float64."""
+    return np.asarray(_special("erf")(np.asarray(x, dtype=np.float64)))
 
 
-erf64 = _erf_impl()
-erfc64 = _erfc_impl()
+def erfc64(x: np.ndarray) -> np.ndarray:
+    """erfc evaluated in float64 (no cancellation for large positive x)."""
+    return np.asarray(_special("erfc")(np.asarray(x, dtype=np.float64)))
 
 
 def _round_half_even(x: np.ndarray) -> np.ndarray:
@@ -264,14 +266,14 @@ def erf(ctx: OpContext, x: Any) -> np.ndarray:
 
 @kernel("exp2")
 def exp2(ctx: OpContext, x: Any) -> np.ndarray:
-    """``2 ** x``. int32 inputs: exact powers of two (negative exponents are rejected)."""
+    """``2 ** x``. int32 inputs give exact powers of two for exponents 0..30; others raise."""
     arr = np.asarray(x)
-    with np.errstate(all="ignore"):
-        if arr.dtype.kind == "f":
+    if arr.dtype.kind == "f":
+        with np.errstate(all="ignore"):
             return np.exp2(f32(arr))
-        if np.any(arr < 0):
-            raise NotImplementedError("int32 exp2 with a negative exponent is not supported")
-        return np.left_shift(np.ones_like(arr), arr)
+    if np.any((arr < 0) | (arr > 30)):
+        raise NotImplementedError("int32 exp2 is only supported for exponents 0..30")
+    return np.left_shift(np.ones_like(arr), arr)
 
 
 @kernel("inverse")
