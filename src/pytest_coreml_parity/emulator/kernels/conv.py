@@ -129,13 +129,22 @@ def conv(
     taps = int(np.prod(ksize))
     pixels = int(np.prod(out_sp))
     opg = c_out // g
-    # [N, G, cpg, *out, *K] -> [G, N, *out, cpg, *K]: the one im2col copy.
-    win = win.reshape(batch, g, cpg, *out_sp, *ksize)
-    order = (1, 0, *range(3, 3 + n), 2, *range(3 + n, 3 + 2 * n))
-    cols = np.ascontiguousarray(win.transpose(order)).reshape(g, batch * pixels, cpg * taps)
-    w = weight.reshape(g, opg, cpg * taps).transpose(0, 2, 1)
-    out = np.matmul(cols, w)  # [G, N*P, opg], float32 BLAS
-    out = out.reshape(g, batch, pixels, opg).transpose(1, 0, 3, 2).reshape(batch, c_out, *out_sp)
+    win = win.reshape(batch, g, cpg, *out_sp, *ksize)  # splits C_in only: still a view
+    w = weight.reshape(g, opg, cpg, *ksize)
+    if cpg == 1:
+        # Depthwise: a float32 multiply-add per kernel tap beats tiny per-group matmuls.
+        out = np.zeros((batch, g, opg, *out_sp), dtype=np.float32)
+        spatial = (None,) * n
+        for tap in np.ndindex(*ksize):
+            wt = w[(slice(None), slice(None), 0, *tap)][(None, ..., *spatial)]
+            out += wt * win[(slice(None), slice(None), slice(0, 1), ..., *tap)]
+    else:
+        # [N, G, cpg, *out, *K] -> [N, G, cpg*K, P]: the one im2col copy, then
+        # [G, opg, cpg*K] @ [N, G, cpg*K, P] in float32 BLAS, already in NC(HW) order.
+        order = (0, 1, 2, *range(3 + n, 3 + 2 * n), *range(3, 3 + n))
+        cols = win.transpose(order).reshape(batch, g, cpg * taps, pixels)
+        out = np.matmul(w.reshape(g, opg, cpg * taps), cols)
+    out = out.reshape(batch, c_out, *out_sp)
     if bias is not None:
         out = out + f32(bias).reshape((c_out,) + (1,) * n)
     return out
