@@ -74,7 +74,9 @@ def constexpr_affine_dequantize(
         if arr.ndim == 0:
             return arr
         if arr.ndim != 1 or arr.size != data.shape[ax]:
-            raise ValueError(f"{name} of shape {arr.shape} does not match axis {ax} of {data.shape}")
+            raise ValueError(
+                f"{name} of shape {arr.shape} does not match axis {ax} of {data.shape}"
+            )
         return arr.reshape(bshape)
 
     return per_axis(scale, "scale") * (data - per_axis(zero_point, "zero_point"))

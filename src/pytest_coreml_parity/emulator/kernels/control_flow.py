@@ -100,7 +100,10 @@ class TensorList:
             held = store(np.array(value, copy=True), self.dtype)
             if self.elem_shape is not None and (
                 held.ndim != len(self.elem_shape)
-                or any(w is not None and w != g for w, g in zip(self.elem_shape, held.shape, strict=True))
+                or any(
+                    w is not None and w != g
+                    for w, g in zip(self.elem_shape, held.shape, strict=True)
+                )
             ):
                 raise ValueError(
                     f"list element of shape {held.shape} does not match the list's "

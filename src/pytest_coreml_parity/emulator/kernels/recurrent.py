@@ -150,8 +150,16 @@ def lstm(
 
     def run(w_ih: Any, w_hh: Any, b: Any, p: Any, h: np.ndarray, c: np.ndarray, order: range):
         return _lstm_direction(
-            x, h, c, f32(w_ih), f32(w_hh), _bias(b, 4 * hidden),
-            _bias(p, 3 * hidden), order, acts, clip_value,
+            x,
+            h,
+            c,
+            f32(w_ih),
+            f32(w_hh),
+            _bias(b, 4 * hidden),
+            _bias(p, 3 * hidden),
+            order,
+            acts,
+            clip_value,
         )
 
     if direction == "bidirectional":
@@ -161,8 +169,13 @@ def lstm(
             weight_ih, weight_hh, bias, peephole, h0[:, :hidden], c0[:, :hidden], range(seq)
         )
         bwd, h_b, c_b = run(
-            weight_ih_back, weight_hh_back, bias_back, peephole_back,
-            h0[:, hidden:], c0[:, hidden:], range(seq - 1, -1, -1),
+            weight_ih_back,
+            weight_hh_back,
+            bias_back,
+            peephole_back,
+            h0[:, hidden:],
+            c0[:, hidden:],
+            range(seq - 1, -1, -1),
         )
         bwd = bwd[::-1]  # back to input time order
         if bool(output_sequence):
