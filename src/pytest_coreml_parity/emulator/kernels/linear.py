@@ -52,6 +52,13 @@ def matmul(
         xx = np.swapaxes(xx, -1, -2)
     if bool(transpose_y) and yy.ndim >= 2:  # no effect on a rank-1 y, per the MIL spec
         yy = np.swapaxes(yy, -1, -2)
+    if xx.ndim == 1 and yy.ndim > 2:
+        # The spec says numpy semantics ([K] @ [B, K, N] -> [B, N]), but coremltools
+        # declares [1, N] for it: refuse rather than pick one.
+        raise NotImplementedError(
+            f"matmul of a rank-1 x with a rank-{yy.ndim} y (coremltools declares an "
+            "output shape that contradicts the spec)"
+        )
     return np.matmul(xx, yy)
 
 

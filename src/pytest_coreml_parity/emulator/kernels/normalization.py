@@ -37,6 +37,10 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: Any) -> np.ndarra
     e = pow2_exponent(max_abs(x, axes), only_down=bool(eps > 0))
     xs = np.ldexp(x, -e)
     mean = np.mean(xs, axis=axes, keepdims=True, dtype=np.float32)
+    # One refinement step: the float32 mean of n equal values can be off by an
+    # ulp, which (x - mean) / sqrt(var + eps) would blow up to +-1 once var
+    # dwarfs eps; refined, constant groups give exactly 0, as torch does.
+    mean = mean + np.mean(xs - mean, axis=axes, keepdims=True, dtype=np.float32)
     d = xs - mean
     var = np.mean(d * d, axis=axes, keepdims=True, dtype=np.float32)
     den = np.sqrt(var + np.ldexp(eps, -2 * e))
