@@ -203,7 +203,7 @@ def _special(name: str) -> Callable[[np.ndarray], np.ndarray]:
     Imported on first use: scipy is optional and slow to import.
     """
     try:
-        import scipy.special
+        import scipy.special  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - scipy is present in the test environment
         return np.vectorize(getattr(math, name), otypes=[np.float64])
     fn: Callable[[np.ndarray], np.ndarray] = getattr(scipy.special, name)
@@ -314,7 +314,7 @@ def threshold(ctx: OpContext, x: Any, alpha: Any) -> np.ndarray:
 
 # --------------------------------------------------------------------------- cast
 
-_CAST_TARGETS = {
+_CAST_TARGETS: dict[str, np.dtype[Any]] = {
     "fp16": np.dtype(np.float16),
     "fp32": np.dtype(np.float32),
     "int8": np.dtype(np.int8),
