@@ -771,3 +771,11 @@ def test_logical_ops() -> None:
         lambda x: mb.cast(x=mb.logical_not(x=x), dtype="int32"), {"a": a}, dtype=types.bool
     )
     np.testing.assert_array_equal(got, [0, 0, 1, 1])
+
+
+def test_int32_real_div_is_rejected_not_guessed() -> None:
+    from pytest_coreml_parity.emulator import KernelError
+
+    x = np.array([7, -7], dtype=np.int32)
+    with pytest.raises(KernelError, match="real_div on int32"):
+        run_mil(lambda x, y: mb.real_div(x=x, y=y), {"x": x, "y": x}, dtype=types.int32)
