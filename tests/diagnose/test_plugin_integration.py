@@ -1,0 +1,99 @@
+"""The diagnosis in a real failing test's output, and the report files, via pytester."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_coreml_parity.diagnose.section import HEADER
+
+TEST_FILE = '''
+import pytest
+import torch
+from pytest_coreml_parity import assert_finite, assert_parity
+
+
+class ComplexDiv(torch.nn.Module):
+    def forward(self, a):
+        ra, ia, rb, ib = a.unbind(-1)
+        den = rb * rb + ib * ib
+        return torch.stack([(ra * rb + ia * ib) / den, (ia * rb - ra * ib) / den], -1)
+
+
+@pytest.fixture
+def torch_model():
+    return ComplexDiv().eval()
+
+
+@pytest.fixture
+def example_inputs():
+    torch.manual_seed(0)
+    return (torch.randn(8, 4),)
+
+
+def bad_inputs():
+    a = torch.randn(8, 4)
+    a[3] = torch.tensor([300.0, 1.0, 300.0, 1.0])
+    return a
+
+
+def test_parity(coreml_model):
+    assert_parity(coreml_model, bad_inputs())
+
+
+def test_finite(coreml_model):
+    assert_finite(coreml_model(bad_inputs()))
+
+
+def test_healthy(coreml_model, example_inputs):
+    assert_parity(coreml_model, *example_inputs)
+'''
+
+BASE_ARGS = ("--coreml-precisions=fp16", "--coreml-backend=emulator", "-p", "no:cacheprovider")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_complex=TEST_FILE)
+    # Warnings are errors, as in strict user suites; the ignores are the third-party
+    # ones this project's own pyproject.toml documents as harmless.
+    pytester.makeini(
+        "[pytest]\nfilterwarnings =\n    error\n    ignore::DeprecationWarning\n"
+        "    ignore::FutureWarning\n    ignore:.*has not been tested with coremltools.*\n"
+        "    ignore:Implicitly cleaning up <TemporaryDirectory:ResourceWarning\n"
+    )
+    return pytester
+
+
+def test_failure_names_the_op_and_proposes_a_verified_fix(project: pytest.Pytester) -> None:
+    report = project.path / "reports"
+    result = project.runpytest_subprocess(
+        *BASE_ARGS, "--coreml-search-fix", f"--coreml-report={report}", "-k", "parity or healthy"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        f"*{HEADER}*",
+        "*first non-finite op: mul op_*_cast_fp16 (ComplexDiv.forward, test_complex.py:9: den = rb * rb + ib * ib)*fp16 max 65504*",
+        "*mixed-precision fix: keep * of * ops in fp32*verified by re-conversion on failing inputs, example inputs*",
+        "*op_selector=lambda op: op.name not in FP32_OPS*",
+        "*report: *.json*",
+    ])
+    assert result.stdout.str().count(HEADER) == 1  # the healthy test says nothing
+    files = sorted(p.name for p in report.iterdir())
+    assert any(f.endswith(".json") for f in files) and any(f.endswith(".png") for f in files)
+    data = json.loads(next(report.glob("*.json")).read_text())
+    assert data["localization"]["first_non_finite"]["op_type"] == "mul"
+    assert data["fix"]["found"] is True and data["fix"]["conversions"] >= 1
+    assert "test_parity" in data["node_id"]
+
+
+def test_assert_finite_localizes_without_search(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess(*BASE_ARGS, "-k", "finite")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        f"*{HEADER}*",
+        "*first non-finite op: mul op_*_cast_fp16*",
+        "*hint: run with --coreml-search-fix*",
+    ])
+    assert "mixed-precision fix" not in result.stdout.str()
