@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 warnings.simplefilter("ignore")
 
+from tests.diagnose.models import CASES  # noqa: E402
+
 from pytest_coreml_parity.diagnose import find_mixed_precision, localize  # noqa: E402
 from pytest_coreml_parity.report import plot_profile  # noqa: E402
-from tests.diagnose.models import CASES  # noqa: E402
 
 MODELS = ("complex_div", "transformer_block", "masked_attention", "large_activations")
 
