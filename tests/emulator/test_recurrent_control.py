@@ -510,11 +510,6 @@ def test_cond_multiple_outputs_and_zero_trip_while() -> None:
     np.testing.assert_array_equal(b, -x - 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: plan.declared_dtype reads var.dtype, which raises for list vars "
-    "(check types.is_tensor/is_scalar before reading dtype)",
-)
 def test_lists_in_a_while_loop() -> None:
     """make_list/list_write/list_read/list_length/list_gather/list_scatter, as TF lowers them."""
 
@@ -547,11 +542,6 @@ def test_lists_in_a_while_loop() -> None:
     assert int(length) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: plan.declared_dtype reads var.dtype, which raises for list vars "
-    "(check types.is_tensor/is_scalar before reading dtype)",
-)
 def test_list_read_of_unwritten_element_is_refused() -> None:
     @mb.program(input_specs=[mb.TensorSpec(shape=(3,))], opset_version=ct.target.iOS15)
     def prog(x):  # type: ignore[no-untyped-def]

@@ -84,11 +84,9 @@ def declared_dtype(var: Any) -> np.dtype[Any] | None:
     """The numpy dtype a MIL var is declared with, or None for non-tensor types."""
     from coremltools.converters.mil.mil import types
 
-    dtype = var.dtype
-    if types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type):
-        name = types.builtin_to_string(dtype)
-        return MIL_TO_NUMPY.get(name)
-    return None
+    if not (types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type)):
+        return None  # lists and other non-tensor values; `var.dtype` raises for them
+    return MIL_TO_NUMPY.get(types.builtin_to_string(var.dtype))
 
 
 def static_shape(var: Any) -> tuple[int | None, ...] | None:
