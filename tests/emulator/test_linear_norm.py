@@ -169,6 +169,54 @@ def test_reductions(target: str, precision: str) -> None:
     support.assert_close_to_torch(Reductions(), (x,), target=target, precision=precision)
 
 
+# --------------------------------------------------------------------------- norm layers
+
+
+class Normalize(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)  # reduce_l2_norm, maximum, real_div
+
+
+class InstanceNorm(nn.Module):
+    """``torch.instance_norm``: the nn/functional wrappers check sizes in a way the tracer warns about."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.weight = nn.Parameter(torch.randn(channels))
+        self.bias = nn.Parameter(torch.randn(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.instance_norm(x, self.weight, self.bias, None, None, True, 0.1, 1e-5, False)
+
+
+def _batch_norm(module: nn.Module) -> nn.Module:
+    """Non-trivial running statistics and affine parameters, in eval mode."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        module.running_mean.normal_()
+        module.running_var.uniform_(0.5, 2.0)
+        module.weight.normal_()
+        module.bias.normal_()
+    return module.eval()
+
+
+NORM_LAYERS = {
+    "batch_norm_2d": (lambda: _batch_norm(nn.BatchNorm2d(3)), (2, 3, 4, 5)),
+    "batch_norm_1d": (lambda: _batch_norm(nn.BatchNorm1d(3)), (4, 3)),
+    "instance_norm_2d": (lambda: InstanceNorm(3), (2, 3, 4, 5)),
+    "layer_norm_2_axes": (lambda: nn.LayerNorm([4, 5]), (2, 3, 4, 5)),
+    "normalize": (Normalize, (2, 3, 8)),
+}
+
+
+@grid
+@pytest.mark.parametrize("layer", list(NORM_LAYERS))
+def test_norm_layers(target: str, precision: str, layer: str) -> None:
+    make, shape = NORM_LAYERS[layer]
+    support.assert_close_to_torch(make(), (_randn(*shape),), target=target, precision=precision)
+
+
 # --------------------------------------------------------------------------- fp16 numerics
 
 
