@@ -1,0 +1,297 @@
+"""The pytest plugin: options, the ``coreml`` marker, ``coreml_model``, header and summary.
+
+Kept thin and cheap to import: torch, coremltools and numpy load only when a
+test actually uses ``coreml_model``.
+
+How ``coreml_model`` works: ``pytest_generate_tests`` parametrizes it directly
+with one :class:`~.model.CoreMLModel` per precision (ids ``fp32``/``fp16``) at
+session scope, and an autouse fixture binds that object to the test's own
+``torch_model`` and ``example_inputs`` through the session conversion cache.
+Session scope is what lets ``@given`` tests use it without hypothesis's
+function-scoped-fixture health check, and binding through the cache means no
+example ever re-converts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import messages
+from .settings import (
+    MARKER_KEYWORDS,
+    OPTIONS,
+    SettingError,
+    Settings,
+    apply_marker,
+    resolve_session,
+)
+
+if TYPE_CHECKING:
+    from .model import Runtime
+
+FIXTURE = "coreml_model"
+SUMMARY_TITLE = "coreml-parity"
+REPORT_ATTR = "coreml_parity"
+
+
+@dataclass
+class PluginState:
+    settings: Settings
+    cache_dir: Path | None
+    runtime: Runtime | None = None
+    events: Counter[str] = field(default_factory=Counter)
+    backends: set[str] = field(default_factory=set)
+
+
+STATE = pytest.StashKey[PluginState]()
+BIND_FAILURE = pytest.StashKey[str]()
+BIND_EVENT = pytest.StashKey[dict[str, Any]]()
+
+_HELP = {
+    "precisions": ("LIST", "precisions to run coreml_model at, comma-separated (fp32, fp16). Default: fp32,fp16"),
+    "rtol": ("RTOL", "relative tolerance for assert_parity, one number or fp16=..,fp32=... Default: per-precision preset"),
+    "atol": ("ATOL", "absolute tolerance for assert_parity, one number or fp16=..,fp32=... Default: per-precision preset"),
+    "target": ("TARGET", "minimum deployment target for conversion (iOS15..iOS18, macOS12..). Default: iOS16"),
+    "compute_units": ("UNITS", "Core ML compute units on macOS (ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE). Default: ALL"),
+    "input_dtypes": ("DTYPES", "float I/O dtypes: auto (coremltools' choice), fp32 or fp16. Default: auto"),
+    "backend": ("NAME", "where converted models run: auto, coreml (macOS) or emulator. Default: auto"),
+    "report_dir": ("DIR", "write diagnosis reports (JSON, plots) for failures to DIR. Default: none"),
+    "cache_dir": ("DIR", "disk cache of converted models, or 'none'. Default: pytest's cache dir, else .coreml-parity-cache"),
+}
+_FLAG_HELP = {
+    "export": "convert via torch.export instead of torch.jit.trace. Default: off (trace)",
+    "search_fix": "on failure, search for the ops to keep in fp32 (mixed precision). Default: off",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("coreml-parity", "PyTorch -> Core ML parity (pytest-coreml-parity)")
+    for name, (flag, ini, _parse) in OPTIONS.items():
+        dest = f"coreml_{name}"
+        if name in _FLAG_HELP:
+            group.addoption(flag, action="store_true", default=None, dest=dest, help=_FLAG_HELP[name])
+            parser.addini(ini, _FLAG_HELP[name], type="string", default="")
+        else:
+            metavar, text = _HELP[name]
+            group.addoption(flag, default=None, dest=dest, metavar=metavar, help=text)
+            parser.addini(ini, text, type="string", default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", messages.MARKER_SIGNATURE)
+    ini_where = str(config.inipath.name) if config.inipath else "ini"
+    try:
+        settings = resolve_session(
+            lambda name: config.getoption(f"coreml_{name}"), config.getini, ini_where
+        )
+    except SettingError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    state = PluginState(settings=settings, cache_dir=_cache_dir(config, settings))
+    config.stash[STATE] = state
+    config.pluginmanager.register(_Recorder(state), "coreml-parity-recorder")
+
+
+def _cache_dir(config: pytest.Config, settings: Settings) -> Path | None:
+    raw = settings.cache_dir
+    if raw is not None:
+        if raw.strip().lower() in ("none", "off", "no", ""):
+            return None
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            origin = settings.origins.get("cache_dir", "")
+            base = config.inipath.parent if origin.startswith("ini") and config.inipath else Path.cwd()
+            path = base / path
+        return path
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return cache.mkdir("coreml-parity")
+    return config.rootpath / ".coreml-parity-cache"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    state = config.stash[STATE]
+    settings = state.settings
+    backend = settings.backend
+    if backend == "auto":
+        from .backends import auto_backend_name
+
+        backend = f"{auto_backend_name()} (auto)"
+    return (
+        f"coreml-parity: backend {backend}, coremltools {_version('coremltools')}, "
+        f"torch {_version('torch')}, precisions {', '.join(settings.precisions)}"
+    )
+
+
+def _runtime(config: pytest.Config) -> Runtime:
+    state = config.stash[STATE]
+    if state.runtime is None:
+        from .cache import ConversionCache
+        from .model import Runtime
+
+        state.runtime = Runtime(ConversionCache(state.cache_dir), state.settings.backend)
+    return state.runtime
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if FIXTURE not in metafunc.fixturenames:
+        return
+    from .convert import ConversionOptions
+    from .model import CoreMLModel, ModelSettings
+
+    config = metafunc.config
+    state = config.stash[STATE]
+    markers = list(metafunc.definition.iter_markers("coreml"))
+    where = metafunc.definition.nodeid
+    try:
+        settings = apply_marker(
+            state.settings,
+            tuple(a for m in markers for a in m.args),
+            [dict(m.kwargs) for m in markers],
+            where,
+        )
+    except SettingError as exc:
+        raise pytest.Collector.CollectError(str(exc)) from None
+    runtime = _runtime(config)
+    slots = [
+        CoreMLModel(
+            ModelSettings(
+                options=ConversionOptions(
+                    precision=precision,
+                    target=settings.target,
+                    compute_units=settings.compute_units,
+                    input_dtypes=settings.input_dtypes,
+                    use_export=settings.export,
+                ),
+                rtol=settings.rtol,  # type: ignore[arg-type]
+                atol=settings.atol,  # type: ignore[arg-type]
+                search_fix=settings.search_fix,
+                report_dir=settings.report_dir,
+            ),
+            runtime,
+        )
+        for precision in settings.precisions
+    ]
+    metafunc.parametrize(FIXTURE, slots, ids=list(settings.precisions), scope="session")
+
+
+@pytest.fixture
+def coreml_model() -> Any:
+    """The test's ``torch_model`` converted to Core ML, once per precision (ids fp32/fp16).
+
+    Call it like the torch model: ``coreml_model(*inputs)`` returns numpy arrays.
+    (The plugin parametrizes this name; this body only runs if that did not happen.)
+    """
+    raise pytest.UsageError("coreml_model was not parametrized; is another plugin overriding it?")
+
+
+def _fixture_value(request: pytest.FixtureRequest, name: str, what: str) -> Any:
+    __tracebackhide__ = True
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError as exc:
+        if exc.argname != name:
+            raise
+        pytest.fail(
+            messages.MISSING_FIXTURE.format(nodeid=request.node.nodeid, name=name, what=what),
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
+    """Bind this test's ``coreml_model`` to its ``torch_model`` and ``example_inputs``."""
+    if FIXTURE not in request.fixturenames:
+        return
+    callspec = getattr(request.node, "callspec", None)
+    slot = callspec.params.get(FIXTURE) if callspec is not None else None
+    from .model import CoreMLModel
+
+    if not isinstance(slot, CoreMLModel):
+        return
+    assert slot.runtime is not None
+    backend, reason = slot.runtime.backend()
+    if backend is None:
+        pytest.skip(messages.BACKEND_UNAVAILABLE.format(reason=reason))
+    torch_model = _fixture_value(request, "torch_model", "an nn.Module to convert")
+    example_inputs = _fixture_value(
+        request, "example_inputs", "a tuple of tensors to trace and convert with"
+    )
+    from .convert import ConversionError
+
+    item = request.node
+    info = {"precision": slot.precision, "backend": backend.name, "model": type(torch_model).__name__}
+    try:
+        event = slot.bind(torch_model, example_inputs, item.nodeid)
+    except ConversionError as exc:
+        item.stash[BIND_FAILURE] = messages.CONVERSION_FAILED.format(summary=exc.summary)
+        item.stash[BIND_EVENT] = {**info, "event": slot.event or "failed"}
+        return
+    except TypeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    item.stash[BIND_EVENT] = {**info, "event": event}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    failure = item.stash.get(BIND_FAILURE, None)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.when == "setup":
+        info = item.stash.get(BIND_EVENT, None)
+        if info is not None:
+            setattr(report, REPORT_ATTR, info)  # rides to the xdist controller with the report
+    return report
+
+
+class _Recorder:
+    """Counts how each test's model was obtained, from reports (so xdist workers count too)."""
+
+    def __init__(self, state: PluginState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        info = getattr(report, REPORT_ATTR, None)
+        if info and report.when == "setup":
+            self.state.events[info["event"]] += 1
+            self.state.backends.add(info["backend"])
+
+
+def summary_line(events: Counter[str], backends: set[str]) -> str:
+    """``coreml-parity: backend emulator; 2 converted, 1 from disk cache, 5 reused, 0 failed``."""
+    return (
+        f"backend {', '.join(sorted(backends))}; {events['converted']} converted, "
+        f"{events['disk']} from disk cache, {events['memory']} reused in session, "
+        f"{events['failed']} failed to convert"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # xdist worker: the controller reports
+        return
+    state = config.stash.get(STATE, None)
+    if state is None or not state.events:
+        return
+    terminalreporter.write_sep("-", SUMMARY_TITLE)
+    terminalreporter.write_line(f"{SUMMARY_TITLE}: {summary_line(state.events, state.backends)}")
+
+
+__all__ = ["FIXTURE", "MARKER_KEYWORDS", "STATE", "summary_line"]
+
