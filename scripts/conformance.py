@@ -38,8 +38,11 @@ from pytest_coreml_parity.conformance.results import (
     render_markdown,
     render_text,
     totals,
+    write_jsonl,
 )
 
+#: Categories a --rerun repeats: the ones a newly landed kernel can change.
+RERUN = ("fail", "unsupported", "error")
 DEFAULT_TARGETS = ("iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
 PLUGIN = "pytest_coreml_parity.conformance.plugin"
 
@@ -77,6 +80,8 @@ def pytest_command(
         cmd += ["-k", args.k]
     if args.perturb:
         cmd += ["--conformance-perturb", args.perturb]
+    if args.only_ids:
+        cmd += ["--conformance-only-ids", str(args.only_ids)]
     cmd += args.pytest_args
     if args.nice:
         cmd = ["nice", "-n", str(args.nice), *cmd]
@@ -95,6 +100,13 @@ def run_one(root: Path, target: str, precision: str, report: Path, logs: Path, a
             code = -1
             fh.write(f"\nTIMEOUT after {args.timeout} s\n")
     return Run(precision, target, time.perf_counter() - start, code, log)
+
+
+def merge(previous: list[TestResult], rerun: list[TestResult], precision: str) -> list[TestResult]:
+    """``previous`` (of ``precision``) with the rerun tests' results replacing theirs."""
+    fresh = {r.nodeid: r for r in rerun}
+    wanted = ("fp32", "fp16") if precision == "all" else (precision,)
+    return [fresh.get(r.nodeid, r) for r in previous if r.precision in wanted]
 
 
 def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argparse.Namespace) -> str:
@@ -130,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("fp32", "fp16", "both", "all"), default="both", help="both: one pytest run per precision (separate run times); all: one run for both precisions (faster start-up). Default: both.")
     parser.add_argument("-k", default=None, help="pytest -k expression (op or test names).")
     parser.add_argument("--perturb", default=None, help="Corrupt emulator outputs: sign | rel=X | abs=X (proves comparisons).")
+    parser.add_argument("--rerun", type=Path, default=None, help="A previous --jsonl: rerun only its fail/unsupported/error tests and merge (kernels landed since).")
     parser.add_argument("--markdown", type=Path, default=None, help="Write the tables as markdown to this file.")
     parser.add_argument("--jsonl", type=Path, default=None, help="Keep per-test results here. Default: a temporary file.")
     parser.add_argument("--timeout", type=float, default=3600, help="Seconds per pytest run. Default: 3600.")
@@ -142,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     root = tests_dir()
     precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
     workdir = Path(tempfile.mkdtemp(prefix="coreml-conformance-"))
+    previous = read_jsonl(args.rerun) if args.rerun else []
+    args.only_ids = None
+    if args.rerun:
+        args.only_ids = workdir / "only-ids.txt"
+        args.only_ids.write_text("\n".join(r.nodeid for r in previous if r.category in RERUN) + "\n", encoding="utf-8")
+        targets = sorted({r.nodeid.split("/", 1)[0] for r in previous if r.category in RERUN})
+        args.targets = [t for t in args.targets if t.split("/", 1)[0] in targets]
     jsonl = args.jsonl or workdir / "results.jsonl"
     jsonl.parent.mkdir(parents=True, exist_ok=True)
     jsonl.unlink(missing_ok=True)
@@ -154,10 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
             print(f"[{precision}] {target}: exit {run.returncode} in {run.seconds:.1f} s (log {run.log})", flush=True)
         rows = read_jsonl(report) if report.exists() else []
+        if args.rerun:
+            rows = merge(previous, rows, precision)
         for wanted in ("fp32", "fp16") if precision == "all" else (precision,):
             results[wanted] = [r for r in rows if r.precision == wanted]
-        with jsonl.open("a", encoding="utf-8") as out:
-            out.write(report.read_text(encoding="utf-8") if report.exists() else "")
+        write_jsonl(rows, jsonl)
 
     for precision, rows in results.items():
         seconds = sum(r.seconds for r in runs if r.precision in (precision, "all"))

@@ -90,6 +90,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Append one JSON line per test (category, op, error) to PATH. Default: none.",
     )
     group.addoption(
+        "--conformance-only-ids",
+        metavar="FILE",
+        default=None,
+        help="Keep only the test ids listed in FILE, one per line (reruns). Default: all.",
+    )
+    group.addoption(
         "--conformance-perturb",
         metavar="SPEC",
         default=None,
@@ -279,10 +285,14 @@ def _opset_of(item: pytest.Item) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted = ("fp32", "fp16") if _STATE.precision == "all" else (_STATE.precision,)
+    only_file = config.getoption("--conformance-only-ids")
+    only = set(Path(only_file).read_text(encoding="utf-8").splitlines()) if only_file else None
     keep, drop = [], []
     for item in items:
         backend = _backend_of(item)
-        if backend is not None and backend[0] == "mlprogram" and backend[1] in wanted:
+        if only is not None and item.nodeid not in only:
+            drop.append(item)
+        elif backend is not None and backend[0] == "mlprogram" and backend[1] in wanted:
             keep.append(item)
         else:
             drop.append(item)
