@@ -91,6 +91,7 @@ def einsum(ctx: OpContext, values: tuple[np.ndarray, ...], equation: str) -> Any
         raise NotImplementedError(f"einsum with {len(values)} inputs (MIL requires 2)")
     x, y = _operands(*values)
     vecs = parse_einsum(equation)
+    perm: tuple[int, ...]
     if vecs == _RANK4 and x.ndim == y.ndim == 4:
         perm = (0, 2, 1, 3)  # [n,c,h,w] -> [n,h,c,w] and [n,w,h,u] -> [n,h,w,u]
     elif vecs == _RANK3 and x.ndim == y.ndim == 3:

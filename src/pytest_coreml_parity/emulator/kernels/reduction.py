@@ -69,8 +69,10 @@ def _safe_sum(xs: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.nda
     n = max(_count(xs, axes), 1)
     if np.any(m > _F32_MAX / n):
         e = pow2_exponent(m, only_down=True)
-        return np.sum(np.ldexp(xs, -e), axis=axes, keepdims=True, dtype=np.float32), e
-    return np.sum(xs, axis=axes, keepdims=True, dtype=np.float32), np.zeros(m.shape, np.int32)
+        s = np.sum(np.ldexp(xs, -e), axis=axes, keepdims=True, dtype=np.float32)
+        return np.asarray(s), e
+    s = np.sum(xs, axis=axes, keepdims=True, dtype=np.float32)
+    return np.asarray(s), np.zeros(m.shape, np.int32)
 
 
 @kernel("reduce_sum")
@@ -122,8 +124,8 @@ def reduce_sum_square(
 ) -> Any:
     # Every term is >= 0, so the float32 sum overflows only if the exact one does.
     ax = axes_of(axes, x.ndim)
-    xx = x.astype(np.int64 if _is_int(x) else np.float32)
-    return np.sum(xx * xx, axis=ax, keepdims=bool(keep_dims))
+    xx: np.ndarray = x.astype(np.int64 if _is_int(x) else np.float32)
+    return np.sum(np.square(xx), axis=ax, keepdims=bool(keep_dims))
 
 
 @kernel("reduce_l2_norm")
