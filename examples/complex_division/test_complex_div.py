@@ -12,10 +12,10 @@ Run it with ``scripts/demo.sh`` (or ``pytest examples/complex_division``):
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 
 from pytest_coreml_parity import assert_finite, assert_parity
-from pytest_coreml_parity.strategies import extreme_tensors
+from pytest_coreml_parity.strategies import extreme_tensors, fuzz_settings
 
 
 def test_parity(coreml_model, example_inputs):
@@ -32,7 +32,7 @@ def test_outputs_are_finite(coreml_model, example_inputs):
     assert_finite(coreml_model(*example_inputs))
 
 
-@settings(max_examples=200, deadline=None)
+@fuzz_settings(max_examples=200)  # no deadline, no slow "explain" phase
 @given(a=extreme_tensors((8, 4)))
 def test_fuzz(coreml_model, a):
     assert_parity(coreml_model, a)

@@ -168,6 +168,11 @@ class CoreMLModel:
         self.input_dtypes = tuple(
             _DTYPE_CODES.get(i.type.multiArrayType.dataType) for i in description.input
         )
+        if event != "memory":
+            # Plan (emulator) or compile (Core ML) now, so the first hypothesis example
+            # is not slower than the rest; this also proves the model runs.
+            self(*example_inputs)
+            self.last_inputs = self.last_outputs = None
         return event
 
     def with_options(self, **changes: Any) -> CoreMLModel:

@@ -204,10 +204,11 @@ def _fixture_value(request: pytest.FixtureRequest, name: str, what: str) -> Any:
     except pytest.FixtureLookupError as exc:
         if exc.argname != name:
             raise
-        pytest.fail(
-            messages.MISSING_FIXTURE.format(nodeid=request.node.nodeid, name=name, what=what),
-            pytrace=False,
-        )
+    # Outside the except block, so the report shows only our message.
+    pytest.fail(
+        messages.MISSING_FIXTURE.format(nodeid=request.node.nodeid, name=name, what=what),
+        pytrace=False,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -151,6 +152,21 @@ def extreme_tensors(
     ).map(torch.from_numpy)
 
 
+#: Every phase but ``explain``: on Python < 3.12 that phase traces each line of torch,
+#: coremltools and the emulator while re-running failures, which can take minutes.
+FUZZ_PHASES: tuple[Phase, ...] = tuple(p for p in Phase if p is not Phase.explain)
+
+
+def fuzz_settings(**changes: Any) -> settings:
+    """Hypothesis settings for parity fuzzing: no deadline, no explain phase.
+
+    ``@fuzz_settings(max_examples=500)`` above ``@given``. The deadline is off
+    because the first example may include planning the model, and timing is
+    not what a parity test checks.
+    """
+    return settings(**{"deadline": None, "phases": FUZZ_PHASES, **changes})
+
+
 def _input_strategy(example: Any, kwargs: dict[str, Any]) -> st.SearchStrategy[Any]:
     import torch
 
@@ -188,9 +204,11 @@ def model_inputs(model: CoreMLModel | Sequence[Any], **kwargs: Any) -> st.Search
 
 __all__ = [
     "BOUNDARY_VALUES",
+    "FUZZ_PHASES",
     "FP16_MAX",
     "extreme_arrays",
     "extreme_floats",
     "extreme_tensors",
+    "fuzz_settings",
     "model_inputs",
 ]

@@ -1,0 +1,46 @@
+"""The shipped example end to end: ids, outcomes, the failure message, the fuzz counterexample."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_coreml_parity import messages
+from pytest_coreml_parity.compare import TOLERANCES
+
+from .conftest import copy_example
+
+
+def test_complex_division_passes_at_fp32_and_overflows_at_fp16(pytester: pytest.Pytester, run) -> None:
+    copy_example(pytester)
+    result = run("-v")
+    result.assert_outcomes(passed=6, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "coreml-parity: backend emulator (auto), coremltools *, torch *, precisions fp32, fp16",
+            "*test_parity[[]fp32[]] PASSED*",
+            "*test_parity[[]fp16[]] PASSED*",
+            "*test_large_denominators[[]fp32[]] PASSED*",
+            "*test_large_denominators[[]fp16[]] FAILED*",
+            "*test_fuzz[[]fp32[]] PASSED*",
+            "*test_fuzz[[]fp16[]] FAILED*",
+        ]
+    )
+    rtol, atol = TOLERANCES["fp16"]
+    header = messages.PARITY_HEADER.format(output="'var_24'", precision="fp16", backend="emulator")
+    result.stdout.fnmatch_lines(
+        [
+            f"E * {header}",
+            f"E * tolerance: rtol={rtol:g}, atol={atol:g} (fp16 preset)",
+            "E * mismatched elements: 15 / 16 (93.8%)",
+            "E * max abs error (finite elements): * at index (*) (Core ML *, PyTorch *)",
+            "E * max rel error (finite elements): * at index (*) (Core ML *, PyTorch *)",
+            "E * non-finite in Core ML: nan 15 (first at (0, 0))",
+            "E * non-finite in PyTorch: none",
+            f"E * {messages.COREML_NONFINITE}.",
+            "E * inputs (reproduce with coreml_model(*inputs)):",
+            f"E * {messages.FP16_HINT[:60]}*",
+        ]
+    )
+    # Hypothesis prints the shrunk counterexample, and the model's readable repr.
+    result.stdout.fnmatch_lines(["*coreml_model=CoreMLModel(ComplexDiv, fp16, emulator),*", "*a=tensor(*"])
+    result.stdout.fnmatch_lines(["coreml-parity: backend emulator; * failed to convert"])
