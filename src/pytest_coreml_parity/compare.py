@@ -120,23 +120,20 @@ def describe_mismatch(comp: Comparison) -> list[str]:
         f"shape {a.shape}; mismatched elements: {k} / {n} ({100.0 * k / max(n, 1):.1f}%)",
     ]
     finite = np.isfinite(a) & np.isfinite(e)
-    if finite.any():
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            abs_err = np.where(finite, np.abs(a - e), -1.0)
-            rel_err = np.where(finite, abs_err / np.abs(e), -1.0)
-        i = int(np.argmax(abs_err))
-        at = _idx(i, a.shape)
-        lines.append(
-            f"max abs error (finite elements): {_fmt(abs_err.flat[i])} at index {at} "
-            f"(Core ML {_fmt(a.flat[i])}, PyTorch {_fmt(e.flat[i])})"
-        )
-        rel_err = np.where(np.isnan(rel_err), -1.0, rel_err)
-        j = int(np.argmax(rel_err))
-        at = _idx(j, a.shape)
-        lines.append(
-            f"max rel error (finite elements): {_fmt(rel_err.flat[j])} at index {at} "
-            f"(Core ML {_fmt(a.flat[j])}, PyTorch {_fmt(e.flat[j])})"
-        )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        abs_err = np.where(finite, np.abs(a - e), -1.0)
+        rel_err = np.where(finite & (e != 0), abs_err / np.abs(e), -1.0)
+    if finite.any() and abs_err.max() > 0:
+        for label, err in (("abs", abs_err), ("rel", rel_err)):
+            i = int(np.argmax(err))
+            if err.flat[i] < 0:
+                continue
+            lines.append(
+                f"max {label} error (finite elements): {_fmt(err.flat[i])} at index "
+                f"{_idx(i, a.shape)} (Core ML {_fmt(a.flat[i])}, PyTorch {_fmt(e.flat[i])})"
+            )
+    elif finite.any():
+        lines.append("finite elements: all agree exactly")
     lines.append(f"non-finite in Core ML: {nonfinite_summary(a)}")
     lines.append(f"non-finite in PyTorch: {nonfinite_summary(e)}")
     bad = np.flatnonzero(mask)[:_TABLE_ROWS]
