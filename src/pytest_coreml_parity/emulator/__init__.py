@@ -34,8 +34,8 @@ from .registry import supported_ops
 from .run import execute
 
 __all__ = [
-    "EmulatorError",
     "Emulator",
+    "EmulatorError",
     "InputError",
     "KernelError",
     "ModelLoadError",

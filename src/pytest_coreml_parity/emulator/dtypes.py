@@ -65,3 +65,25 @@ def to_declared(value: np.ndarray, declared: np.dtype[Any]) -> np.ndarray:
     if value.dtype == declared:
         return value
     return value.astype(declared)
+
+
+def storer(declared: np.dtype[Any]) -> Any:
+    """A fast :func:`store` specialised to ``declared``, for the runner's hot loop.
+
+    It assumes the caller has silenced numpy's floating-point warnings (the runner
+    does, once per run): overflow to inf is the point, not an accident.
+    """
+    asarray = np.asarray
+    if declared == F16:
+
+        def to_fp16(value: Any) -> np.ndarray:
+            return asarray(value).astype(F16).astype(F32)
+
+        return to_fp16
+    target = F32 if declared.kind == "f" else declared
+
+    def to_target(value: Any) -> np.ndarray:
+        arr = asarray(value)
+        return arr if arr.dtype == target else arr.astype(target)
+
+    return to_target

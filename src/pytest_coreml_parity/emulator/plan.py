@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import MIL_TO_NUMPY, store
+from .dtypes import MIL_TO_NUMPY, store, storer
 from .errors import UnsupportedOpError
 from .registry import KernelFn, OpContext, lookup
 
@@ -33,6 +33,11 @@ class Step:
     tuples: tuple[tuple[str, tuple[Operand, ...]], ...]
     outputs: tuple[str, ...]
     input_names: dict[str, tuple[str, ...]]
+    #: Per output: the rounding function for its declared dtype (None: not a tensor).
+    storers: tuple[Any, ...] = ()
+    #: Per output: the declared shape when fully static (a fast equality check), else None.
+    shapes: tuple[tuple[int, ...] | None, ...] = ()
+    single_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,12 @@ class _Planner:
             tuples=tuple(tuples),
             outputs=outputs,
             input_names=input_names,
+            storers=tuple(storer(d) if d is not None else None for d in out_dtypes),
+            shapes=tuple(
+                s if s is not None and all(d is not None for d in s) else None
+                for s in ctx.output_shapes
+            ),
+            single_output=len(outputs) == 1 and out_dtypes[0] is not None,
         )
 
 

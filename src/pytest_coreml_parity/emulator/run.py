@@ -2,7 +2,7 @@
 
 Each run owns a fresh ``env`` dict of variable values, so a plan can run from
 several threads at once. After every kernel the runner rounds each output to
-the dtype the program declares (:func:`.dtypes.store`) and checks its shape
+the dtype the program declares (:func:`.dtypes.storer`) and checks its shape
 against the declared static shape, so a kernel bug is a loud error rather than
 a silently wrong answer.
 """
@@ -21,50 +21,33 @@ from .plan import BlockPlan, ProgramPlan, Step
 Env = dict[str, Any]
 
 
-def _call(step: Step, env: Env) -> Any:
-    kwargs = dict(step.consts)
-    for key, name in step.refs:
-        kwargs[key] = env[name]
-    for key, items in step.tuples:
-        kwargs[key] = tuple(env[v] if kind == "ref" else v for kind, v in items)
-    if step.control_flow:
-        return step.fn(step.ctx, env, **kwargs)
-    return step.fn(step.ctx, **kwargs)
-
-
-def _store_outputs(step: Step, result: Any, env: Env) -> None:
-    ctx = step.ctx
-    if len(step.outputs) == 1:
-        result = (result,)
-    elif not isinstance(result, (tuple, list)) or len(result) != len(step.outputs):
-        raise KernelError(
-            f"kernel for {ctx.op_type} op {ctx.name!r} returned the wrong number of outputs"
-        )
-    for name, value, dtype, shape in zip(
-        step.outputs, result, ctx.output_dtypes, ctx.output_shapes, strict=True
-    ):
-        if dtype is None:  # lists and other non-tensor values are kept as they are
-            env[name] = value
-            continue
-        held = store(value, dtype)
-        if shape is not None and (
-            held.ndim != len(shape)
-            or any(want is not None and want != got for want, got in zip(shape, held.shape, strict=True))
-        ):
-            raise KernelError(
-                f"kernel for {ctx.op_type} op {ctx.name!r} produced shape {held.shape} "
-                f"for output {name!r}, but the program declares {shape}"
-            )
-        env[name] = held
-
-
 def run_block(block: BlockPlan, env: Env, values: tuple[Any, ...] = ()) -> list[Any]:
-    """Run ``block`` with its inputs bound to ``values``; return its outputs."""
+    """Run ``block`` with its inputs bound to ``values``; return its outputs.
+
+    This is the hot loop: everything that can be decided once lives on the
+    step (see :class:`~.plan.Step`), so each op costs one kernel call, one
+    rounding per output and one shape comparison.
+    """
     for name, value, dtype in zip(block.inputs, values, block.input_dtypes, strict=True):
         env[name] = store(value, dtype) if dtype is not None else value
     for step in block.steps:
+        kwargs = step.consts.copy() if step.consts else {}
+        for key, name in step.refs:
+            kwargs[key] = env[name]
+        for key, items in step.tuples:
+            kwargs[key] = tuple([env[v] if kind == "ref" else v for kind, v in items])
         try:
-            result = _call(step, env)
+            if step.control_flow:
+                result = step.fn(step.ctx, env, **kwargs)
+            else:
+                result = step.fn(step.ctx, **kwargs)
+            if step.single_output:
+                held = step.storers[0](result)
+                if held.shape != step.shapes[0]:  # also when only partly static
+                    _check_shape(step, 0, held)
+                env[step.outputs[0]] = held
+            else:
+                _store_outputs(step, result, env)
         except EmulatorError:
             raise
         except Exception as exc:
@@ -73,8 +56,40 @@ def run_block(block: BlockPlan, env: Env, values: tuple[Any, ...] = ()) -> list[
                 f"{ctx.op_type} op {ctx.name!r} (opset {ctx.opset}) failed: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        _store_outputs(step, result, env)
     return [env[v] if kind == "ref" else v for kind, v in block.outputs]
+
+
+def _check_shape(step: Step, index: int, held: np.ndarray) -> None:
+    """Raise unless ``held`` matches the declared shape (``None`` dims match anything)."""
+    shape = step.ctx.output_shapes[index]
+    if shape is None:
+        return
+    if held.ndim != len(shape) or any(
+        want is not None and want != got for want, got in zip(shape, held.shape, strict=True)
+    ):
+        ctx = step.ctx
+        raise KernelError(
+            f"kernel for {ctx.op_type} op {ctx.name!r} produced shape {held.shape} "
+            f"for output {step.outputs[index]!r}, but the program declares {shape}"
+        )
+
+
+def _store_outputs(step: Step, result: Any, env: Env) -> None:
+    ctx = step.ctx
+    if not isinstance(result, (tuple, list)) or len(result) != len(step.outputs):
+        raise KernelError(
+            f"kernel for {ctx.op_type} op {ctx.name!r} returned the wrong number of outputs"
+        )
+    for index, (name, value, storer) in enumerate(
+        zip(step.outputs, result, step.storers, strict=True)
+    ):
+        if storer is None:  # lists and other non-tensor values are kept as they are
+            env[name] = value
+            continue
+        held = storer(value)
+        if held.shape != step.shapes[index]:
+            _check_shape(step, index, held)
+        env[name] = held
 
 
 def bind_inputs(plan: ProgramPlan, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -111,7 +126,9 @@ def bind_inputs(plan: ProgramPlan, inputs: Mapping[str, Any]) -> tuple[Any, ...]
 def execute(plan: ProgramPlan, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], Env]:
     """Run ``plan``; return its outputs in declared dtypes and the full environment."""
     env: Env = {}
-    outputs = run_block(plan.block, env, bind_inputs(plan, inputs))
+    bound = bind_inputs(plan, inputs)
+    with np.errstate(all="ignore"):  # IEEE inf/nan are results here, not accidents
+        outputs = run_block(plan.block, env, bound)
     result = {}
     for name, value in zip(plan.output_names, outputs, strict=True):
         dtype = plan.var_dtypes.get(name)

@@ -26,6 +26,8 @@ from ._common import f32
 
 # --------------------------------------------------------------------------- helpers
 
+_F32 = np.dtype(np.float32)
+
 _INT_RANGES: dict[np.dtype[Any], tuple[int, int]] = {
     np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
     for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64)
@@ -58,6 +60,8 @@ def _binary(op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[...,
     """A kernel computing ``op`` in float32 for floats and natively for ints."""
 
     def fn(ctx: OpContext, x: Any, y: Any) -> np.ndarray:
+        if getattr(x, "dtype", None) == _F32 and getattr(y, "dtype", None) == _F32:
+            return op(x, y)  # the hot path; the runner has silenced IEEE warnings
         if _is_float(x, y):
             a, b = _float_pair(x, y)
         else:
