@@ -204,8 +204,8 @@ def model_inputs(model: CoreMLModel | Sequence[Any], **kwargs: Any) -> st.Search
 
 __all__ = [
     "BOUNDARY_VALUES",
-    "FUZZ_PHASES",
     "FP16_MAX",
+    "FUZZ_PHASES",
     "extreme_arrays",
     "extreme_floats",
     "extreme_tensors",

@@ -7,6 +7,7 @@ the cache key covers model code, weights, inputs, options and versions).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -46,15 +47,13 @@ def _warm_up() -> None:
     import torch
 
     import pytest_coreml_parity.compare
-    import pytest_coreml_parity.strategies  # noqa: F401
+    import pytest_coreml_parity.strategies
     from pytest_coreml_parity.cache import ConversionCache
     from pytest_coreml_parity.convert import ConversionOptions
     from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 
-    try:
+    with contextlib.suppress(ImportError):
         import pytest_coreml_parity.diagnose  # noqa: F401
-    except ImportError:
-        pass
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
     for export in (False, True):
         slot = CoreMLModel(
