@@ -223,9 +223,9 @@ def test_multifunction_package_runs_the_function_asked_for(tmp_path: Path) -> No
     ct.utils.save_multifunction(desc, str(combined))
 
     x = np.random.default_rng(4).normal(size=(2, 16)).astype(np.float32)
-    want_second = list(emulate(second, {"x0": x}).values())[0]
-    got_second = list(emulate(combined, {"x0": x}, function_name="second").values())[0]
+    want_second = next(iter(emulate(second, {"x0": x}).values()))
+    got_second = next(iter(emulate(combined, {"x0": x}, function_name="second").values()))
     np.testing.assert_array_equal(got_second, want_second)
-    want_first = list(emulate(first, {"x0": x}).values())[0]
-    got_default = list(emulate(combined, {"x0": x}).values())[0]
+    want_first = next(iter(emulate(first, {"x0": x}).values()))
+    got_default = next(iter(emulate(combined, {"x0": x}).values()))
     np.testing.assert_array_equal(got_default, want_first)
