@@ -34,7 +34,7 @@ from pathlib import Path
 from pytest_coreml_parity.conformance.results import (
     TestResult,
     read_jsonl,
-    render_failures_markdown,
+    render_failure_groups,
     render_markdown,
     render_text,
     totals,
@@ -128,9 +128,10 @@ def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argpar
             "",
             render_markdown(rows),
             "",
-            f"Failures ({precision}):",
+            f"Failures ({precision}), grouped by op and cause, with example test ids "
+            "(every id is in the --jsonl file):",
             "",
-            render_failures_markdown(rows, "fail"),
+            render_failure_groups(rows, "fail"),
             "",
         ]
     return "\n".join(lines)

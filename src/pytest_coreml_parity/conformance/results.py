@@ -20,6 +20,7 @@ Each test is keyed by the op types its program ran at top level, without the
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -125,6 +126,32 @@ def render_markdown(results: Sequence[TestResult]) -> str:
         cells = [f"`{row[0]}`" if row[0] != "TOTAL" else "**TOTAL**", *row[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cause(result: TestResult) -> str:
+    """A failure's cause without the numbers that differ between tests."""
+    error = result.error
+    if error.startswith("AssertionError"):
+        fp16_params = "float16" in result.nodeid or "dtype=fp16" in result.nodeid
+        typed = "fp16-typed program" if fp16_params or result.precision == "fp16" else "fp32-typed program"
+        kind = "numeric mismatch" if "Not equal to tolerance" in error else error[:60]
+        return f"{kind} ({typed})"
+    first = re.sub(r" op '[^']*'| \(opset \w+\)|MLModel at \S+: ", "", error.split(" / ")[0])
+    return first[:160]
+
+
+def render_failure_groups(results: Sequence[TestResult], category: str = "fail", examples: int = 2) -> str:
+    """Failures grouped by op and cause, with counts and a few example test ids."""
+    groups: dict[tuple[str, str], list[TestResult]] = defaultdict(list)
+    for result in results:
+        if result.category == category:
+            groups[(result.op, _cause(result))].append(result)
+    lines = []
+    for (op, cause), members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        lines.append(f"- **`{op}`** × {len(members)}: {cause.replace('|', '/')}")
+        for member in members[:examples]:
+            lines.append(f"  - `{member.nodeid}`")
+    return "\n".join(lines) or "(none)"
 
 
 def render_failures_markdown(results: Sequence[TestResult], category: str = "fail") -> str:
