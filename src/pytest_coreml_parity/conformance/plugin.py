@@ -96,6 +96,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Keep only the test ids listed in FILE, one per line (reruns). Default: all.",
     )
     group.addoption(
+        "--conformance-fp16-tolerance",
+        metavar="RTOL,ATOL",
+        default=None,
+        help=(
+            "Compare fp16 backends at this tolerance instead of coremltools' own "
+            "(atol >= 0.5, rtol >= 0.05), to see fp16 mismatches. Default: coremltools'."
+        ),
+    )
+    group.addoption(
         "--conformance-perturb",
         metavar="SPEC",
         default=None,
@@ -253,6 +262,35 @@ def _planned_ops(model: Any) -> list[Any]:
     return [op for op in emulator.ops if op.depth == 0] if emulator is not None else []
 
 
+def _parse_tolerance(spec: str) -> tuple[float, float]:
+    try:
+        rtol, atol = (float(v) for v in spec.split(","))
+    except ValueError:
+        raise pytest.UsageError(
+            f"--conformance-fp16-tolerance: expected RTOL,ATOL such as 1e-2,1e-2, got {spec!r}"
+        ) from None
+    return rtol, atol
+
+
+def _tighten_fp16(rtol: float, atol: float) -> None:
+    """Make ``compare_backend`` check fp16 backends at ``rtol``/``atol``.
+
+    coremltools widens fp16 to atol max(100*atol, 0.5) and rtol max(100*rtol, 0.05)
+    inside ``compare_backend``; asking it to compare as "fp32" with our values skips
+    that widening and changes nothing else.
+    """
+    import coremltools.converters.mil.testing_utils as testing_utils
+
+    original = testing_utils.compare_backend
+
+    def compare_backend(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("dtype") == "fp16":
+            kwargs.update(dtype="fp32", rtol=rtol, atol=atol)
+        return original(*args, **kwargs)
+
+    testing_utils.compare_backend = compare_backend
+
+
 def pytest_configure(config: pytest.Config) -> None:
     precision = config.getoption("--conformance-precision")
     spec = config.getoption("--conformance-perturb")
@@ -260,6 +298,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _STATE.precision = precision
     _set_test_env(precision)
     _patch_coremltools()
+    tolerance = config.getoption("--conformance-fp16-tolerance")
+    if tolerance is not None:
+        _tighten_fp16(*_parse_tolerance(tolerance))
 
 
 def _backend_of(item: pytest.Item) -> tuple[str, str] | None:
