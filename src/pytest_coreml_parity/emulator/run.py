@@ -76,7 +76,9 @@ def _check_shape(step: Step, index: int, held: np.ndarray) -> None:
 
 def _store_outputs(step: Step, result: Any, env: Env) -> None:
     ctx = step.ctx
-    if not isinstance(result, (tuple, list)) or len(result) != len(step.outputs):
+    if len(step.outputs) == 1:  # a single non-tensor output, such as a list
+        result = (result,)
+    elif not isinstance(result, (tuple, list)) or len(result) != len(step.outputs):
         raise KernelError(
             f"kernel for {ctx.op_type} op {ctx.name!r} returned the wrong number of outputs"
         )
