@@ -50,6 +50,7 @@ def test_unperturbed_passes_and_perturbed_fails(tmp_path: Path) -> None:
     [
         ("passed", 1, False, False, "pass"),
         ("passed", 0, False, False, "no-compare"),
+        ("passed", 0, False, True, "pass"),
         ("failed", 1, False, False, "fail"),
         ("failed", 0, False, True, "fail"),
         ("failed", 0, True, False, "unsupported"),

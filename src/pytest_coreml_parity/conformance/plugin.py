@@ -9,7 +9,8 @@ It is never loaded by the main plugin, because it patches coremltools globally:
   recent macOS, so ``compare_backend`` and the tests' macOS ``skipif`` gates run;
 * ``MLModel.predict`` runs the model's own ML Program through
   :class:`~pytest_coreml_parity.emulator.Emulator` and returns outputs keyed by
-  output name, as Core ML does; ``MLModel.make_state`` returns a placeholder, so
+  output name, as Core ML does; emulator errors other than unsupported ops are
+  raised as RuntimeError, as Core ML's predict raises; ``MLModel.make_state`` returns a placeholder, so
   stateful tests reach ``predict`` and are reported as unsupported;
 * only tests parametrized with an ``mlprogram`` backend of the selected
   precision are kept (``PYMIL_TEST_TARGETS`` and ``INCLUDE_MIL_FP32_UNIT_TESTS``
@@ -37,6 +38,8 @@ from .results import TestResult, categorize, op_key, render_text, write_jsonl
 
 PRECISIONS = ("fp32", "fp16", "all")
 PERTURB_ENV = "COREML_CONFORMANCE_PERTURB"
+#: What Core ML's RuntimeError says when an ML Program prediction fails.
+COREML_PREDICT_FAILURE = "Unable to compute the prediction using ML Program"
 #: The macOS version the patched ``_macos_version`` reports: new enough for every
 #: iOS18 test and for the "bug fixed in macOS 14/15.2" skips to run the test.
 PRETEND_MACOS = (15, 5)
@@ -242,7 +245,9 @@ def _predict(self: Any, data: Any, state: Any = None) -> Any:
     except EmulatorError as exc:
         record.emulator_error = f"{type(exc).__name__}: {exc}"
         record.op_types.extend(op.op_type for op in _planned_ops(self))
-        raise
+        # Core ML's predict raises RuntimeError when a prediction fails (tests of invalid
+        # indices expect exactly that); keep the emulator's reason in front.
+        raise RuntimeError(f"{record.emulator_error} ({COREML_PREDICT_FAILURE})") from exc
     record.predictions += 1
     record.op_types.extend(op.op_type for op in emulator.ops if op.depth == 0)
     return {name: _perturb(np.asarray(v), _STATE.perturb) for name, v in outputs.items()}

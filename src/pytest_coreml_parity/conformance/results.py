@@ -4,7 +4,8 @@ A coremltools op test can pass without ever reaching a prediction (type
 inference, builder checks), so "passed" alone says nothing about the emulator.
 Each test therefore gets one category from what actually happened to it:
 
-* ``pass``: at least one emulator prediction, and the test passed;
+* ``pass``: at least one emulator prediction (or a prediction error the test
+  expected, e.g. for invalid indices), and the test passed;
 * ``fail``: the test failed after an emulator prediction (a numeric mismatch,
   or an emulator error other than an unsupported op);
 * ``unsupported``: the emulator raised ``UnsupportedOpError``;
@@ -61,8 +62,8 @@ def categorize(
     """One category from a pytest outcome and what the emulator saw (see module doc)."""
     if outcome == "skipped":
         return "skipped"
-    if outcome == "passed":
-        return "pass" if predictions else "no-compare"
+    if outcome == "passed":  # an expected prediction error counts: the test checked it
+        return "pass" if predictions or emulator_error else "no-compare"
     if unsupported:
         return "unsupported"
     if predictions or emulator_error:
