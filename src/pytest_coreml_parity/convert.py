@@ -206,6 +206,11 @@ def quiet_conversion() -> Iterator[None]:
             # user's model, and would be errors in suites run with -W error.
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
+            # ct.convert never closes the TemporaryDirectory it writes weights to; its
+            # finalizer warns when convert returns. Harmless, and not the user's doing.
+            warnings.filterwarnings(
+                "ignore", message="Implicitly cleaning up <TemporaryDirectory", category=ResourceWarning
+            )
             with contextlib.redirect_stderr(buffer):
                 yield
     finally:
