@@ -162,7 +162,7 @@ def _patch_coremltools() -> None:
 
     ct = import_coremltools()
     import coremltools._deps as deps
-    import coremltools.converters.mil.testing_utils  # noqa: F401  (binds _IS_MACOS by value)
+    import coremltools.converters.mil.testing_utils  # noqa: F401
     import coremltools.models.utils as utils
 
     original_version = utils._macos_version
@@ -198,7 +198,7 @@ def _skip_full_gc_in_convert() -> None:
     import coremltools.converters._converters_entry as entry
 
     if getattr(entry, "gc", None) is gc:
-        entry.gc = _YoungGC  # type: ignore[attr-defined]
+        entry.gc = _YoungGC
 
 
 class _EmulatorState:
