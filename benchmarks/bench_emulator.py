@@ -378,7 +378,7 @@ def machine_lines(command: str) -> list[str]:
     except OSError:
         cpu = platform.processor() or "unknown"
     return [
-        f"- date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- date: {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu}, {platform.system()} {platform.release()}",
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}, "
         f"coremltools {ct.__version__}, numpy {np.__version__}",

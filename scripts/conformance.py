@@ -113,7 +113,7 @@ def merge(previous: list[TestResult], rerun: list[TestResult], precision: str) -
 
 def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argparse.Namespace) -> str:
     lines = [
-        f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC by "
+        f"Generated {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC by "
         f"`scripts/conformance.py {' '.join(sys.argv[1:])}`.",
         "",
     ]
