@@ -280,7 +280,8 @@ def measure(
         torch_fn()
         emu_fn()
     n_torch, n_emu = _calibrate(torch_fn, budget), _calibrate(emu_fn, budget)
-    torch_times, emu_times = [], []
+    torch_times: list[float] = []
+    emu_times: list[float] = []
     for i in range(repeats):
         order = ((torch_fn, n_torch, torch_times), (emu_fn, n_emu, emu_times))
         for fn, number, out in order if i % 2 == 0 else order[::-1]:
