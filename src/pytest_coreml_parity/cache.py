@@ -1,7 +1,9 @@
 """Convert once: a per-session memory cache over an optional disk cache.
 
-Disk entries live in ``<dir>/<key>/`` holding ``model.mlpackage`` and
-``meta.json`` (the torch output structure), or ``error.json`` for a model
+Disk entries live in ``<dir>/<key>/`` holding ``model.mlpackage``,
+``meta.json`` (the torch output structure) and ``torch_scopes.json`` (the torch
+module of each op, which the saved package loses; diagnosis reads it), or
+``error.json`` for a model
 that failed to convert, so a failing conversion is not retried by every test
 or every xdist worker. Entries are published atomically (built in a temporary
 directory, then ``os.replace``); a per-key ``fcntl`` lock makes concurrent
@@ -147,6 +149,9 @@ class ConversionCache:
             else:
                 entry.mlmodel.save(str(tmp / "model.mlpackage"))
                 (tmp / "meta.json").write_text(json.dumps({"structure": entry.structure}))
+                from .diagnose.names import save_scopes  # diagnosis names torch sources
+
+                save_scopes(entry.mlmodel, tmp)
             if final.exists():
                 shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)

@@ -85,3 +85,32 @@ def test_to_dict_is_json_ready(localized):
     data = localized("complex_div").to_dict()
     text = json.dumps(data, allow_nan=False)
     assert '"healthy": false' in text and '"rel_error": "inf"' in text
+
+
+def test_fp16_input_overflow_is_named_before_any_op():
+    """With fp16 I/O (iOS16+), 70000 is inf before the first op runs: blame the input."""
+    model, examples, _failing = complex_div()
+    m16 = convert(model, examples, precision="fp16", target="iOS16")
+    m32 = convert(model, examples, precision="fp32", target="iOS16")
+    a = np.ones((8, 4), np.float32)
+    a[2, 3] = 70000.0
+    loc = localize_models(m16, m32, [a], root_class="ComplexDiv")
+    assert not loc.healthy
+    (finding,) = loc.input_overflow
+    assert finding.name == "x0" and finding.given.max_abs == 70000.0
+    assert finding.stored.non_finite == 1
+    text = loc.text()
+    assert text.startswith("input 'x0' overflows fp16 on the way in: given max |x| = 70000 > 65504")
+    assert "fp32 inputs" in text
+
+
+def test_fp32_inputs_do_not_report_input_overflow():
+    """At iOS15 the inputs are fp32 and the program casts: the cast op is blamed instead."""
+    model, examples, _failing = complex_div()
+    m16 = convert(model, examples, precision="fp16", target="iOS15")
+    m32 = convert(model, examples, precision="fp32", target="iOS15")
+    a = np.ones((8, 4), np.float32)
+    a[2, 3] = 70000.0
+    loc = localize_models(m16, m32, [a], root_class="ComplexDiv")
+    assert loc.input_overflow == ()
+    assert loc.first_non_finite is not None and loc.first_non_finite.op_type == "cast"

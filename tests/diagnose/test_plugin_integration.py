@@ -97,3 +97,16 @@ def test_assert_finite_localizes_without_search(project: pytest.Pytester) -> Non
         "*hint: run with --coreml-search-fix*",
     ])
     assert "mixed-precision fix" not in result.stdout.str()
+
+
+def test_models_from_the_disk_cache_keep_their_torch_source(project: pytest.Pytester) -> None:
+    """The saved package loses coremltools' torch scopes; the cache keeps them beside it."""
+    args = ("--coreml-precisions=fp16", "--coreml-backend=emulator", "-p", "no:cacheprovider")
+    cache = f"--coreml-cache-dir={project.path / 'cache'}"
+    line = "*first non-finite op: mul op_*_cast_fp16 (ComplexDiv.forward, test_complex.py:9: den = rb * rb + ib * ib)*"
+    first = project.runpytest_subprocess(*args, cache, "-k", "parity")
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines([line, "*1 converted, 0 from disk cache*"])
+    second = project.runpytest_subprocess(*args, cache, "-k", "parity")
+    second.assert_outcomes(failed=1)
+    second.stdout.fnmatch_lines([line, "*0 converted, 1 from disk cache*"])

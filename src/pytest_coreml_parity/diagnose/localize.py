@@ -91,6 +91,23 @@ class OpFinding:
 
 
 @dataclass(frozen=True)
+class InputFinding:
+    """A model input that is fp16-typed and overflowed on the way in (fp16 I/O)."""
+
+    name: str
+    given: TensorRange
+    stored: TensorRange
+
+    def text(self) -> str:
+        return (
+            f"input {self.name!r} overflows fp16 on the way in: given max |x| = "
+            f"{self.given.max_abs or 0.0:.6g} > {FP16_MAX:.0f}, stored as inf in {self.stored.non_finite} "
+            f"of {self.stored.size} elements (the model's inputs are fp16); convert with fp32 "
+            "inputs (ct.TensorType(..., dtype=np.float32); the plugin's input_dtypes='fp32')"
+        )
+
+
+@dataclass(frozen=True)
 class ProfilePoint:
     """One op of the error profile; ``rel_error`` is None when there is nothing to compare."""
 
@@ -111,15 +128,16 @@ class Localization:
     first_non_finite: OpFinding | None
     first_error: OpFinding | None
     profile: tuple[ProfilePoint, ...]
+    input_overflow: tuple[InputFinding, ...] = ()
 
     @property
     def healthy(self) -> bool:
-        return self.first_non_finite is None and self.first_error is None
+        return self.first_non_finite is None and self.first_error is None and not self.input_overflow
 
     def text(self) -> str:
         if self.healthy:
             return f"no op's {self.precision} output departs from fp32 beyond rel. error {self.tolerance:g}"
-        lines = []
+        lines = [finding.text() for finding in self.input_overflow]
         if self.first_non_finite is not None:
             lines.append("first non-finite op: " + self.first_non_finite.text())
         err = self.first_error
@@ -198,7 +216,23 @@ def localize_recordings(
         first_non_finite=first_bad,
         first_error=first_err,
         profile=tuple(profile),
+        input_overflow=_input_overflow(emulator, rec16, rec32),
     )
+
+
+def _input_overflow(emulator: Emulator, rec16: Recording, rec32: Recording) -> tuple[InputFinding, ...]:
+    """fp16-typed inputs whose given (fp32 run) values were finite but are stored as inf."""
+    found = []
+    for spec in emulator.inputs:
+        if spec.dtype != np.float16:
+            continue
+        stored, given = rec16.values.get(spec.name), rec32.values.get(spec.name)
+        if not (_is_float(stored) and _is_float(given)) or stored.shape != given.shape:
+            continue
+        overflowed = ~np.isfinite(stored) & np.isfinite(given)
+        if overflowed.any():
+            found.append(InputFinding(spec.name, _range(spec.name, given), _range(spec.name, stored)))
+    return tuple(found)
 
 
 def _consts_by_op(emulator: Emulator) -> dict[str, dict[str, Any]]:
