@@ -14,4 +14,5 @@ fi
     -c constraints.txt -e ".[test]" 2> >(grep -v "is neither a file nor a directory" >&2)
 
 .venv/bin/ruff check src tests benchmarks examples
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -15,7 +15,7 @@ toward earlier branches, so counterexamples come out readable.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from hypothesis import Phase, settings
@@ -196,7 +196,7 @@ def model_inputs(model: CoreMLModel | Sequence[Any], **kwargs: Any) -> st.Search
             inputs = data.draw(model_inputs(coreml_model), label="inputs")
             assert_parity(coreml_model, *inputs)
     """
-    examples = getattr(model, "example_inputs", model)
+    examples = cast("Sequence[Any]", getattr(model, "example_inputs", model))
     if isinstance(examples, tuple) and not examples and hasattr(model, "example_inputs"):
         raise ValueError("model_inputs: the coreml_model is not bound yet; call it inside the test")
     return st.tuples(*(_input_strategy(x, kwargs) for x in examples))

@@ -9,7 +9,7 @@ of hypothesis examples, from several threads at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def static_shape(var: Any) -> tuple[int | None, ...] | None:
         return ()
     if not types.is_tensor(var.sym_type):
         return None
-    return tuple(d if isinstance(d, (int, np.integer)) else None for d in var.shape)
+    return tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in var.shape)
 
 
 def const_value(var: Any) -> Any:
@@ -185,7 +185,9 @@ class _Planner:
             input_names=input_names,
             storers=tuple(storer(d) if d is not None else None for d in out_dtypes),
             shapes=tuple(
-                s if s is not None and all(d is not None for d in s) else None
+                cast("tuple[int, ...]", s)
+                if s is not None and all(d is not None for d in s)
+                else None
                 for s in ctx.output_shapes
             ),
             single_output=len(outputs) == 1 and out_dtypes[0] is not None,

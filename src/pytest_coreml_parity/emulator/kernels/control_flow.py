@@ -13,7 +13,7 @@ sees a list change under it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -142,7 +142,7 @@ def make_list(
 
 
 @kernel("list_length")
-def list_length(ctx: OpContext, ls: Any) -> np.ndarray:
+def list_length(ctx: OpContext, ls: Any) -> np.int32:
     return np.int32(len(_as_list(ls)))
 
 
@@ -163,7 +163,8 @@ def list_gather(ctx: OpContext, ls: Any, indices: Any) -> np.ndarray:
     if not idx:
         if lst.elem_shape is None or any(d is None for d in lst.elem_shape):
             raise ValueError("list_gather with no indices needs a fully known element shape")
-        return np.zeros((0, *lst.elem_shape), lst.dtype)  # type: ignore[misc]
+        shape = cast("tuple[int, ...]", lst.elem_shape)  # all known, checked above
+        return np.zeros((0, *shape), lst.dtype)
     return np.stack([lst.read(i) for i in idx])
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,7 @@ def windows(
     axes = tuple(range(x.ndim - n, x.ndim))
     eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
     view = sliding_window_view(x, eff, axis=axes)
-    index = (
+    index: tuple[EllipsisType | slice, ...] = (
         Ellipsis,
         *(slice(None, None, s) for s in strides),
         *(slice(None, None, d) for d in dilations),

@@ -207,7 +207,7 @@ def _special(name: str) -> Callable[[np.ndarray], np.ndarray]:
     Imported on first use: scipy is optional and slow to import.
     """
     try:
-        import scipy.special  # type: ignore[import-untyped]
+        import scipy.special
     except ImportError:  # pragma: no cover - scipy is present in the test environment
         return np.vectorize(getattr(math, name), otypes=[np.float64])
     fn: Callable[[np.ndarray], np.ndarray] = getattr(scipy.special, name)

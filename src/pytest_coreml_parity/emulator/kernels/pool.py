@@ -17,6 +17,7 @@ rule (a last window that would start inside the trailing padding is dropped).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,12 @@ def _window_view(
 ) -> np.ndarray:
     n = len(k)
     view = windows(pad_spatial(x, ext, value), k, s, [1] * n)
-    return view[(Ellipsis, *(slice(0, o) for o in out), *(slice(None),) * n)]
+    index: tuple[EllipsisType | slice, ...] = (
+        Ellipsis,
+        *(slice(0, o) for o in out),
+        *(slice(None),) * n,
+    )
+    return view[index]
 
 
 def _counts(

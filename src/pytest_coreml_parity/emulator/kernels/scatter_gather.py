@@ -171,7 +171,7 @@ def scatter(
     want = data.shape[:ax] + idx.shape + data.shape[ax + 1 :]
     if updates.shape != want:
         raise ValueError(f"scatter: updates have shape {updates.shape}, expected {want}")
-    grids = list(np.indices(want, sparse=True))
+    grids: list[np.ndarray] = list(np.indices(want, sparse=True))
     grids[ax] = idx.reshape([idx.size if d == ax else 1 for d in range(data.ndim)])
     where_b = tuple(np.broadcast_arrays(*grids))
     return _apply(data, where_b, updates, mode)
@@ -197,7 +197,7 @@ def scatter_along_axis(
             f"scatter_along_axis: updates {updates.shape} differ from indices {idx.shape}"
         )
     _check_along_axis_shapes(data.shape, idx.shape, ax)
-    grids = list(np.indices(idx.shape, sparse=True))
+    grids: list[np.ndarray] = list(np.indices(idx.shape, sparse=True))
     grids[ax] = idx
     return _apply(data, tuple(np.broadcast_arrays(*grids)), updates, mode)
 
