@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -248,7 +248,7 @@ def _consts_by_op(emulator: Emulator) -> dict[str, dict[str, Any]]:
     return result
 
 
-def _is_float(value: Any) -> bool:
+def _is_float(value: Any) -> TypeGuard[np.ndarray]:
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 
