@@ -14,6 +14,7 @@ import torch
 from pytest_coreml_parity.emulator import (
     Emulator,
     InputError,
+    KernelError,
     ModelLoadError,
     UnsupportedOpError,
     emulate,
@@ -229,3 +230,70 @@ def test_multifunction_package_runs_the_function_asked_for(tmp_path: Path) -> No
     want_first = next(iter(emulate(first, {"x0": x}).values()))
     got_default = next(iter(emulate(combined, {"x0": x}).values()))
     np.testing.assert_array_equal(got_default, want_first)
+
+
+def test_fast_fp16_rounding_is_bit_identical_to_numpy() -> None:
+    """Large arrays round through torch's F16C path: it must equal numpy's IEEE rounding."""
+    from pytest_coreml_parity.emulator.dtypes import (
+        F16,
+        FAST_ROUND_MIN_SIZE,
+        _fast_fp16_round,
+        storer,
+    )
+
+    assert _fast_fp16_round() is not None  # torch is installed: the fast path is taken
+
+    rng = np.random.default_rng(5)
+    n = 1 << 18
+    assert n >= FAST_ROUND_MIN_SIZE
+    magnitudes = np.float32(10.0) ** rng.uniform(-9, 6, n).astype(np.float32)
+    x = (rng.standard_normal(n).astype(np.float32) * magnitudes).astype(np.float32)
+    ties = (np.arange(1, 2049, dtype=np.float32) + np.float32(0.5)) * np.float32(2.0**-10)  # halfway
+    edges = np.array(
+        [65504, 65519.996, 65520, -65520, 2.0**-24, 2.0**-25, 3 * 2.0**-26, 6e-8, -0.0,
+         np.inf, -np.inf, np.nan, 1e30],
+        dtype=np.float32,
+    )
+    x[: ties.size] = ties
+    x[ties.size : ties.size + edges.size] = edges
+    with np.errstate(over="ignore"):  # 1e30 and 65520 overflow on purpose
+        fast = storer(F16)(x)
+        reference = x.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(fast, reference)
+    assert np.signbit(fast[ties.size + 8])  # -0.0 keeps its sign
+
+
+def test_compiled_and_interpreted_runs_agree(fp16_model: Any) -> None:
+    """The generated function and the step interpreter compute the same values, bit for bit."""
+    from pytest_coreml_parity.emulator.run import bind_inputs, run_block
+
+    emulator = Emulator(fp16_model)
+    assert emulator.plan.compiled is not None
+    a = np.random.default_rng(6).normal(size=(8, 4)).astype(np.float32) * 300
+    compiled = emulator.record({"x0": a}).values
+    env: dict[str, Any] = {}
+    with np.errstate(all="ignore"):
+        run_block(emulator.plan.block, env, bind_inputs(emulator.plan, {"x0": a}))
+    assert set(env) == set(compiled)
+    for name, value in env.items():
+        np.testing.assert_array_equal(compiled[name].astype(np.float32), value)
+
+
+def test_a_failing_kernel_is_reported_with_its_op() -> None:
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(3,), dtype=ct.converters.mil.mil.types.int32)],
+        opset_version=ct.target.iOS16,
+    )
+    def prog(x: Any) -> Any:
+        return mb.floor_div(x=np.array([7, 8, 9], dtype=np.int32), y=x, name="divide")
+
+    mlmodel = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16)
+    emulator = Emulator(mlmodel)
+    assert emulator.plan.compiled is not None
+    np.testing.assert_array_equal(
+        emulator.run({"x": np.array([2, -3, 4], np.int32)})["divide"], [3, -3, 2]
+    )
+    with pytest.raises(KernelError, match=r"floor_div op 'divide' \(opset iOS16\) failed: ZeroDivisionError"):
+        emulator.run({"x": np.array([1, 0, 1], np.int32)})

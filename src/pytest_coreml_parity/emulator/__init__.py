@@ -95,7 +95,7 @@ class Emulator:
 
     def record(self, inputs: Mapping[str, Any]) -> Recording:
         """Run, keeping every op's outputs (declared dtypes) for diagnosis."""
-        outputs, env = execute(self.plan, inputs)
+        outputs, env = execute(self.plan, inputs, record=True)
         values = {}
         for name, value in env.items():
             dtype = self.plan.var_dtypes.get(name)

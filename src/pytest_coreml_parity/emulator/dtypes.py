@@ -10,6 +10,7 @@ underflow) followed by a lossless widening back to float32.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -75,9 +76,19 @@ def storer(declared: np.dtype[Any]) -> Any:
     """
     asarray = np.asarray
     if declared == F16:
+        fast = _fast_fp16_round()
 
         def to_fp16(value: Any) -> np.ndarray:
-            return asarray(value).astype(F16).astype(F32)
+            arr = asarray(value)
+            if (
+                fast is not None
+                and arr.size >= FAST_ROUND_MIN_SIZE
+                and arr.dtype == F32
+                and arr.flags.c_contiguous
+                and arr.flags.writeable
+            ):
+                return fast(arr)
+            return arr.astype(F16).astype(F32)
 
         return to_fp16
     target = F32 if declared.kind == "f" else declared
@@ -87,3 +98,25 @@ def storer(declared: np.dtype[Any]) -> Any:
         return arr if arr.dtype == target else arr.astype(target)
 
     return to_target
+
+
+#: From this many elements on, fp16 rounding goes through torch's vectorized
+#: (F16C) conversion, about 8x faster than numpy's; below it numpy's call
+#: overhead is lower. Both are IEEE round-to-nearest-even with overflow to inf
+#: and gradual underflow (tests/emulator/test_core.py checks they agree).
+FAST_ROUND_MIN_SIZE = 4096
+
+
+@functools.cache
+def _fast_fp16_round() -> Any:
+    """A float32 -> binary16 -> float32 rounding through torch, or None without torch."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but stay usable
+        return None
+    half, single = torch.float16, torch.float32
+
+    def round_through_torch(arr: np.ndarray) -> np.ndarray:
+        return torch.from_numpy(arr).to(half).to(single).numpy()
+
+    return round_through_torch

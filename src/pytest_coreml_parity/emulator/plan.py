@@ -14,7 +14,7 @@ from typing import Any, cast
 import numpy as np
 
 from .dtypes import MIL_TO_NUMPY, store, storer
-from .errors import UnsupportedOpError
+from .errors import EmulatorError, KernelError, UnsupportedOpError
 from .registry import KernelFn, OpContext, lookup
 
 #: An op input as planned: ("ref", var_name) or ("const", value).
@@ -83,6 +83,10 @@ class ProgramPlan:
     output_names: tuple[str, ...]
     var_dtypes: dict[str, np.dtype[Any] | None]
     ops: tuple[OpInfo, ...] = field(default=())
+    #: Outputs of constexpr ops, materialized while planning (as Core ML does at load).
+    folded: dict[str, Any] = field(default_factory=dict)
+    #: The top-level block compiled to one function (see :mod:`.compile`), if it could be.
+    compiled: Any = None
 
 
 def declared_dtype(var: Any) -> np.dtype[Any] | None:
@@ -122,8 +126,11 @@ class _Planner:
         self.opset = opset
         self.var_dtypes: dict[str, np.dtype[Any] | None] = {}
         self.ops: list[OpInfo] = []
+        self.folded: dict[str, Any] = {}
 
     def operand(self, var: Any) -> Operand:
+        if var.name in self.folded:
+            return ("const", self.folded[var.name])
         if var.val is not None and (var.op is None or var.op.op_type == "const"):
             return ("const", const_value(var))
         return ("ref", var.name)
@@ -138,7 +145,7 @@ class _Planner:
         outputs = tuple(self.operand(v) for v in block.outputs)
         return BlockPlan(inputs, input_dtypes, tuple(s for s in steps if s), outputs)
 
-    def step(self, op: Any, depth: int) -> Step:
+    def step(self, op: Any, depth: int) -> Step | None:
         kern = lookup(op.op_type)
         if kern is None:
             raise UnsupportedOpError(op.op_type, op.name, self.opset)
@@ -174,6 +181,9 @@ class _Planner:
             blocks=blocks,
             location=location,
         )
+        if op.op_type.startswith("constexpr_") and not refs and not blocks:
+            self.fold(kern.fn, ctx, consts, tuples, outputs, out_dtypes)
+            return None
         return Step(
             fn=kern.fn,
             control_flow=kern.control_flow,
@@ -192,6 +202,34 @@ class _Planner:
             ),
             single_output=len(outputs) == 1 and out_dtypes[0] is not None,
         )
+
+
+    def fold(
+        self,
+        fn: KernelFn,
+        ctx: OpContext,
+        consts: dict[str, Any],
+        tuples: list[tuple[str, tuple[Operand, ...]]],
+        outputs: tuple[str, ...],
+        out_dtypes: tuple[np.dtype[Any] | None, ...],
+    ) -> None:
+        """Materialize a constexpr op now: Core ML does it once, when it loads the model."""
+        kwargs = dict(consts)
+        for key, items in tuples:
+            kwargs[key] = tuple(payload for _kind, payload in items)
+        try:
+            with np.errstate(all="ignore"):
+                result = fn(ctx, **kwargs)
+        except EmulatorError:
+            raise
+        except Exception as exc:
+            raise KernelError(
+                f"{ctx.op_type} op {ctx.name!r} (opset {ctx.opset}) failed while loading: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        results = (result,) if len(outputs) == 1 else tuple(result)
+        for name, value, dtype in zip(outputs, results, out_dtypes, strict=True):
+            self.folded[name] = store(value, dtype) if dtype is not None else value
 
 
 def _location(op: Any) -> str | None:
@@ -220,6 +258,8 @@ def plan_function(function: Any, *, function_name: str, opset: str, source: str)
     output_names = tuple(v.name for v in function.outputs)
     for v in function.outputs:
         planner.var_dtypes.setdefault(v.name, declared_dtype(v))
+    from .compile import compile_block  # imports this module
+
     return ProgramPlan(
         function_name=function_name,
         opset=opset,
@@ -229,4 +269,6 @@ def plan_function(function: Any, *, function_name: str, opset: str, source: str)
         output_names=output_names,
         var_dtypes=planner.var_dtypes,
         ops=tuple(planner.ops),
+        folded=planner.folded,
+        compiled=compile_block(block),
     )

@@ -125,12 +125,21 @@ def bind_inputs(plan: ProgramPlan, inputs: Mapping[str, Any]) -> tuple[Any, ...]
     return tuple(bound)
 
 
-def execute(plan: ProgramPlan, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], Env]:
-    """Run ``plan``; return its outputs in declared dtypes and the full environment."""
-    env: Env = {}
+def execute(
+    plan: ProgramPlan, inputs: Mapping[str, Any], *, record: bool = False
+) -> tuple[dict[str, np.ndarray], Env]:
+    """Run ``plan``; return its outputs in declared dtypes and the environment.
+
+    With ``record`` the environment holds every value of the run (materialized
+    constexpr values included); without, it may hold only some.
+    """
+    env: Env = dict(plan.folded) if record else {}
     bound = bind_inputs(plan, inputs)
     with np.errstate(all="ignore"):  # IEEE inf/nan are results here, not accidents
-        outputs = run_block(plan.block, env, bound)
+        if plan.compiled is not None:
+            outputs = plan.compiled(env, bound, record)
+        else:
+            outputs = run_block(plan.block, env, bound)
     result = {}
     for name, value in zip(plan.output_names, outputs, strict=True):
         dtype = plan.var_dtypes.get(name)

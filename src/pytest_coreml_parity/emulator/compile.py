@@ -1,0 +1,159 @@
+"""Compile a straight-line block into one Python function, once, at plan time.
+
+The interpreter (:func:`.run.run_block`) looks every value up in a dict and
+builds a keyword dict per op. For a block without control flow, all of that is
+known when planning, so we generate the equivalent function: values live in
+local variables, constants are bound names, and each op is one direct kernel
+call, one rounding call and one shape comparison. Semantics are identical to
+the interpreter (the tests run both); only the bookkeeping is gone.
+
+Blocks containing control flow (``cond``, ``while_loop``) stay interpreted:
+their nested blocks read outer values from the shared environment by name.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Callable
+from typing import Any
+
+from .errors import EmulatorError, KernelError
+from .plan import BlockPlan, Step
+
+#: ``fn(env, inputs, record) -> outputs``; with ``record`` every value is also put in ``env``.
+CompiledBlock = Callable[[dict[str, Any], tuple[Any, ...], bool], list[Any]]
+
+
+def compile_block(block: BlockPlan) -> CompiledBlock | None:
+    """A compiled runner for ``block``, or None when it must stay interpreted."""
+    if any(step.control_flow for step in block.steps):
+        return None
+    if not all(_identifier(key) for step in block.steps for key in step.input_names):
+        return None
+    return _Codegen(block).build()
+
+
+def _identifier(key: str) -> bool:
+    return key.isidentifier() and not keyword.iskeyword(key)
+
+
+def _shape_error(step: Step, index: int, held: Any) -> KernelError:
+    ctx = step.ctx
+    return KernelError(
+        f"kernel for {ctx.op_type} op {ctx.name!r} produced shape {held.shape} "
+        f"for output {step.outputs[index]!r}, but the program declares {ctx.output_shapes[index]}"
+    )
+
+
+def _check_shape(step: Step, index: int, held: Any) -> None:
+    """Partly static shapes: compare the known dims only (as the interpreter does)."""
+    shape = step.ctx.output_shapes[index]
+    if shape is None:
+        return
+    if held.ndim != len(shape) or any(
+        want is not None and want != got for want, got in zip(shape, held.shape, strict=True)
+    ):
+        raise _shape_error(step, index, held)
+
+
+class _Codegen:
+    def __init__(self, block: BlockPlan) -> None:
+        self.block = block
+        self.names: dict[str, str] = {}  # MIL var name -> local variable
+        self.namespace: dict[str, Any] = {
+            "EmulatorError": EmulatorError,
+            "KernelError": KernelError,
+            "check_shape": _check_shape,
+            "shape_error": _shape_error,
+            "STEPS": block.steps,
+        }
+        self.lines: list[str] = []
+
+    def local(self, var: str) -> str:
+        if var not in self.names:
+            self.names[var] = f"v{len(self.names)}"
+        return self.names[var]
+
+    def bind(self, value: Any) -> str:
+        name = f"K{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def operand(self, kind: str, payload: Any) -> str:
+        return self.local(payload) if kind == "ref" else self.bind(payload)
+
+    def emit(self, line: str, indent: int = 2) -> None:
+        self.lines.append("    " * indent + line)
+
+    def build(self) -> CompiledBlock:
+        block = self.block
+        inputs = [self.local(name) for name in block.inputs]
+        for index, step in enumerate(block.steps):
+            self.step(index, step)
+        outputs = ", ".join(self.operand(kind, payload) for kind, payload in block.outputs)
+        record = ", ".join(f"{var!r}: {local}" for var, local in self.names.items())
+        head = [
+            "def run(env, inputs, record):",
+            "    i = -1",
+            "    try:",
+        ]
+        if inputs:
+            head.append(f"        ({', '.join(inputs)},) = inputs")
+        tail = [
+            "    except EmulatorError:",
+            "        raise",
+            "    except Exception as exc:",
+            "        ctx = STEPS[i].ctx",
+            "        raise KernelError(",
+            "            f'{ctx.op_type} op {ctx.name!r} (opset {ctx.opset}) failed: '",
+            "            f'{type(exc).__name__}: {exc}'",
+            "        ) from exc",
+            "    if record:",
+            f"        env.update({{{record}}})",
+            f"    return [{outputs}]",
+        ]
+        source = "\n".join(head + self.lines + tail) + "\n"
+        exec(compile(source, "<emulator block>", "exec"), self.namespace)
+        run: CompiledBlock = self.namespace["run"]
+        return run
+
+    def step(self, index: int, step: Step) -> None:
+        args = [self.bind(step.ctx)]
+        for key, value in step.consts.items():
+            args.append(f"{key}={self.bind(value)}")
+        for key, var in step.refs:
+            args.append(f"{key}={self.local(var)}")
+        for key, items in step.tuples:
+            parts = [self.operand(kind, payload) for kind, payload in items]
+            args.append(f"{key}=({', '.join(parts)}{',' if len(parts) == 1 else ''})")
+        call = f"{self.bind(step.fn)}({', '.join(args)})"
+        self.emit(f"i = {index}")
+        if step.single_output:
+            out = self.local(step.outputs[0])
+            self.emit(f"{out} = {self.bind(step.storers[0])}({call})")
+            self.emit_shape_check(index, 0, out, step)
+            return
+        self.emit(f"r = {call}")
+        if len(step.outputs) == 1:  # a single non-tensor output (a list): kept as is
+            self.emit(f"{self.local(step.outputs[0])} = r")
+            return
+        self.emit(f"if not isinstance(r, (tuple, list)) or len(r) != {len(step.outputs)}:")
+        self.emit(
+            f"    raise KernelError('kernel for {step.ctx.op_type} op ' + "
+            f"{step.ctx.name!r} + ' returned the wrong number of outputs')"
+        )
+        for position, (var, storer) in enumerate(zip(step.outputs, step.storers, strict=True)):
+            out = self.local(var)
+            if storer is None:
+                self.emit(f"{out} = r[{position}]")
+                continue
+            self.emit(f"{out} = {self.bind(storer)}(r[{position}])")
+            self.emit_shape_check(index, position, out, step)
+
+    def emit_shape_check(self, index: int, position: int, out: str, step: Step) -> None:
+        shape = step.shapes[position]
+        if shape is not None:
+            self.emit(f"if {out}.shape != {shape!r}:")
+            self.emit(f"    raise shape_error(STEPS[{index}], {position}, {out})")
+        elif step.ctx.output_shapes[position] is not None:
+            self.emit(f"check_shape(STEPS[{index}], {position}, {out})")
