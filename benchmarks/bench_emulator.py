@@ -452,8 +452,14 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary_lines(rows):
         print(line)
     if args.write_docs:
+        given = list(argv if argv is not None else sys.argv[1:])
+        shown = []
+        for i, arg in enumerate(given):  # the note is prose: keep it out of the command
+            if arg == "--note" or (i > 0 and given[i - 1] == "--note"):
+                continue
+            shown.append(arg if not arg.startswith("--note=") else "")
         command = "nice -n 10 .venv/bin/python benchmarks/bench_emulator.py " + " ".join(
-            a for a in (argv if argv is not None else sys.argv[1:]) if a
+            a for a in shown if a
         )
         write_section(args.write_docs, section_text(rows, command.strip(), args.note))
         print(f"\nwrote the '{SECTION}' section of {args.write_docs}")
