@@ -297,3 +297,40 @@ def test_a_failing_kernel_is_reported_with_its_op() -> None:
     )
     with pytest.raises(KernelError, match=r"floor_div op 'divide' \(opset iOS16\) failed: ZeroDivisionError"):
         emulator.run({"x": np.array([1, 0, 1], np.int32)})
+
+
+class ExactOps(torch.nn.Module):
+    """Data movement and selection ops, whose fp16 outputs the runner does not re-round."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (2, 4, 8, 8)
+        y = torch.nn.functional.max_pool2d(torch.relu(x), 2)  # (2, 4, 4, 4)
+        y = torch.nn.functional.pixel_shuffle(y, 2)  # (2, 1, 8, 8)
+        z = torch.cat([y, torch.flip(y, [-1])], 1).permute(0, 2, 3, 1).reshape(2, 8, 16)
+        a, b = z.split(8, dim=-1)
+        w = torch.where(a > b, a, b).clamp(min=-1.0).floor() * 1.1  # mul must still round
+        return torch.stack([w, torch.maximum(a, b), z[:, :, ::2].amax(-1, keepdim=True).expand(2, 8, 8)], 0)
+
+
+@pytest.mark.parametrize("target", ["iOS15", "iOS16"])
+def test_exact_ops_keep_fp16_values_representable(target: str) -> None:
+    """Every fp16-typed value of a run is a binary16 number, including the outputs of ops
+    whose rounding the runner skips (registry.EXACT_OPS)."""
+    from pytest_coreml_parity.emulator.registry import EXACT_OPS
+    from pytest_coreml_parity.emulator.run import execute
+
+    x = torch.randn(2, 4, 8, 8) * 1000
+    mlmodel = support.convert(ExactOps(), (x,), target=target, precision="fp16")
+    emulator = Emulator(mlmodel)
+    skipped = [
+        step.ctx.op_type
+        for step in emulator.plan.block.steps
+        if step.ctx.op_type in EXACT_OPS and step.ctx.output_dtypes[0] == np.float16
+    ]
+    assert len(skipped) >= 5, "the model should exercise several exact ops"
+    _outputs, env = execute(emulator.plan, {"x0": x.numpy()}, record=True)
+    for name, value in env.items():
+        if emulator.plan.var_dtypes.get(name) == np.float16:
+            with np.errstate(over="ignore"):
+                rounded = value.astype(np.float16).astype(np.float32)
+            np.testing.assert_array_equal(value, rounded, err_msg=f"{name} is not fp16-representable")
+    support.assert_close_to_torch(ExactOps(), (x,), target=target, precision="fp16")

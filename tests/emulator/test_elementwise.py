@@ -779,3 +779,9 @@ def test_int32_real_div_is_rejected_not_guessed() -> None:
     x = np.array([7, -7], dtype=np.int32)
     with pytest.raises(KernelError, match="real_div on int32"):
         run_mil(lambda x, y: mb.real_div(x=x, y=y), {"x": x, "y": x}, dtype=types.int32)
+
+
+def test_relu_propagates_nan_and_keeps_infinities() -> None:
+    x = np.array([np.nan, -1.0, 2.0, -np.inf, np.inf, 0.0], dtype=np.float32)
+    out = run_mil(_op("relu"), {"x": x}, expect_op="relu")
+    np.testing.assert_array_equal(out, [np.nan, 0.0, 2.0, 0.0, np.inf, 0.0])

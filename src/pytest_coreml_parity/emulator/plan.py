@@ -13,9 +13,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from .dtypes import MIL_TO_NUMPY, store, storer
+from .dtypes import F16, F32, MIL_TO_NUMPY, store, storer
 from .errors import EmulatorError, KernelError, UnsupportedOpError
-from .registry import KernelFn, OpContext, lookup
+from .registry import EXACT_OPS, KernelFn, OpContext, lookup
 
 #: An op input as planned: ("ref", var_name) or ("const", value).
 Operand = tuple[str, Any]
@@ -181,6 +181,7 @@ class _Planner:
             blocks=blocks,
             location=location,
         )
+        exact = op.op_type in EXACT_OPS and _float_operands_all_fp16(op)
         if op.op_type.startswith("constexpr_") and not refs and not blocks:
             self.fold(kern.fn, ctx, consts, tuples, outputs, out_dtypes)
             return None
@@ -193,7 +194,10 @@ class _Planner:
             tuples=tuple(tuples),
             outputs=outputs,
             input_names=input_names,
-            storers=tuple(storer(d) if d is not None else None for d in out_dtypes),
+            storers=tuple(
+                storer(F32 if d == F16 and exact else d) if d is not None else None
+                for d in out_dtypes
+            ),
             shapes=tuple(
                 cast("tuple[int, ...]", s)
                 if s is not None and all(d is not None for d in s)
@@ -230,6 +234,17 @@ class _Planner:
         results = (result,) if len(outputs) == 1 else tuple(result)
         for name, value, dtype in zip(outputs, results, out_dtypes, strict=True):
             self.folded[name] = store(value, dtype) if dtype is not None else value
+
+
+def _float_operands_all_fp16(op: Any) -> bool:
+    """True when every float input of ``op`` is declared fp16 (and there is one)."""
+    dtypes = []
+    for value in op.inputs.values():
+        for var in value if isinstance(value, (list, tuple)) else (value,):
+            dtype = declared_dtype(var)
+            if dtype is not None and dtype.kind == "f":
+                dtypes.append(dtype)
+    return bool(dtypes) and all(d == F16 for d in dtypes)
 
 
 def _location(op: Any) -> str | None:

@@ -68,6 +68,28 @@ def kernel(*op_types: str, control_flow: bool = False) -> Callable[[KernelFn], K
     return register
 
 
+#: Ops whose every output element is one of their float input elements, or a value
+#: exactly representable in any float dtype (0, +-1, an integer of the input's
+#: magnitude). When all their float operands are declared fp16, their fp16
+#: outputs need no rounding, and the runner skips it (rounding would be the
+#: identity; ``test_exact_ops_keep_fp16_values_representable`` checks the claim).
+EXACT_OPS = frozenset(
+    {
+        # data movement
+        "reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "flatten2d",
+        "tile", "reverse", "reverse_sequence", "sliding_windows", "concat", "stack",
+        "split", "slice_by_index", "slice_by_size", "slice_update", "identity",
+        "gather", "gather_along_axis", "gather_nd", "band_part",
+        "pixel_shuffle", "pixel_unshuffle", "space_to_depth", "depth_to_space",
+        "space_to_batch", "batch_to_space", "crop",
+        "upsample_nearest_neighbor", "resize_nearest_neighbor",
+        # selection
+        "maximum", "minimum", "select", "relu", "relu6", "abs", "sign",
+        "floor", "ceil", "reduce_max", "reduce_min", "max_pool", "topk",
+    }
+)
+
+
 def lookup(op_type: str) -> Kernel | None:
     """The kernel for ``op_type``, or ``None`` when the emulator has none."""
     _load_kernels()

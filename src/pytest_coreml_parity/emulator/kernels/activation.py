@@ -44,9 +44,8 @@ def _channel(param: Any, rank: int) -> np.ndarray:
 
 @kernel("relu")
 def relu(ctx: OpContext, x: Any) -> np.ndarray:
-    """``max(x, 0)``; nan propagates (as torch.relu)."""
-    v = f32(x)
-    return np.where(v > 0, v, np.where(np.isnan(v), v, np.float32(0)))
+    """``max(x, 0)``; nan propagates (as torch.relu; ``np.maximum`` propagates nan)."""
+    return np.maximum(f32(x), np.float32(0))
 
 
 @kernel("relu6")
