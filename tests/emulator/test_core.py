@@ -334,3 +334,32 @@ def test_exact_ops_keep_fp16_values_representable(target: str) -> None:
                 rounded = value.astype(np.float16).astype(np.float32)
             np.testing.assert_array_equal(value, rounded, err_msg=f"{name} is not fp16-representable")
     support.assert_close_to_torch(ExactOps(), (x,), target=target, precision="fp16")
+
+
+def test_program_whose_ops_all_materialize_at_load_runs() -> None:
+    """A program of constexpr ops only: nothing is left to run, the outputs are constants."""
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[], opset_version=ct.target.iOS16)
+    def prog() -> Any:
+        return mb.constexpr_affine_dequantize(
+            quantized_data=np.array([[1, 2], [3, 4]], dtype=np.int8),
+            zero_point=np.int8(1),
+            scale=np.float32(0.5),
+            axis=0,
+            name="weights",
+        )
+
+    emulator = Emulator(prog_to_model(prog))
+    assert emulator.plan.block.steps == ()
+    (out,) = emulator.run({}).values()
+    np.testing.assert_array_equal(out, [[0.0, 0.5], [1.0, 1.5]])
+
+
+def prog_to_model(prog: Any) -> Any:
+    return ct.convert(
+        prog,
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS16,
+        compute_precision=ct.precision.FLOAT32,
+    )

@@ -99,6 +99,8 @@ class _Codegen:
         ]
         if inputs:
             head.append(f"        ({', '.join(inputs)},) = inputs")
+        elif not self.lines:  # no inputs and no steps (every op was a materialized const)
+            head.append("        pass")
         tail = [
             "    except EmulatorError:",
             "        raise",
