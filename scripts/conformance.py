@@ -82,6 +82,8 @@ def pytest_command(
         cmd += ["--conformance-perturb", args.perturb]
     if args.fp16_tolerance:
         cmd += ["--conformance-fp16-tolerance", args.fp16_tolerance]
+    if args.fp16_execution:
+        cmd += ["--conformance-fp16-execution", args.fp16_execution]
     if args.only_ids:
         cmd += ["--conformance-only-ids", str(args.only_ids)]
     cmd += args.pytest_args
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("fp32", "fp16", "both", "all"), default="both", help="both: one pytest run per precision (separate run times); all: one run for both precisions (faster start-up). Default: both.")
     parser.add_argument("-k", default=None, help="pytest -k expression (op or test names).")
     parser.add_argument("--perturb", default=None, help="Corrupt emulator outputs: sign | rel=X | abs=X (proves comparisons).")
+    parser.add_argument(
+        "--fp16-execution",
+        choices=("typed", "float32"),
+        default=None,
+        help="How fp16-typed ops execute in the emulator (typed: binary16 storage; float32: as Core ML's CPU may). Default: typed.",
+    )
     parser.add_argument("--fp16-tolerance", metavar="RTOL,ATOL", default=None, help="Compare fp16 at this tolerance instead of coremltools' atol>=0.5/rtol>=0.05.")
     parser.add_argument("--rerun", type=Path, default=None, help="A previous --jsonl: rerun only its fail/unsupported/error tests and merge (kernels landed since).")
     parser.add_argument("--markdown", type=Path, default=None, help="Write the tables as markdown to this file.")

@@ -363,3 +363,21 @@ def prog_to_model(prog: Any) -> Any:
         minimum_deployment_target=ct.target.iOS16,
         compute_precision=ct.precision.FLOAT32,
     )
+
+
+def test_float32_execution_keeps_fp16_intermediates_wide(fp16_model: Any) -> None:
+    """fp16_execution="float32" models a CPU running fp16-typed ops in fp32: rb*rb = 90000
+    survives; the model's fp16 inputs and outputs keep their type."""
+    a = np.array([[300.0, 1.0, 300.0, 1.0]] * 8, dtype=np.float32)
+    expected = ComplexDiv()(torch.from_numpy(a)).numpy()
+    (typed,) = emulate(fp16_model, {"x0": a}).values()
+    (wide,) = emulate(fp16_model, {"x0": a}, fp16_execution="float32").values()
+    assert np.isnan(typed[:, 0]).all()  # (ra*rb + ia*ib) / den = inf / inf
+    assert wide.dtype == np.float16
+    np.testing.assert_allclose(wide.astype(np.float32), expected, rtol=1e-3)
+    huge = a.copy()
+    huge[0, 0] = 70000.0  # still inf on the way in: the input is declared fp16
+    (wide,) = emulate(fp16_model, {"x0": huge}, fp16_execution="float32").values()
+    assert np.isinf(wide[0, 0])
+    with pytest.raises(ValueError, match="fp16_execution='fp64'"):
+        Emulator(fp16_model, fp16_execution="fp64")

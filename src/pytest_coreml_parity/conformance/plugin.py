@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ..emulator import Emulator, UnsupportedOpError
+from ..emulator import FP16_EXECUTION_MODES, Emulator, UnsupportedOpError
 from .results import TestResult, categorize, op_key, render_text, write_jsonl
 
 PRECISIONS = ("fp32", "fp16", "all")
@@ -71,6 +71,7 @@ class _State:
     results: list[TestResult] = field(default_factory=list)
     perturb: str = ""
     precision: str = "all"
+    fp16_execution: str = "typed"
 
 
 _STATE = _State()
@@ -97,6 +98,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FILE",
         default=None,
         help="Keep only the test ids listed in FILE, one per line (reruns). Default: all.",
+    )
+    group.addoption(
+        "--conformance-fp16-execution",
+        choices=FP16_EXECUTION_MODES,
+        default="typed",
+        metavar="{typed,float32}",
+        help=(
+            "How fp16-typed ops execute: 'typed' rounds every fp16 op output to binary16; "
+            "'float32' keeps fp16-typed intermediates in float32, as Core ML's CPU may "
+            "(coremltools' tests run CPU_ONLY). Default: typed."
+        ),
     )
     group.addoption(
         "--conformance-fp16-tolerance",
@@ -212,7 +224,7 @@ def _make_state(self: Any) -> _EmulatorState:
 def _emulator(model: Any) -> Emulator:
     emulator = _EMULATORS.get(model)
     if emulator is None:
-        emulator = Emulator(model)
+        emulator = Emulator(model, fp16_execution=_STATE.fp16_execution)
         _EMULATORS[model] = emulator
     return emulator
 
@@ -301,6 +313,7 @@ def pytest_configure(config: pytest.Config) -> None:
     spec = config.getoption("--conformance-perturb")
     _STATE.perturb = _parse_perturb(os.environ.get(PERTURB_ENV, "") if spec is None else spec)
     _STATE.precision = precision
+    _STATE.fp16_execution = config.getoption("--conformance-fp16-execution")
     _set_test_env(precision)
     _patch_coremltools()
     tolerance = config.getoption("--conformance-fp16-tolerance")

@@ -34,6 +34,7 @@ from .registry import supported_ops
 from .run import execute
 
 __all__ = [
+    "FP16_EXECUTION_MODES",
     "Emulator",
     "EmulatorError",
     "InputError",
@@ -64,16 +65,33 @@ class Recording:
         return {k: [self.values.get(n) for n in names] for k, names in op.inputs.items()}
 
 
-class Emulator:
-    """A model loaded and planned once; ``run`` it as often as you like, from any thread."""
+#: ``typed`` (default): every fp16-typed op output is stored as binary16, as the program
+#: declares (GPU and Neural Engine behaviour). ``float32``: fp16-typed intermediates are
+#: kept in float32, as Core ML's CPU may execute them; model inputs and outputs keep
+#: their declared dtypes. See docs/emulator.md.
+FP16_EXECUTION_MODES = ("typed", "float32")
 
-    def __init__(self, model: ModelLike, *, function_name: str = "main") -> None:
+
+class Emulator:
+    """A model loaded and planned once; ``run`` it as often as you like, from any thread.
+
+    ``fp16_execution`` chooses how fp16-typed ops execute (see :data:`FP16_EXECUTION_MODES`).
+    """
+
+    def __init__(
+        self, model: ModelLike, *, function_name: str = "main", fp16_execution: str = "typed"
+    ) -> None:
+        if fp16_execution not in FP16_EXECUTION_MODES:
+            raise ValueError(
+                f"fp16_execution={fp16_execution!r}; expected one of {FP16_EXECUTION_MODES}"
+            )
         loaded = load_program(model, function_name)
         self.plan: ProgramPlan = plan_function(
             loaded.function,
             function_name=loaded.function_name,
             opset=loaded.opset,
             source=loaded.source,
+            fp16_as_fp32=fp16_execution == "float32",
         )
 
     @property
@@ -109,19 +127,19 @@ _PATH_CACHE_SIZE = 16
 _LOCK = threading.Lock()
 
 
-def _emulator_for(model: ModelLike, function_name: str) -> Emulator:
+def _emulator_for(model: ModelLike, function_name: str, fp16_execution: str = "typed") -> Emulator:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).resolve()
         try:
             stamp = max((p.stat().st_mtime_ns for p in path.rglob("*")), default=0) if path.is_dir() else path.stat().st_mtime_ns
         except OSError:
             stamp = -1
-        key = (str(path), function_name, stamp)
+        key = (str(path), f"{function_name}:{fp16_execution}", stamp)
         with _LOCK:
             if key in _BY_PATH:
                 _BY_PATH.move_to_end(key)
                 return _BY_PATH[key]
-        emulator = Emulator(model, function_name=function_name)
+        emulator = Emulator(model, function_name=function_name, fp16_execution=fp16_execution)
         with _LOCK:
             _BY_PATH[key] = emulator
             while len(_BY_PATH) > _PATH_CACHE_SIZE:
@@ -130,12 +148,13 @@ def _emulator_for(model: ModelLike, function_name: str) -> Emulator:
     try:
         per_model = _BY_MODEL.get(model)
     except TypeError:  # not weak-referenceable: plan without caching
-        return Emulator(model, function_name=function_name)
-    if per_model is not None and function_name in per_model:
-        return per_model[function_name]
-    emulator = Emulator(model, function_name=function_name)
+        return Emulator(model, function_name=function_name, fp16_execution=fp16_execution)
+    key_in_model = f"{function_name}:{fp16_execution}"
+    if per_model is not None and key_in_model in per_model:
+        return per_model[key_in_model]
+    emulator = Emulator(model, function_name=function_name, fp16_execution=fp16_execution)
     with _LOCK:
-        _BY_MODEL.setdefault(model, {})[function_name] = emulator
+        _BY_MODEL.setdefault(model, {})[key_in_model] = emulator
     return emulator
 
 
@@ -145,6 +164,7 @@ def emulate(
     *,
     function_name: str = "main",
     record: bool = False,
+    fp16_execution: str = "typed",
 ) -> dict[str, Any]:
     """Run ``model`` (an MLModel or ``.mlpackage`` path) on ``inputs``, on any OS.
 
@@ -152,8 +172,10 @@ def emulate(
     model declares. With ``record=True`` the dict instead holds every op's
     outputs by variable name, in program order (the model outputs among them).
     The plan is cached per model, so repeated calls pay no setup.
+    ``fp16_execution="float32"`` keeps fp16-typed intermediates in float32, as Core
+    ML's CPU may; the default ``"typed"`` stores them as binary16.
     """
-    emulator = _emulator_for(model, function_name)
+    emulator = _emulator_for(model, function_name, fp16_execution)
     if record:
         return emulator.record(inputs).values
     return emulator.run(inputs)

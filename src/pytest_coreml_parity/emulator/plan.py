@@ -122,8 +122,9 @@ def const_value(var: Any) -> Any:
 
 
 class _Planner:
-    def __init__(self, opset: str) -> None:
+    def __init__(self, opset: str, fp16_as_fp32: bool = False) -> None:
         self.opset = opset
+        self.fp16_as_fp32 = fp16_as_fp32
         self.var_dtypes: dict[str, np.dtype[Any] | None] = {}
         self.ops: list[OpInfo] = []
         self.folded: dict[str, Any] = {}
@@ -139,6 +140,8 @@ class _Planner:
         input_vars = list(block.inputs.values() if isinstance(block.inputs, dict) else block.inputs)
         inputs = tuple(v.name for v in input_vars)
         input_dtypes = tuple(declared_dtype(v) for v in input_vars)
+        if depth > 0 and self.fp16_as_fp32:  # loop-carried values stay float32 too
+            input_dtypes = tuple(F32 if d == F16 else d for d in input_dtypes)
         for v, d in zip(input_vars, input_dtypes, strict=True):
             self.var_dtypes[v.name] = d
         steps = [self.step(op, depth) for op in block.operations if op.op_type != "const"]
@@ -195,7 +198,9 @@ class _Planner:
             outputs=outputs,
             input_names=input_names,
             storers=tuple(
-                storer(F32 if d == F16 and exact else d) if d is not None else None
+                storer(F32 if d == F16 and (exact or self.fp16_as_fp32) else d)
+                if d is not None
+                else None
                 for d in out_dtypes
             ),
             shapes=tuple(
@@ -259,9 +264,15 @@ def _location(op: Any) -> str | None:
     return "; ".join(parts) or None
 
 
-def plan_function(function: Any, *, function_name: str, opset: str, source: str) -> ProgramPlan:
-    """Plan a MIL function; raises :class:`UnsupportedOpError` before anything runs."""
-    planner = _Planner(opset)
+def plan_function(
+    function: Any, *, function_name: str, opset: str, source: str, fp16_as_fp32: bool = False
+) -> ProgramPlan:
+    """Plan a MIL function; raises :class:`UnsupportedOpError` before anything runs.
+
+    With ``fp16_as_fp32`` the outputs of fp16-typed ops (and nested block inputs) are
+    held in float32 without rounding; the function's inputs and outputs keep their types.
+    """
+    planner = _Planner(opset, fp16_as_fp32)
     inputs = []
     for name, var in function.inputs.items():
         dtype = declared_dtype(var)
