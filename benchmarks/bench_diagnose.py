@@ -1,7 +1,7 @@
 """Cost of diagnosis: conversions and wall time for localization and the search.
 
 Run: ``.venv/bin/python benchmarks/bench_diagnose.py`` (from the repo root).
-Writes the results table to docs/performance-diagnosis.md and the error-profile
+Writes the results table to the '## Diagnosis cost' section of docs/performance.md and the error-profile
 plot of the complex division to docs/images/error-profile-complex-div.png.
 
 Localization needs one conversion and one recorded run per precision. The
@@ -21,8 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+SECTION = "## Diagnosis cost"
 warnings.simplefilter("ignore")
 
+from _docs import write_section  # noqa: E402
 from tests.diagnose.models import CASES  # noqa: E402
 
 from pytest_coreml_parity.diagnose import find_mixed_precision, localize  # noqa: E402
@@ -55,7 +58,7 @@ def main() -> None:
     header = ("model", "first bad op", "localize s (2 conversions + 2 recorded runs)", "search",
               "n ops", "2·log2(n)", "search conversions", "kept in fp32", "search s")
     lines = [
-        "# Diagnosis cost",
+        SECTION,
         "",
         f"Measured with `benchmarks/bench_diagnose.py` on {platform.machine()} Linux, Python "
         f"{platform.python_version()}, 2 shared CPU cores (other jobs running), emulator backend. "
@@ -75,9 +78,9 @@ def main() -> None:
         "segment to minimize it.",
         "",
     ]
-    out = ROOT / "docs/performance-diagnosis.md"
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    out = ROOT / "docs/performance.md"
+    write_section(out, SECTION, "\n".join(lines))
+    print(f"wrote the '{SECTION}' section of {out}")
 
 
 if __name__ == "__main__":

@@ -410,15 +410,9 @@ def section_text(rows: list[Row], command: str, note: str = "") -> str:
 
 def write_section(path: Path, text: str) -> None:
     """Replace (or append) only the ``## Emulator speed`` section of ``path``."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.write_text(new, encoding="utf-8")
+    from _docs import write_section as write
+
+    write(path, SECTION, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
             if arg == "--note" or (i > 0 and given[i - 1] == "--note"):
                 continue
             shown.append(arg if not arg.startswith("--note=") else "")
-        command = "nice -n 10 .venv/bin/python benchmarks/bench_emulator.py " + " ".join(
+        niceness = os.nice(0)  # the command as run, including whether it was niced
+        prefix = f"nice -n {niceness} " if niceness else ""
+        command = prefix + ".venv/bin/python benchmarks/bench_emulator.py " + " ".join(
             a for a in shown if a
         )
         write_section(args.write_docs, section_text(rows, command.strip(), args.note))
