@@ -165,8 +165,25 @@ def _input_lines(model: CoreMLModel, inputs: tuple[np.ndarray, ...]) -> list[str
     return lines
 
 
+def _exploring_with_hypothesis() -> bool:
+    """True while hypothesis generates or shrinks examples, False on its final replay.
+
+    Diagnosis costs recorded runs; during shrinking a test fails hundreds of times,
+    and only the final, shrunk failure is reported, so only that one is diagnosed.
+    """
+    try:
+        from hypothesis.control import current_build_context
+        from hypothesis.errors import InvalidArgument
+    except ImportError:  # pragma: no cover - hypothesis is a dependency
+        return False
+    try:
+        return not current_build_context().is_final
+    except InvalidArgument:  # not inside a @given test
+        return False
+
+
 def _diagnosis(model: CoreMLModel | None, inputs: tuple[Any, ...] | None) -> str | None:
-    if model is None or inputs is None:
+    if model is None or inputs is None or _exploring_with_hypothesis():
         return None
     try:
         from .diagnose import failure_section

@@ -44,3 +44,44 @@ def test_complex_division_passes_at_fp32_and_overflows_at_fp16(pytester: pytest.
     # Hypothesis prints the shrunk counterexample, and the model's readable repr.
     result.stdout.fnmatch_lines(["*coreml_model=CoreMLModel(ComplexDiv, fp16, emulator),*", "*a=tensor(*"])
     result.stdout.fnmatch_lines(["coreml-parity: backend emulator; * failed to convert"])
+
+
+def test_hypothesis_failure_is_diagnosed_once_on_the_shrunk_example(
+    pytester: pytest.Pytester, run
+) -> None:
+    """Diagnosis runs on hypothesis' final replay only, not on every failing example
+    while shrinking (which made plain @given tests take minutes)."""
+    from pytest_coreml_parity.diagnose.section import HEADER
+
+    copy_example(pytester)
+    pytester.makepyfile(
+        test_plain_given="""
+        from hypothesis import given
+        import pytest_coreml_parity.diagnose as diagnose
+        from pytest_coreml_parity import assert_parity
+        from pytest_coreml_parity.strategies import extreme_tensors
+
+        CALLS, DIAGNOSED = [], []
+        real_failure_section = diagnose.failure_section
+
+        def counting_failure_section(*args, **kwargs):  # a spy: the real diagnosis runs
+            DIAGNOSED.append(1)
+            return real_failure_section(*args, **kwargs)
+
+        diagnose.failure_section = counting_failure_section
+
+        @given(a=extreme_tensors((8, 4)))
+        def test_fuzz_plain(coreml_model, a):
+            CALLS.append(1)
+            assert_parity(coreml_model, a)
+
+        def test_many_failures_one_diagnosis():
+            assert len(CALLS) >= 2  # at least the failing example and its final replay
+            assert len(DIAGNOSED) == 1
+        """
+    )
+    result = run("--coreml-precisions=fp16", "test_plain_given.py")
+    result.assert_outcomes(passed=1, failed=1)
+    failures = result.stdout.str().split("short test summary info")[0]
+    assert failures.count(HEADER) == 1  # the shrunk example, diagnosed
+    result.stdout.fnmatch_lines(["*Failing test case: test_fuzz_plain(*"])
