@@ -23,20 +23,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-#: Precision ids, in the order tests are generated.
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
-#: Deployment targets we accept (names of ``ct.target`` members).
-TARGETS: tuple[str, ...] = (
-    "iOS15", "iOS16", "iOS17", "iOS18",
-    "macOS12", "macOS13", "macOS14", "macOS15",
-    "watchOS8", "watchOS9", "watchOS10", "watchOS11",
-    "tvOS15", "tvOS16", "tvOS17", "tvOS18",
-)  # fmt: skip
-#: Names of ``ct.ComputeUnit`` members.
-COMPUTE_UNITS: tuple[str, ...] = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
-#: Float I/O dtypes: "auto" leaves it to coremltools (fp16 I/O for fp16 models on
-#: iOS16+ targets, fp32 otherwise); "fp32" and "fp16" force it.
-INPUT_DTYPES: tuple[str, ...] = ("auto", "fp32", "fp16")
+# The accepted values live with the settings that validate them (a module the plugin
+# imports cheaply); conversion uses the same lists.
+from .settings import COMPUTE_UNITS, INPUT_DTYPES, PRECISIONS, TARGETS  # noqa: F401
 
 
 class ConversionError(Exception):

@@ -31,11 +31,13 @@ def report_data(
     localization: Localization, fix: MixedPrecisionFix | None, node_id: str | None = None
 ) -> dict[str, Any]:
     """The JSON document: versioned, with the localization, the profile and the fix."""
+    from .diagnose.localize import json_safe
+
     data: dict[str, Any] = {
         "version": REPORT_VERSION,
         "node_id": node_id,
         "localization": localization.to_dict(),
-        "fix": _json_safe(fix.to_dict()) if fix is not None else None,
+        "fix": json_safe(fix.to_dict()) if fix is not None else None,
     }
     return data
 
@@ -117,11 +119,3 @@ def plot_profile(localization: Localization, path: str | Path, *, title: str | N
     return out
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value

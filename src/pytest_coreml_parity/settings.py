@@ -16,7 +16,7 @@ from typing import Any
 from . import messages
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
-# Kept in sync with convert.py (asserted in tests); duplicated so the plugin need not import it.
+#: Accepted values; convert.py uses these lists too (this module stays cheap to import).
 TARGETS: tuple[str, ...] = (
     "iOS15", "iOS16", "iOS17", "iOS18",
     "macOS12", "macOS13", "macOS14", "macOS15",

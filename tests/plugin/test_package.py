@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from pytest_coreml_parity import convert, settings
+from pytest_coreml_parity import settings
 
 
 def test_plugin_import_does_not_load_torch_coremltools_or_numpy() -> None:
@@ -16,13 +16,6 @@ def test_plugin_import_does_not_load_torch_coremltools_or_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_option_lists_match_the_converter() -> None:
-    assert settings.PRECISIONS == convert.PRECISIONS
-    assert settings.TARGETS == convert.TARGETS
-    assert settings.COMPUTE_UNITS == convert.COMPUTE_UNITS
-    assert settings.INPUT_DTYPES == convert.INPUT_DTYPES
 
 
 def test_targets_and_compute_units_exist_in_coremltools() -> None:

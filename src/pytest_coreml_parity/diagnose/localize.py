@@ -151,7 +151,7 @@ class Localization:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["healthy"] = self.healthy
-        return _json_safe(data)
+        return json_safe(data)
 
 
 def feed_for(emulator: Emulator, inputs: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
@@ -308,11 +308,12 @@ def _num(x: float | None) -> str:
     return f"{x:.4g}"
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as strings, so ``json.dumps(allow_nan=False)`` works."""
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
