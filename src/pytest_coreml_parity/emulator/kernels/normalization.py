@@ -26,6 +26,12 @@ def _eps(epsilon: Any) -> np.float32:
     return np.float32(np.asarray(epsilon, dtype=np.float32).reshape(()))
 
 
+#: Below this magnitude, squares and their float32 sums over any realistic group
+#: (up to 2**66 elements) stay finite, so the power-of-two scaling (exact, and then
+#: a no-op on the result) is skipped. fp16 programs are always far below it.
+_SQUARES_FIT = np.float32(2.0**30)
+
+
 def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: Any) -> np.ndarray:
     """``(x - mean) / sqrt(var + eps)`` over ``axes`` (biased variance), float32 accumulation.
 
@@ -34,8 +40,12 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: Any) -> np.ndarra
     """
     x = f32(x)
     eps = _eps(epsilon)
-    e = pow2_exponent(max_abs(x, axes), only_down=bool(eps > 0))
-    xs = np.ldexp(x, -e)
+    m = max_abs(x, axes)
+    if np.all(m < _SQUARES_FIT):  # the common case: no group needs scaling
+        xs, eps_scaled = x, eps
+    else:
+        e = pow2_exponent(m, only_down=bool(eps > 0))
+        xs, eps_scaled = np.ldexp(x, -e), np.ldexp(eps, -2 * e)
     mean = np.mean(xs, axis=axes, keepdims=True, dtype=np.float32)
     # One refinement step: the float32 mean of n equal values can be off by an
     # ulp, which (x - mean) / sqrt(var + eps) would blow up to +-1 once var
@@ -43,7 +53,7 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: Any) -> np.ndarra
     mean = mean + np.mean(xs - mean, axis=axes, keepdims=True, dtype=np.float32)
     d = xs - mean
     var = np.mean(d * d, axis=axes, keepdims=True, dtype=np.float32)
-    den = np.sqrt(var + np.ldexp(eps, -2 * e))
+    den = np.sqrt(var + eps_scaled)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = d / den
     # den == 0 only when var == 0 and the scaled eps underflowed: then d == 0 too.
