@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from pytest_coreml_parity._coremltools import import_coremltools
@@ -33,6 +34,16 @@ TARGETS = {
 }
 PRECISIONS = {"fp32": ct.precision.FLOAT32, "fp16": ct.precision.FLOAT16}
 TOLERANCES = {"fp32": (1e-4, 1e-5), "fp16": (1e-2, 1e-2)}
+
+#: Parametrize a family test over every deployment target and precision.
+grid = pytest.mark.parametrize(
+    ("target", "precision"), [(t, p) for t in TARGETS for p in PRECISIONS]
+)
+
+
+def randn(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    """Reproducible standard-normal inputs (own generator: test order does not matter)."""
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def convert(

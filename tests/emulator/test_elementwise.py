@@ -38,9 +38,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 TARGETS = list(support.TARGETS)
 PRECISIONS = list(support.PRECISIONS)
-grid = pytest.mark.parametrize(
-    ("target", "precision"), [(t, p) for t in TARGETS for p in PRECISIONS]
-)
+grid = support.grid
 
 
 def fp16_exact(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:

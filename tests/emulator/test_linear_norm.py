@@ -25,13 +25,10 @@ from .support import ct
 
 TARGETS = list(support.TARGETS)
 PRECISIONS = list(support.PRECISIONS)
-grid = pytest.mark.parametrize(
-    ("target", "precision"), [(t, p) for t in TARGETS for p in PRECISIONS]
-)
+grid = support.grid
 
 
-def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+_randn = support.randn
 
 
 # --------------------------------------------------------------------------- transformer block

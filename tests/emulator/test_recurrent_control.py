@@ -33,13 +33,10 @@ types = ct.converters.mil.mil.types
 
 TARGETS = list(support.TARGETS)
 PRECISIONS = list(support.PRECISIONS)
-grid = pytest.mark.parametrize(
-    ("target", "precision"), [(t, p) for t in TARGETS for p in PRECISIONS]
-)
+grid = support.grid
 
 
-def _randn(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
-    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+_randn = support.randn
 
 
 def _convert_program(prog: Any, target: Any, precision: str = "fp32") -> Any:

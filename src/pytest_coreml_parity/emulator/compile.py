@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import EmulatorError, KernelError
 from .plan import BlockPlan, Step
+from .run import check_shape
 
 #: ``fn(env, inputs, record) -> outputs``; with ``record`` every value is also put in ``env``.
 CompiledBlock = Callable[[dict[str, Any], tuple[Any, ...], bool], list[Any]]
@@ -37,25 +38,6 @@ def _identifier(key: str) -> bool:
     return key.isidentifier() and not keyword.iskeyword(key)
 
 
-def _shape_error(step: Step, index: int, held: Any) -> KernelError:
-    ctx = step.ctx
-    return KernelError(
-        f"kernel for {ctx.op_type} op {ctx.name!r} produced shape {held.shape} "
-        f"for output {step.outputs[index]!r}, but the program declares {ctx.output_shapes[index]}"
-    )
-
-
-def _check_shape(step: Step, index: int, held: Any) -> None:
-    """Partly static shapes: compare the known dims only (as the interpreter does)."""
-    shape = step.ctx.output_shapes[index]
-    if shape is None:
-        return
-    if held.ndim != len(shape) or any(
-        want is not None and want != got for want, got in zip(shape, held.shape, strict=True)
-    ):
-        raise _shape_error(step, index, held)
-
-
 class _Codegen:
     def __init__(self, block: BlockPlan) -> None:
         self.block = block
@@ -63,8 +45,7 @@ class _Codegen:
         self.namespace: dict[str, Any] = {
             "EmulatorError": EmulatorError,
             "KernelError": KernelError,
-            "check_shape": _check_shape,
-            "shape_error": _shape_error,
+            "check_shape": check_shape,
             "STEPS": block.steps,
         }
         self.lines: list[str] = []
@@ -155,7 +136,7 @@ class _Codegen:
     def emit_shape_check(self, index: int, position: int, out: str, step: Step) -> None:
         shape = step.shapes[position]
         if shape is not None:
-            self.emit(f"if {out}.shape != {shape!r}:")
-            self.emit(f"    raise shape_error(STEPS[{index}], {position}, {out})")
+            self.emit(f"if {out}.shape != {shape!r}:")  # the fast check; check_shape raises
+            self.emit(f"    check_shape(STEPS[{index}], {position}, {out})")
         elif step.ctx.output_shapes[position] is not None:
             self.emit(f"check_shape(STEPS[{index}], {position}, {out})")

@@ -44,7 +44,7 @@ def run_block(block: BlockPlan, env: Env, values: tuple[Any, ...] = ()) -> list[
             if step.single_output:
                 held = step.storers[0](result)
                 if held.shape != step.shapes[0]:  # also when only partly static
-                    _check_shape(step, 0, held)
+                    check_shape(step, 0, held)
                 env[step.outputs[0]] = held
             else:
                 _store_outputs(step, result, env)
@@ -59,7 +59,7 @@ def run_block(block: BlockPlan, env: Env, values: tuple[Any, ...] = ()) -> list[
     return [env[v] if kind == "ref" else v for kind, v in block.outputs]
 
 
-def _check_shape(step: Step, index: int, held: np.ndarray) -> None:
+def check_shape(step: Step, index: int, held: np.ndarray) -> None:
     """Raise unless ``held`` matches the declared shape (``None`` dims match anything)."""
     shape = step.ctx.output_shapes[index]
     if shape is None:
@@ -90,7 +90,7 @@ def _store_outputs(step: Step, result: Any, env: Env) -> None:
             continue
         held = storer(value)
         if held.shape != step.shapes[index]:
-            _check_shape(step, index, held)
+            check_shape(step, index, held)
         env[name] = held
 
 
