@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_coreml_parity.conformance.results import (
+    CATEGORIES,
     TestResult,
     read_jsonl,
     render_failure_groups,
+    render_fp16_typed_summary,
     render_markdown,
     render_text,
     totals,
@@ -82,6 +84,8 @@ def pytest_command(
         cmd += ["--conformance-perturb", args.perturb]
     if args.fp16_tolerance:
         cmd += ["--conformance-fp16-tolerance", args.fp16_tolerance]
+    if args.fp16_typed_tolerance:
+        cmd += ["--conformance-fp16-typed-tolerance", args.fp16_typed_tolerance]
     if args.fp16_execution:
         cmd += ["--conformance-fp16-execution", args.fp16_execution]
     if args.only_ids:
@@ -126,7 +130,7 @@ def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argpar
             f"### {precision}",
             "",
             f"{len(rows)} tests in {seconds:.0f} s: "
-            + ", ".join(f"{total[c]} {c}" for c in ("pass", "fail", "unsupported", "skipped", "no-compare", "error")),
+            + ", ".join(f"{total[c]} {c}" for c in CATEGORIES),
             "",
             "Run times: " + ", ".join(f"{r.target} {r.seconds:.0f} s" for r in runs if r.precision in (precision, "all")),
             "",
@@ -136,6 +140,11 @@ def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argpar
             "(every id is in the --jsonl file):",
             "",
             render_failure_groups(rows, "fail"),
+            "",
+            f"fp16-typed programs judged at fp16 resolution ({precision}), by op: how far the "
+            "emulator was from coremltools' reference, in fp16 ulps:",
+            "",
+            render_fp16_typed_summary(rows),
             "",
         ]
     return "\n".join(lines)
@@ -154,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         help="How fp16-typed ops execute in the emulator (typed: binary16 storage; float32: as Core ML's CPU may). Default: typed.",
     )
     parser.add_argument("--fp16-tolerance", metavar="RTOL,ATOL", default=None, help="Compare fp16 at this tolerance instead of coremltools' atol>=0.5/rtol>=0.05.")
+    parser.add_argument(
+        "--fp16-typed-tolerance",
+        metavar="RTOL,ATOL|off",
+        default=None,
+        help="fp32 suite: judge fp16-typed programs that fail the fp32 tolerance again at this tolerance (category pass-fp16-typed); 'off' to disable. Default: the plugin's 1e-2,1e-2.",
+    )
     parser.add_argument("--rerun", type=Path, default=None, help="A previous --jsonl: rerun only its fail/unsupported/error tests and merge (kernels landed since).")
     parser.add_argument("--markdown", type=Path, default=None, help="Write the tables as markdown to this file.")
     parser.add_argument("--jsonl", type=Path, default=None, help="Keep per-test results here. Default: a temporary file.")

@@ -12,9 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pytest_coreml_parity.conformance.results import TestResult, categorize, op_key, read_jsonl
+from pytest_coreml_parity.conformance.defects import known_defect
+from pytest_coreml_parity.conformance.plugin import fp16_ulps
+from pytest_coreml_parity.conformance.results import (
+    Seen,
+    TestResult,
+    categorize,
+    op_key,
+    read_jsonl,
+)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "conformance.py"
 SUBSET = ["iOS14/test_elementwise_binary.py", "-k", "add and smoke"]
@@ -46,30 +55,42 @@ def test_unperturbed_passes_and_perturbed_fails(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("outcome", "predictions", "unsupported", "emulator_error", "expected"),
+    ("outcome", "seen", "expected"),
     [
-        ("passed", 1, False, False, "pass"),
-        ("passed", 0, False, False, "no-compare"),
-        ("passed", 0, False, True, "pass"),
-        ("failed", 1, False, False, "fail"),
-        ("failed", 0, False, True, "fail"),
-        ("failed", 0, True, False, "unsupported"),
-        ("failed", 0, False, False, "error"),
-        ("skipped", 0, False, False, "skipped"),
+        ("passed", Seen(predictions=1), "pass"),
+        ("passed", Seen(predictions=1, fp16_resolution=True), "pass-fp16-typed"),
+        ("passed", Seen(), "no-compare"),
+        ("passed", Seen(emulator_error=True), "pass"),  # the test expected the error
+        ("failed", Seen(predictions=1), "fail"),
+        ("failed", Seen(emulator_error=True), "fail"),
+        ("failed", Seen(emulator_error=True, refused=True), "refused"),
+        ("failed", Seen(unsupported=True), "unsupported"),
+        ("failed", Seen(predictions=1, upstream_defect=True), "upstream-defect"),
+        ("failed", Seen(predictions=2, outputs_all_passed=True), "error"),
+        ("failed", Seen(), "error"),
+        ("skipped", Seen(), "skipped"),
     ],
 )
-def test_categorize(
-    outcome: str, predictions: int, unsupported: bool, emulator_error: bool, expected: str
-) -> None:
-    assert (
-        categorize(
-            outcome=outcome,
-            predictions=predictions,
-            unsupported=unsupported,
-            emulator_error=emulator_error,
-        )
-        == expected
+def test_categorize(outcome: str, seen: Seen, expected: str) -> None:
+    assert categorize(outcome, seen) == expected
+
+
+def test_known_defects_need_their_symptom() -> None:
+    nodeid = (
+        "iOS16/test_image_resizing.py::TestCropResize::test_builder_to_backend_ios16[compute_unit="
+        "ComputeUnit.CPU_ONLY-backend=BackendConfig(backend='mlprogram', precision='fp32', "
+        "opset_version=<AvailableTarget.iOS16: 7>)-pad_value=1.0]"
     )
+    assert known_defect(nodeid, "AssertionError: / Mismatched elements: 1 / 12 (8.33%)") is not None
+    assert known_defect(nodeid, "AssertionError: / Mismatched elements: 2 / 12 (16.7%)") is None
+    assert known_defect(nodeid.replace("'fp32'", "'fp16'"), "Mismatched elements: 1 / 12") is None
+
+
+def test_fp16_ulps_scale_with_the_largest_value() -> None:
+    expected = np.array([0.0, 1.0, 2.0], np.float32)
+    one_ulp_at_two = float(np.spacing(np.float16(2.0)))
+    assert fp16_ulps(expected + np.float32([0, 0, one_ulp_at_two]), expected) == 1.0
+    assert fp16_ulps(expected + np.float32([one_ulp_at_two / 2, 0, 0]), expected) == 0.5
 
 
 def test_op_key_drops_converter_casts() -> None:

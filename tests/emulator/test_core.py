@@ -295,8 +295,47 @@ def test_a_failing_kernel_is_reported_with_its_op() -> None:
     np.testing.assert_array_equal(
         emulator.run({"x": np.array([2, -3, 4], np.int32)})["divide"], [3, -3, 2]
     )
-    with pytest.raises(KernelError, match=r"floor_div op 'divide' \(opset iOS16\) failed: ZeroDivisionError"):
+    with pytest.raises(KernelError, match=r"floor_div op 'divide' \(opset iOS16\) failed: UnspecifiedResultError"):
         emulator.run({"x": np.array([1, 0, 1], np.int32)})
+
+
+def test_unknown_rank_program_is_an_unsupported_feature() -> None:
+    """fill with a flexible-length shape input has an output of unknown rank, which
+    coremltools' milproto loader cannot read back: a loud unsupported error, at load."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import get_new_symbol
+
+    from pytest_coreml_parity.emulator import UnsupportedFeatureError, UnsupportedOpError
+
+    int32 = ct.converters.mil.mil.types.int32
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(get_new_symbol(),), dtype=int32)], opset_version=ct.target.iOS15)
+    def prog(shape: Any) -> Any:
+        return mb.fill(shape=shape)
+
+    inputs = [ct.TensorType(name="shape", shape=(ct.RangeDim(1, 5),), dtype=np.int32)]
+    mlmodel = ct.convert(prog, convert_to="mlprogram", inputs=inputs, minimum_deployment_target=ct.target.iOS15)
+    with pytest.raises(UnsupportedFeatureError, match="milproto loader cannot read it") as info:
+        Emulator(mlmodel)
+    assert isinstance(info.value, UnsupportedOpError)
+
+
+def test_an_attribute_value_a_kernel_does_not_model_is_unsupported() -> None:
+    from coremltools.converters.mil import Builder as mb
+
+    from pytest_coreml_parity.emulator import UnsupportedFeatureError
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 1, 4, 4))], opset_version=ct.target.iOS15)
+    def prog(x: Any) -> Any:
+        roi = np.array([[0, 0, 0, 1, 1]], np.float32).reshape(1, 1, 5, 1, 1)
+        return mb.crop_resize(
+            x=x, roi=roi, target_height=2, target_width=2, normalized_coordinates=True,
+            sampling_mode="UNALIGN_CORNERS", name="crop",
+        )
+
+    emulator = Emulator(ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15))
+    with pytest.raises(UnsupportedFeatureError, match=r"UNALIGN_CORNERS.*crop_resize op 'crop"):
+        emulator.run({"x": np.zeros((1, 1, 4, 4), np.float32)})
 
 
 class ExactOps(torch.nn.Module):

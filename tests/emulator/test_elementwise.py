@@ -771,12 +771,19 @@ def test_logical_ops() -> None:
     np.testing.assert_array_equal(got, [0, 0, 1, 1])
 
 
-def test_int32_real_div_is_rejected_not_guessed() -> None:
-    from pytest_coreml_parity.emulator import KernelError
+def test_int32_real_div_where_the_quotient_is_unambiguous() -> None:
+    """coremltools' test pins int32(x / y) for non-negative quotients; a negative inexact
+    quotient (truncate or floor?) is undocumented, so the emulator refuses it."""
+    from pytest_coreml_parity.emulator import KernelError, UnspecifiedResultError
 
-    x = np.array([7, -7], dtype=np.int32)
-    with pytest.raises(KernelError, match="real_div on int32"):
-        run_mil(lambda x, y: mb.real_div(x=x, y=y), {"x": x, "y": x}, dtype=types.int32)
+    x, y = np.array([10, 50, -12, 7], np.int32), np.array([11, 15, -5, -7], np.int32)
+    got = run_mil(lambda x, y: mb.real_div(x=x, y=y), {"x": x, "y": y}, dtype=types.int32)
+    np.testing.assert_array_equal(got, [0, 3, 2, -1])
+    assert got.dtype == np.int32
+    x = np.array([-7, 1, 1, 1], np.int32)
+    with pytest.raises(KernelError, match="negative, inexact quotient") as info:
+        run_mil(lambda x, y: mb.real_div(x=x, y=y), {"x": x, "y": np.full(4, 2, np.int32)}, dtype=types.int32)
+    assert isinstance(info.value.__cause__, UnspecifiedResultError)
 
 
 def test_relu_propagates_nan_and_keeps_infinities() -> None:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_coreml_parity.emulator import Emulator, KernelError
+from pytest_coreml_parity.emulator import Emulator, UnsupportedOpError
 
 from . import support
 from .support import ct
@@ -506,7 +506,7 @@ def test_matmul_variants(xs: tuple[int, ...], ys: tuple[int, ...], tx: bool, ty:
 def test_matmul_rank1_x_with_batched_y_is_refused() -> None:
     """coremltools declares [1, N] for [K] @ [B, K, N] where the spec says [B, N]."""
     x, y = _x(4, seed=1), _x(2, 4, 5, seed=2)
-    with pytest.raises(KernelError, match="rank-1 x"):
+    with pytest.raises(UnsupportedOpError, match="rank-1 x"):
         run_mil(lambda a, b: _mb().matmul(x=a, y=b), x, y, op="matmul")
 
 
@@ -668,20 +668,32 @@ def test_local_response_norm_matches_torch(size: int, shape: tuple[int, ...]) ->
     body = lambda v: _mb().local_response_norm(x=v, size=size, alpha=alpha, beta=beta, k=k)  # noqa: E731
     got = run_mil(body, x, op="local_response_norm")[0]
     lrn = nn.LocalResponseNorm(size=size, alpha=float(alpha), beta=float(beta), k=float(k))
-    want = lrn(torch.from_numpy(x)).numpy()
+    # Rank 3 is read as [C, H, W] (see the next test): torch on x[None] is the reference.
+    ref = torch.from_numpy(x)[None] if x.ndim == 3 else torch.from_numpy(x)
+    want = lrn(ref).numpy().reshape(x.shape)
     _close(got, want.astype(np.float64), rtol=1e-5, atol=1e-6)
+
+
+def test_local_response_norm_rank3_windows_over_axis0() -> None:
+    """coremltools' device-run smoke test, hard-coded at atol 1e-4: for a (1, 3, 2)
+    input every value is normalized by itself alone, i.e. the window runs over the
+    size-1 axis 0, not over the 3 "channels" the MIL docstring's [n, C, D] names."""
+    x = np.array([[[1.0, -7.0], [5.0, -6.0], [-3.0, -5.0]]], dtype=np.float32)
+    got = run_mil(lambda v: _mb().local_response_norm(x=v, size=2), x, op="local_response_norm")[0]
+    want = [[[0.99996257, -6.98716545], [4.99531746, -5.99191284], [-2.99898791, -4.99531746]]]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def test_local_response_norm_fp32_huge() -> None:
     """Squares of 1e20 overflow float32; the normalized values (about 1e-7) do not."""
-    x = np.abs(_x(1, 5, 3, scale=1e20)) + 1e19
+    x = np.abs(_x(1, 5, 3, 2, scale=1e20)) + 1e19
     got = run_mil(
         lambda v: _mb().local_response_norm(x=v, size=3),
         x.astype(np.float32),
         op="local_response_norm",
     )[0]
     xd = x.astype(np.float32).astype(np.float64)
-    sq = np.pad(xd * xd, [(0, 0), (1, 1), (0, 0)])
+    sq = np.pad(xd * xd, [(0, 0), (1, 1), (0, 0), (0, 0)])
     window = sq[:, :-2] + sq[:, 1:-1] + sq[:, 2:]
     want = xd / (1.0 + 1e-4 / 3 * window) ** 0.75
     assert np.all(got > 0)

@@ -539,15 +539,30 @@ def test_lists_in_a_while_loop() -> None:
     assert int(length) == 5
 
 
-def test_list_read_of_unwritten_element_is_refused() -> None:
+def test_unwritten_list_elements_read_as_zeros() -> None:
+    """coremltools' own list test pins it ("list is initially all 0"): elements never
+    written, including the gap a write past the end opens, read as zeros."""
+
     @mb.program(input_specs=[mb.TensorSpec(shape=(3,))], opset_version=ct.target.iOS15)
     def prog(x):  # type: ignore[no-untyped-def]
-        ls = mb.make_list(init_length=2, dynamic_length=False, elem_shape=[3], dtype="fp32")
+        ls = mb.make_list(init_length=2, dynamic_length=True, elem_shape=[3], dtype="fp32")
+        first = mb.list_read(ls=ls, index=1)
         ls = mb.list_write(ls=ls, index=0, value=x)
-        return mb.list_read(ls=ls, index=1)
+        ls = mb.list_write(ls=ls, index=4, value=x)
+        return first, mb.list_gather(ls=ls, indices=np.array([4, 3, 0], np.int32))
 
-    with pytest.raises(Exception, match="read before it was written"):
-        _run_program(prog, {"x": np.zeros(3, np.float32)})
+    x = np.array([1.0, -2.0, 0.5], np.float32)
+    first, gathered = _run_program(prog, {"x": x}).values()
+    np.testing.assert_array_equal(first, np.zeros(3, np.float32))
+    np.testing.assert_array_equal(gathered, np.stack([x, np.zeros(3, np.float32), x]))
+
+
+def test_unwritten_element_of_unknown_shape_is_refused() -> None:
+    from pytest_coreml_parity.emulator.kernels.control_flow import TensorList
+
+    ls = TensorList((None,), np.dtype(np.float32), (None, 3), dynamic_length=True)
+    with pytest.raises(ValueError, match=r"read before it was written.*not fully known"):
+        ls.read(0)
 
 
 # =============================================================== compressed weights

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_coreml_parity.emulator import Emulator
+from pytest_coreml_parity.emulator import Emulator, UnspecifiedResultError
 
 from . import support
 from .support import ct
@@ -645,7 +645,7 @@ def test_negative_index_is_out_of_bounds_from_ios17() -> None:
         if ok:
             np.testing.assert_array_equal(scatter_gather.gather(ctx, x, _i([0, -1])), x[[0, -1]])
         else:
-            with pytest.raises(IndexError, match="iOS17"):
+            with pytest.raises(UnspecifiedResultError, match="iOS17"):
                 scatter_gather.gather(ctx, x, _i([0, -1]))
 
 
@@ -711,18 +711,50 @@ def test_scatter_ops_all_modes(mode: str) -> None:
         np.testing.assert_allclose(g, want, rtol=1e-6)
 
 
-def test_scatter_update_with_duplicate_indices_is_rejected() -> None:
+def _last_write_wins(data: np.ndarray, destinations: list[tuple[int, ...]], values: list[Any]) -> np.ndarray:
+    """A plain loop: each update in row-major order overwrites what came before."""
+    want = data.copy()
+    for where, value in zip(destinations, values, strict=True):
+        want[where] = value
+    return want
+
+
+def test_scatter_update_with_duplicate_indices_keeps_the_last_write() -> None:
+    """Duplicate destinations in mode 'update': the last update in row-major order wins,
+    as coremltools' reference and its device-run tests (``np.put_along_axis``) assume."""
     from coremltools.converters.mil import Builder as mb
 
-    from pytest_coreml_parity.emulator.errors import KernelError
+    data, upd = _x(3, 2), _x(3, 2, seed=1)
+    (got,) = run_mil(
+        lambda d, u: mb.scatter(data=d, indices=[1, 2, 1], updates=u, mode="update"),
+        data,
+        upd,
+        op="scatter",
+    )
+    np.testing.assert_array_equal(got, _last_write_wins(data, [1, 2, 1], list(upd)))
 
-    with pytest.raises(KernelError, match="duplicate"):
-        run_mil(
-            lambda d, u: mb.scatter(data=d, indices=[1, 1], updates=u, mode="update"),
-            _x(3, 2),
-            _x(2, 2),
-            op="scatter",
-        )
+    # coremltools' own smoke case: column 0 is written by both rows, the second wins.
+    data = np.array([[1, 2, 3], [4, 5, 6]], np.float32)
+    idx = _i([[1, 0, 1], [1, 1, 0]])
+    upd = np.array([[5, 6, 7], [8, 9, 10]], np.float32)
+    (got,) = run_mil(
+        lambda d, i, u: mb.scatter_along_axis(data=d, indices=i, updates=u, axis=0, mode="update"),
+        data,
+        idx,
+        upd,
+        op="scatter_along_axis",
+    )
+    np.testing.assert_array_equal(got, [[1, 6, 10], [8, 9, 7]])
+
+    data, upd = _x(4, 3), _x(4, 3, seed=2)
+    rows = [[2], [0], [2], [2]]
+    (got,) = run_mil(
+        lambda d, u: mb.scatter_nd(data=d, indices=_i(rows), updates=u, mode="update"),
+        data,
+        upd,
+        op="scatter_nd",
+    )
+    np.testing.assert_array_equal(got, _last_write_wins(data, [r[0] for r in rows], list(upd)))
 
 
 def test_reverse_sequence_batch_axis_after_seq_axis() -> None:

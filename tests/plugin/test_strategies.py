@@ -35,7 +35,11 @@ def test_tensors_are_finite_float32(t: torch.Tensor) -> None:
     ],
 )
 def test_shrinks_to_named_boundaries(name: str, predicate, expected: float) -> None:
-    found = find(extreme_floats(), predicate, settings=settings(database=None, max_examples=2000))
+    # derandomize: shrink quality is heuristic, and a random start can end at 65505
+    # (the (6e4, 1e6) range) instead of switching to the named value; seeded, it is stable.
+    found = find(
+        extreme_floats(), predicate, settings=settings(database=None, max_examples=2000, derandomize=True)
+    )
     assert found == expected, name
 
 

@@ -6,12 +6,22 @@ Each test therefore gets one category from what actually happened to it:
 
 * ``pass``: at least one emulator prediction (or a prediction error the test
   expected, e.g. for invalid indices), and the test passed;
+* ``pass-fp16-typed``: fp32 suite only; the program is fp16-typed (the test built
+  it with fp16 inputs, weights or outputs), it failed coremltools' fp32 tolerance,
+  which is below one fp16 ulp, and passed at the harness's fp16-typed tolerance;
 * ``fail``: the test failed after an emulator prediction (a numeric mismatch,
   or an emulator error other than an unsupported op);
+* ``refused``: the emulator raised ``UnspecifiedResultError``: the test feeds
+  inputs whose Core ML result is undefined (out-of-range indices with
+  ``validate_indices=False``) and expects the device's arbitrary answer;
 * ``unsupported``: the emulator raised ``UnsupportedOpError``;
+* ``upstream-defect``: failed with the symptom of a documented defect in the test's
+  own expected values (``defects.py`` gives the proof for each);
 * ``skipped``: skipped or xfailed by the test itself;
 * ``no-compare``: passed without any emulator prediction (nothing compared);
-* ``error``: failed before any prediction (converter or builder), not ours.
+* ``error``: failed before any prediction (converter or builder), or after every
+  emulator output passed coremltools' comparison (an assertion about the
+  converted program itself): not the emulator's doing.
 
 Each test is keyed by the op types its program ran at top level, without the
 ``cast`` ops the converter adds around fp16 programs (``add``, ``conv``,
@@ -27,7 +37,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-CATEGORIES = ("pass", "fail", "unsupported", "skipped", "no-compare", "error")
+CATEGORIES = (
+    "pass",
+    "pass-fp16-typed",
+    "fail",
+    "refused",
+    "unsupported",
+    "upstream-defect",
+    "skipped",
+    "no-compare",
+    "error",
+)
 
 #: Ops the converter inserts around the op under test; not what a test is about.
 PLUMBING_OPS = frozenset({"cast"})
@@ -43,6 +63,8 @@ class TestResult:
     precision: str
     opset: str
     error: str = ""
+    #: For ``pass-fp16-typed``: the error in fp16 ulps at the reference.
+    detail: str = ""
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -56,17 +78,40 @@ def op_key(op_types: Sequence[str], fallback: str) -> str:
     return "+".join(meaningful or ops)
 
 
-def categorize(
-    *, outcome: str, predictions: int, unsupported: bool, emulator_error: bool
-) -> str:
-    """One category from a pytest outcome and what the emulator saw (see module doc)."""
+@dataclass(frozen=True)
+class Seen:
+    """What the harness saw of one test, beyond pytest's outcome."""
+
+    predictions: int = 0
+    unsupported: bool = False
+    emulator_error: bool = False
+    #: The emulator refused inputs whose Core ML result is undefined.
+    refused: bool = False
+    #: fp32 suite: an fp16-typed comparison passed only at fp16 resolution.
+    fp16_resolution: bool = False
+    #: Every prediction was checked by coremltools' comparison, and passed.
+    outputs_all_passed: bool = False
+    #: The failure is a documented defect of the test's own expectation.
+    upstream_defect: bool = False
+
+
+def categorize(outcome: str, seen: Seen) -> str:
+    """One category from a pytest outcome and what the harness saw (see module doc)."""
     if outcome == "skipped":
         return "skipped"
     if outcome == "passed":  # an expected prediction error counts: the test checked it
-        return "pass" if predictions or emulator_error else "no-compare"
-    if unsupported:
+        if seen.fp16_resolution:
+            return "pass-fp16-typed"
+        return "pass" if seen.predictions or seen.emulator_error else "no-compare"
+    if seen.unsupported:
         return "unsupported"
-    if predictions or emulator_error:
+    if seen.refused:
+        return "refused"
+    if seen.upstream_defect:
+        return "upstream-defect"
+    if seen.predictions and seen.outputs_all_passed and not seen.emulator_error:
+        return "error"  # every emulator output passed; the test failed on something else
+    if seen.predictions or seen.emulator_error:
         return "fail"
     return "error"
 
@@ -162,4 +207,24 @@ def render_failures_markdown(results: Sequence[TestResult], category: str = "fai
         if result.category == category:
             error = result.error.replace("|", "\\|")[:300]
             lines.append(f"- `{result.nodeid}` ({result.op}): {error}")
+    return "\n".join(lines) or "(none)"
+
+
+def _ulps(detail: str) -> float:
+    match = re.search(r"max ([0-9.]+|inf|nan) fp16 ulp", detail)
+    return float(match.group(1)) if match else float("nan")
+
+
+def render_fp16_typed_summary(results: Sequence[TestResult]) -> str:
+    """Per op: how many tests passed only at fp16 resolution, and their error in fp16 ulps
+    at each output's largest magnitude (median and worst over the op's tests)."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for result in results:
+        if result.category == "pass-fp16-typed":
+            groups[result.op].append(_ulps(result.detail))
+    lines = []
+    for op, ulps in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        ulps.sort()
+        median = ulps[len(ulps) // 2]
+        lines.append(f"- **`{op}`** × {len(ulps)}: median {median:.1f}, max {ulps[-1]:.1f} fp16 ulp")
     return "\n".join(lines) or "(none)"

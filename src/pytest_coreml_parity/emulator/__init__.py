@@ -26,6 +26,8 @@ from .errors import (
     InputError,
     KernelError,
     ModelLoadError,
+    UnspecifiedResultError,
+    UnsupportedFeatureError,
     UnsupportedOpError,
 )
 from .plan import InputSpec, OpInfo, ProgramPlan, plan_function
@@ -41,6 +43,8 @@ __all__ = [
     "KernelError",
     "ModelLoadError",
     "Recording",
+    "UnspecifiedResultError",
+    "UnsupportedFeatureError",
     "UnsupportedOpError",
     "emulate",
     "supported_ops",

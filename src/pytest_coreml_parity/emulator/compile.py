@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import EmulatorError, KernelError
 from .plan import BlockPlan, Step
-from .run import check_shape
+from .run import check_shape, unsupported_feature
 
 #: ``fn(env, inputs, record) -> outputs``; with ``record`` every value is also put in ``env``.
 CompiledBlock = Callable[[dict[str, Any], tuple[Any, ...], bool], list[Any]]
@@ -46,6 +46,7 @@ class _Codegen:
             "EmulatorError": EmulatorError,
             "KernelError": KernelError,
             "check_shape": check_shape,
+            "unsupported_feature": unsupported_feature,
             "STEPS": block.steps,
         }
         self.lines: list[str] = []
@@ -85,6 +86,8 @@ class _Codegen:
         tail = [
             "    except EmulatorError:",
             "        raise",
+            "    except NotImplementedError as exc:",
+            "        raise unsupported_feature(STEPS[i].ctx, exc) from exc",
             "    except Exception as exc:",
             "        ctx = STEPS[i].ctx",
             "        raise KernelError(",

@@ -32,9 +32,35 @@ class UnsupportedOpError(EmulatorError):
         )
 
 
+class UnsupportedFeatureError(UnsupportedOpError):
+    """The program uses a feature the emulator does not run, other than an op type.
+
+    Tensors of unknown rank (coremltools' program loader cannot read them) are
+    reported at load; an attribute value or dtype a kernel does not model (a
+    sampling mode, integer ``scatter`` division) when the op runs, before any
+    output is returned.
+    """
+
+    def __init__(self, feature: str, where: str) -> None:
+        Exception.__init__(self, f"the emulator does not support {feature} ({where})")
+        self.op_type = feature
+        self.op_name = "-"
+        self.opset = where
+
+
 class InputError(EmulatorError, ValueError):
     """The inputs given to a run do not match the model's declared inputs."""
 
 
 class KernelError(EmulatorError):
     """A kernel failed on the values it was given; names the op that failed."""
+
+
+class UnspecifiedResultError(ValueError):
+    """An op was given inputs for which Core ML leaves the result undefined.
+
+    Out-of-range indices (whatever ``validate_indices`` says), integer division by
+    zero, and the like: the device returns *something*, but nothing says what, so
+    the emulator refuses rather than guess. Kernels raise it; callers receive it as
+    the ``__cause__`` of the :class:`KernelError` naming the op.
+    """

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, UnsupportedFeatureError
 
 ModelLike = Any  # coremltools.models.MLModel | str | os.PathLike[str]
 
@@ -62,6 +62,10 @@ def load_program(model: ModelLike, function_name: str = "main") -> LoadedProgram
 
     try:
         program = milproto_load(spec, spec.specificationVersion, weights_dir)
+    except NotImplementedError as exc:  # e.g. "Variadic dimensions not yet implemented."
+        raise UnsupportedFeatureError(
+            f"this program: coremltools' milproto loader cannot read it ({exc})", source
+        ) from exc
     except Exception as exc:
         raise ModelLoadError(f"{source}: cannot load the ML Program: {exc}") from exc
 

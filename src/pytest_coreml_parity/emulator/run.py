@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .dtypes import store, to_declared
-from .errors import EmulatorError, InputError, KernelError
+from .errors import EmulatorError, InputError, KernelError, UnsupportedFeatureError
 from .plan import BlockPlan, ProgramPlan, Step
+from .registry import OpContext
 
 Env = dict[str, Any]
 
@@ -50,6 +51,8 @@ def run_block(block: BlockPlan, env: Env, values: tuple[Any, ...] = ()) -> list[
                 _store_outputs(step, result, env)
         except EmulatorError:
             raise
+        except NotImplementedError as exc:
+            raise unsupported_feature(step.ctx, exc) from exc
         except Exception as exc:
             ctx = step.ctx
             raise KernelError(
@@ -57,6 +60,12 @@ def run_block(block: BlockPlan, env: Env, values: tuple[Any, ...] = ()) -> list[
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     return [env[v] if kind == "ref" else v for kind, v in block.outputs]
+
+
+def unsupported_feature(ctx: OpContext, exc: NotImplementedError) -> UnsupportedFeatureError:
+    """A kernel's NotImplementedError (an attribute value or dtype it does not model)
+    as the loud unsupported error an unknown op type gets."""
+    return UnsupportedFeatureError(str(exc), f"{ctx.op_type} op {ctx.name!r}, opset {ctx.opset}")
 
 
 def check_shape(step: Step, index: int, held: np.ndarray) -> None:

@@ -7,7 +7,9 @@ Core ML would; the emulator adds no iteration cap of its own.
 
 Lists (``make_list`` and the ``list_*`` ops) are immutable :class:`TensorList`
 values: every write returns a new list, so a recording or a second thread never
-sees a list change under it.
+sees a list change under it. An element never written reads as zeros when the
+element shape is known (coremltools' list test pins that); with a symbolic
+element shape such a read is an error.
 """
 
 from __future__ import annotations
@@ -78,12 +80,19 @@ class TensorList:
         if not 0 <= index < len(self.items):
             raise IndexError(f"list index {index} out of range for a list of length {len(self)}")
         item = self.items[index]
-        if item is None:
+        if item is not None:
+            return item
+        if self.elem_shape is None or any(d is None for d in self.elem_shape):
             raise ValueError(
-                f"list element {index} is read before it was written; Core ML's value for "
-                "unwritten elements is unspecified, so the emulator refuses to guess"
+                f"list element {index} is read before it was written and the list's element "
+                "shape is not fully known, so its zero value has no shape"
             )
-        return item
+        # An element never written reads as zeros of the element shape: what coremltools'
+        # own list test expects from the device ("list is initially all 0").
+        shape = cast("tuple[int, ...]", self.elem_shape)
+        zeros = np.zeros(shape, self.dtype)
+        zeros.setflags(write=False)
+        return zeros
 
     def write(self, updates: dict[int, np.ndarray]) -> TensorList:
         items = list(self.items)

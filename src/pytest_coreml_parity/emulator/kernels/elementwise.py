@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnspecifiedResultError
 from ..registry import OpContext, kernel
 from ._common import f32
 
@@ -48,7 +49,7 @@ def _int_pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_nonzero_divisor(y: np.ndarray, op: str) -> None:
     if np.any(y == 0):
-        raise ZeroDivisionError(
+        raise UnspecifiedResultError(
             f"integer {op} by zero: Core ML's result is unspecified, so the emulator refuses"
         )
 
@@ -86,9 +87,26 @@ def real_div(ctx: OpContext, x: Any, y: Any) -> np.ndarray:
         a, b = _float_pair(x, y)
         with np.errstate(all="ignore"):
             return np.divide(a, b)
-    # int32 real_div: whether Core ML truncates, floors or rounds the quotient is not
-    # documented, so refuse rather than guess (the torch frontend casts to fp32 first).
-    raise NotImplementedError("real_div on int32 operands is not supported")
+    return _int_real_div(x, y)
+
+
+def _int_real_div(x: Any, y: Any) -> np.ndarray:
+    """int32 ``real_div``: the quotient as an integer, where that integer is unambiguous.
+
+    coremltools' own test pins ``int32(x / y)`` for non-negative quotients, where
+    truncation and flooring agree. For a negative inexact quotient they differ and
+    nothing documents which Core ML does, so that case is refused, as is x / 0.
+    """
+    a, b = _int_pair(x, y)
+    _check_nonzero_divisor(b, "real_div")
+    floor = np.floor_divide(a, b)
+    inexact_negative = ((a < 0) != (b < 0)) & (np.remainder(a, b) != 0)
+    if inexact_negative.any():
+        raise UnspecifiedResultError(
+            "real_div on int32 operands with a negative, inexact quotient: whether Core ML "
+            "truncates or floors it is not documented"
+        )
+    return floor
 
 
 @kernel("floor_div")
@@ -124,7 +142,7 @@ def pow_(ctx: OpContext, x: Any, y: Any) -> np.ndarray:
             return np.power(a, b)
     a, b = _int_pair(x, y)
     if np.any(b < 0):
-        raise NotImplementedError("int32 pow with a negative exponent is not supported")
+        raise UnspecifiedResultError("int32 pow with a negative exponent: the spec does not define the result")
     with np.errstate(all="ignore"):
         return np.power(a, b)
 
@@ -276,7 +294,7 @@ def exp2(ctx: OpContext, x: Any) -> np.ndarray:
         with np.errstate(all="ignore"):
             return np.exp2(f32(arr))
     if np.any((arr < 0) | (arr > 30)):
-        raise NotImplementedError("int32 exp2 is only supported for exponents 0..30")
+        raise UnspecifiedResultError("int32 exp2 of an exponent outside 0..30: the result does not fit int32")
     return np.left_shift(np.ones_like(arr), arr)
 
 

@@ -7,7 +7,10 @@ result is undefined. The emulator raises on every out-of-bounds index (whatever
 
 Scatter modes ``add``/``sub``/``mul``/``div``/``max``/``min`` accumulate
 duplicates in float32 (int64 for ints) and the runner rounds once. ``update``
-with duplicate destinations is rejected: the spec does not say which write wins.
+with duplicate destinations keeps the last write in row-major order of
+``updates``: the spec does not say which write wins, but coremltools' reference
+(``np.put_along_axis``, its value inference) and its device-run op tests
+(random indices, duplicates in most cases) agree on that order.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnspecifiedResultError
 from ..registry import OpContext, kernel
 from ._common import axis_of
 from .tensor_ops import opset_number
@@ -48,7 +52,7 @@ def normalize_indices(ctx: OpContext, indices: Any, size: Any) -> np.ndarray:
             if opset_number(ctx) < 17
             else "[0, size) (iOS17+: negatives are out of bounds)"
         )
-        raise IndexError(
+        raise UnspecifiedResultError(
             f"{ctx.op_type}: index {int(first)} out of bounds; indices must lie in {rule}, "
             "other values have undefined results in Core ML"
         )
@@ -132,12 +136,7 @@ def _apply(
     out = data.astype(acc, copy=True)
     upd = np.asarray(updates).astype(acc)
     if mode == "update":
-        flat = np.ravel_multi_index(where, data.shape)
-        if np.unique(flat).size != flat.size:
-            raise NotImplementedError(
-                "scatter mode 'update' with duplicate indices: Core ML does not define which write wins"
-            )
-        out[where] = upd
+        _update_last_write_wins(out, where, upd)
         return out
     ufunc = _UFUNCS.get(mode)
     if ufunc is None:
@@ -149,6 +148,18 @@ def _apply(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ufunc.at(out, where, upd)
     return out
+
+
+def _update_last_write_wins(
+    out: np.ndarray, where: tuple[np.ndarray, ...], updates: np.ndarray
+) -> None:
+    """``out[where] = updates`` where, for a repeated destination, the update that
+    comes last in row-major order wins (numpy leaves that order unspecified)."""
+    flat = np.ravel_multi_index(where, out.shape).reshape(-1)
+    values = np.broadcast_to(updates, where[0].shape).reshape(-1)
+    _, first_from_end = np.unique(flat[::-1], return_index=True)
+    last = flat.size - 1 - first_from_end
+    out.reshape(-1)[flat[last]] = values[last]
 
 
 @kernel("scatter")

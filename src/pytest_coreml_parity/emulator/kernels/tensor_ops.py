@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnspecifiedResultError
 from ..registry import OpContext, kernel
 from ._common import axis_of
 
@@ -445,7 +446,7 @@ def one_hot(
     idx = np.asarray(indices).astype(np.int64)
     depth = int(one_hot_vector_size)
     if idx.size and (idx.min() < 0 or idx.max() >= depth):
-        raise IndexError(
+        raise UnspecifiedResultError(
             f"one_hot: indices must lie in [0, {depth}); the spec leaves others undefined"
         )
     ax = axis_of(axis, idx.ndim + 1)
@@ -483,7 +484,7 @@ def cumsum(
 def _sort_order(x: np.ndarray, axis: int, ascending: bool) -> np.ndarray:
     """Stable argsort: equal values keep their original order (lower index first)."""
     if x.dtype.kind == "f" and np.isnan(x).any():
-        raise NotImplementedError("sorting NaN: Core ML does not document where NaN sorts")
+        raise UnspecifiedResultError("sorting NaN: Core ML does not document where NaN sorts")
     key = x if ascending else -(x.astype(np.int64) if x.dtype.kind in "iu" else x)
     return np.argsort(key, axis=axis, kind="stable")
 
