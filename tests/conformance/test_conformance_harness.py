@@ -29,10 +29,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "conformance.py"
 SUBSET = ["iOS14/test_elementwise_binary.py", "-k", "add and smoke"]
 
 
-def _run(tmp_path: Path, *extra: str) -> tuple[int, list[TestResult], str]:
+def _run(
+    tmp_path: Path, *extra: str, subset: list[str] = SUBSET, precision: str = "all"
+) -> tuple[int, list[TestResult], str]:
     jsonl = tmp_path / "results.jsonl"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--precision", "all", "--nice", "0", "--jsonl", str(jsonl), *SUBSET, *extra],
+        [sys.executable, str(SCRIPT), "--precision", precision, "--nice", "0", "--jsonl", str(jsonl), *subset, *extra],
         capture_output=True,
         text=True,
         timeout=240,
@@ -52,6 +54,31 @@ def test_unperturbed_passes_and_perturbed_fails(tmp_path: Path) -> None:
     assert code == 1, output
     assert [r.category for r in results] == ["fail", "fail"], output
     assert all("Not equal to tolerance" in r.error for r in results), output
+
+
+#: fp16 lookup-table weights added to an fp32 input: the reference is rounded to fp16,
+#: the program's add is fp32, so the strict fp32 comparison fails by up to half an fp16 ulp.
+FP16_TYPED_SUBSET = ["iOS18/test_compression.py", "-k", "TestConstexprSparseToDense and stress and fp16"]
+
+
+def test_fp16_typed_judgement_is_separate_and_can_fail(tmp_path: Path) -> None:
+    code, results, output = _run(tmp_path / "plain", subset=FP16_TYPED_SUBSET, precision="fp32")
+    assert code == 0, output
+    assert len(results) == 3, output
+    assert {r.category for r in results} == {"pass-fp16-typed"}, output
+    assert all("fp16 ulp" in r.detail for r in results), output
+
+    code, results, output = _run(
+        tmp_path / "strict", "--fp16-typed-tolerance", "off", subset=FP16_TYPED_SUBSET, precision="fp32"
+    )
+    assert code == 1, output
+    assert {r.category for r in results} == {"fail"}, output
+
+    code, results, output = _run(
+        tmp_path / "perturbed", "--perturb", "rel=5e-2", subset=FP16_TYPED_SUBSET, precision="fp32"
+    )
+    assert code == 1, output
+    assert {r.category for r in results} == {"fail"}, output
 
 
 @pytest.mark.parametrize(
