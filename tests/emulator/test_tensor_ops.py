@@ -563,6 +563,28 @@ def test_topk_variants() -> None:
     _assert_ints_equal(got[5], np.argsort(-x, axis=0, kind="stable"))
 
 
+@pytest.mark.parametrize("values", ["distinct", "many ties", "fp16 with signed zeros"])
+def test_topk_partition_path_equals_the_full_stable_sort(values: str) -> None:
+    """topk's argpartition shortcut must give exactly the stable sort's first k
+    positions, ties and -0.0 == 0.0 included (it falls back to the sort on a tie at the cut)."""
+    from pytest_coreml_parity.emulator.kernels.tensor_ops import _sort_order, _top_order
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        shape = tuple(int(v) for v in rng.integers(1, 40, size=int(rng.integers(1, 4))))
+        axis = int(rng.integers(0, len(shape)))
+        k = int(rng.integers(0, shape[axis] + 1))
+        if values == "distinct":
+            x = rng.standard_normal(shape).astype(np.float32)
+        elif values == "many ties":
+            x = rng.integers(-3, 4, size=shape).astype(np.float32)
+        else:
+            x = np.where(rng.random(shape) < 0.3, np.float16(-0.0), rng.standard_normal(shape).astype(np.float16))
+        for ascending in (False, True):
+            want = np.take(_sort_order(x, axis, ascending), np.arange(k), axis=axis)
+            np.testing.assert_array_equal(_top_order(x, axis, k, ascending), want)
+
+
 def test_topk_and_argsort_ties_prefer_lower_index() -> None:
     """Equal values keep their order (lower index first) in both directions."""
     from coremltools.converters.mil import Builder as mb

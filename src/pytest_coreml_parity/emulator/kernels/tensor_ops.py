@@ -489,6 +489,29 @@ def _sort_order(x: np.ndarray, axis: int, ascending: bool) -> np.ndarray:
     return np.argsort(key, axis=axis, kind="stable")
 
 
+def _top_order(x: np.ndarray, axis: int, k: int, ascending: bool) -> np.ndarray:
+    """The first ``k`` positions of the stable sort order, without sorting everything.
+
+    ``argpartition`` finds each lane's k-th best value t. Where exactly k values are at
+    least as good as t, those k are the answer as a set (no tie straddles the cut), and
+    a stable sort of just them, taken in index order, is exactly the full stable sort's
+    prefix. Any lane with a tie at t falls back to the full stable sort.
+    """
+    n = x.shape[axis]
+    if x.dtype.kind != "f" or k == 0 or 4 * k > n:
+        return np.take(_sort_order(x, axis, ascending), np.arange(k), axis=axis)
+    if np.isnan(x).any():
+        raise UnspecifiedResultError("sorting NaN: Core ML does not document where NaN sorts")
+    key = x if ascending else -x
+    part = np.argpartition(key, k - 1, axis=axis)
+    kth = np.take_along_axis(key, np.take(part, [k - 1], axis=axis), axis=axis)
+    if not np.all(np.count_nonzero(key <= kth, axis=axis) == k):
+        return np.take(_sort_order(x, axis, ascending), np.arange(k), axis=axis)
+    chosen = np.sort(np.take(part, np.arange(k), axis=axis), axis=axis)  # index order
+    ranked = np.argsort(np.take_along_axis(key, chosen, axis=axis), axis=axis, kind="stable")
+    return np.take_along_axis(chosen, ranked, axis=axis)
+
+
 @kernel("argsort")
 def argsort(ctx: OpContext, x: np.ndarray, axis: Any = -1, ascending: Any = False) -> np.ndarray:
     x = np.asarray(x)
@@ -517,7 +540,7 @@ def topk(
     kk = x.shape[ax] if kk == -1 else kk
     if not 0 <= kk <= x.shape[ax]:
         raise ValueError(f"topk: k={kk} out of range for axis of size {x.shape[ax]}")
-    order = np.take(_sort_order(x, ax, bool(ascending)), np.arange(kk), axis=ax)
+    order = _top_order(x, ax, kk, bool(ascending))
     values = np.take_along_axis(x, order, axis=ax)
     if not bool(return_indices):
         return values
