@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .compare import TOLERANCES, assert_finite, assert_parity
     from .convert import ConversionError, ConversionOptions, convert_model
-    from .emulator import Emulator, UnsupportedOpError, emulate
+    from .emulator import Emulator, EmulatorState, UnsupportedOpError, emulate
     from .model import CoreMLModel, InputMismatchError
 
 _LAZY = {
@@ -25,6 +25,7 @@ _LAZY = {
     "CoreMLModel": "model",
     "InputMismatchError": "model",
     "Emulator": "emulator",
+    "EmulatorState": "emulator",
     "UnsupportedOpError": "emulator",
     "emulate": "emulator",
 }
@@ -35,6 +36,7 @@ __all__ = [
     "ConversionOptions",
     "CoreMLModel",
     "Emulator",
+    "EmulatorState",
     "InputMismatchError",
     "UnsupportedOpError",
     "assert_finite",

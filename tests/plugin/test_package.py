@@ -29,5 +29,5 @@ def test_targets_and_compute_units_exist_in_coremltools() -> None:
 def test_public_names_are_exported_lazily() -> None:
     import pytest_coreml_parity as p
 
-    for name in ("assert_parity", "assert_finite", "emulate", "Emulator", "UnsupportedOpError", "CoreMLModel"):
+    for name in ("assert_parity", "assert_finite", "emulate", "Emulator", "EmulatorState", "UnsupportedOpError", "CoreMLModel"):
         assert name in p.__all__ and getattr(p, name) is not None

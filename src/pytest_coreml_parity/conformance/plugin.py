@@ -10,8 +10,9 @@ It is never loaded by the main plugin, because it patches coremltools globally:
 * ``MLModel.predict`` runs the model's own ML Program through
   :class:`~pytest_coreml_parity.emulator.Emulator` and returns outputs keyed by
   output name, as Core ML does; emulator errors other than unsupported ops are
-  raised as RuntimeError, as Core ML's predict raises; ``MLModel.make_state`` returns a placeholder, so
-  stateful tests reach ``predict`` and are reported as unsupported;
+  raised as RuntimeError, as Core ML's predict raises; ``MLModel.make_state`` returns
+  the emulator's zero-filled state for the model, and ``predict(data, state=...)``
+  runs with it (updating it in place), so stateful tests compare too;
 * only tests parametrized with an ``mlprogram`` backend of the selected
   precision are kept (``PYMIL_TEST_TARGETS`` and ``INCLUDE_MIL_FP32_UNIT_TESTS``
   are set to match before coremltools' ``testing_reqs`` builds its backends).
@@ -232,12 +233,17 @@ def _skip_full_gc_in_convert() -> None:
         entry.gc = _YoungGC
 
 
-class _EmulatorState:
-    """Stands in for an MLState so stateful tests reach predict (then: unsupported)."""
+class _UnplannedState:
+    """Stands in for an MLState when the model cannot be planned: ``predict`` then
+    plans it again and reports why (unsupported op, load error) as for any test."""
 
 
-def _make_state(self: Any) -> _EmulatorState:
-    return _EmulatorState()
+def _make_state(self: Any) -> Any:
+    """``MLModel.make_state``: the emulator's state for the model (zeros, as Core ML's)."""
+    try:
+        return _emulator(self).make_state()
+    except Exception:
+        return _UnplannedState()
 
 
 def _emulator(model: Any) -> Emulator:
@@ -262,14 +268,12 @@ def _feed(model: Any, data: dict[str, Any], opset: str) -> dict[str, np.ndarray]
 def _predict(self: Any, data: Any, state: Any = None) -> Any:
     """``MLModel.predict`` through the emulator: outputs keyed by output name."""
     if isinstance(data, list):
-        return [_predict(self, d) for d in data]
+        return [_predict(self, d, state) for d in data]
     record = _STATE.current
     try:
         emulator = _emulator(self)
         opset = emulator.plan.opset
-        if state is not None:
-            raise UnsupportedFeatureError("stateful models (read_state/write_state)", f"opset {opset}")
-        outputs = emulator.run(_feed(self, data, opset))
+        outputs = emulator.run(_feed(self, data, opset), state=state)
     except UnsupportedOpError as exc:
         record.unsupported = exc.op_type
         raise

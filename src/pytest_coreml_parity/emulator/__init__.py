@@ -30,15 +30,16 @@ from .errors import (
     UnsupportedFeatureError,
     UnsupportedOpError,
 )
-from .plan import InputSpec, OpInfo, ProgramPlan, plan_function
+from .plan import InputSpec, OpInfo, ProgramPlan, StateSlot, plan_function
 from .program import ModelLike, load_program
 from .registry import supported_ops
-from .run import execute
+from .run import EmulatorState, execute
 
 __all__ = [
     "FP16_EXECUTION_MODES",
     "Emulator",
     "EmulatorError",
+    "EmulatorState",
     "InputError",
     "KernelError",
     "ModelLoadError",
@@ -55,7 +56,9 @@ __all__ = [
 class Recording:
     """Every op's outputs from one run, in program order, in declared dtypes.
 
-    Values of ops inside loops are those of the last iteration.
+    Values of ops inside loops are those of the last iteration. A state input's
+    value is the state's content when the run started (the updated content is in
+    the :class:`EmulatorState` passed to the run).
     """
 
     outputs: dict[str, np.ndarray]
@@ -78,6 +81,9 @@ FP16_EXECUTION_MODES = ("typed", "float32")
 
 class Emulator:
     """A model loaded and planned once; ``run`` it as often as you like, from any thread.
+
+    A stateful model (iOS18 state inputs) runs with a state from :meth:`make_state`,
+    which each run reads and updates; concurrent runs need different states.
 
     ``fp16_execution`` chooses how fp16-typed ops execute (see :data:`FP16_EXECUTION_MODES`).
     """
@@ -103,6 +109,19 @@ class Emulator:
         return self.plan.inputs
 
     @property
+    def states(self) -> tuple[InputSpec, ...]:
+        """The model's state buffers (name, dtype, shape); not among :attr:`inputs`."""
+        return self.plan.states
+
+    def make_state(self) -> EmulatorState:
+        """New state buffers for this model, zero-filled, as Core ML's ``make_state``.
+
+        Pass the same state to successive runs to carry it across predictions. A
+        stateless model gives an empty state (which its runs accept).
+        """
+        return EmulatorState(self.plan.states)
+
+    @property
     def output_names(self) -> tuple[str, ...]:
         return self.plan.output_names
 
@@ -110,16 +129,27 @@ class Emulator:
     def ops(self) -> tuple[OpInfo, ...]:
         return self.plan.ops
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Outputs keyed by the model's output names, in their declared dtypes."""
-        outputs, _env = execute(self.plan, inputs)
+    def run(
+        self, inputs: Mapping[str, Any], *, state: EmulatorState | None = None
+    ) -> dict[str, np.ndarray]:
+        """Outputs keyed by the model's output names, in their declared dtypes.
+
+        A stateful model needs ``state`` (from :meth:`make_state`); the run updates it
+        in place, and leaves it unchanged if it raises.
+        """
+        outputs, _env = execute(self.plan, inputs, state=state)
         return outputs
 
-    def record(self, inputs: Mapping[str, Any]) -> Recording:
+    def record(
+        self, inputs: Mapping[str, Any], *, state: EmulatorState | None = None
+    ) -> Recording:
         """Run, keeping every op's outputs (declared dtypes) for diagnosis."""
-        outputs, env = execute(self.plan, inputs, record=True)
+        outputs, env = execute(self.plan, inputs, record=True, state=state)
         values = {}
         for name, value in env.items():
+            if isinstance(value, StateSlot):
+                values[name] = to_declared(value.initial, value.dtype)
+                continue
             dtype = self.plan.var_dtypes.get(name)
             values[name] = to_declared(value, dtype) if dtype is not None else value
         return Recording(outputs=outputs, values=values, ops=self.plan.ops)
@@ -169,6 +199,7 @@ def emulate(
     function_name: str = "main",
     record: bool = False,
     fp16_execution: str = "typed",
+    state: EmulatorState | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` (an MLModel or ``.mlpackage`` path) on ``inputs``, on any OS.
 
@@ -178,8 +209,10 @@ def emulate(
     The plan is cached per model, so repeated calls pay no setup.
     ``fp16_execution="float32"`` keeps fp16-typed intermediates in float32, as Core
     ML's CPU may; the default ``"typed"`` stores them as binary16.
+    A stateful model needs ``state``, made by ``Emulator(model).make_state()``
+    (any emulator of the same model: a state holds arrays, not a plan).
     """
     emulator = _emulator_for(model, function_name, fp16_execution)
     if record:
-        return emulator.record(inputs).values
-    return emulator.run(inputs)
+        return emulator.record(inputs, state=state).values
+    return emulator.run(inputs, state=state)

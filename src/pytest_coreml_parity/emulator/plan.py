@@ -87,6 +87,29 @@ class ProgramPlan:
     folded: dict[str, Any] = field(default_factory=dict)
     #: The top-level block compiled to one function (see :mod:`.compile`), if it could be.
     compiled: Any = None
+    #: State inputs (iOS18 ``state<tensor>``): name, dtype and shape of the wrapped tensor.
+    #: They are not among ``inputs``; a run binds each to a :class:`StateSlot`.
+    states: tuple[InputSpec, ...] = ()
+
+
+class StateSlot:
+    """The value of one state input during one run: what ``read_state`` reads and
+    ``coreml_update_state`` writes (always replacing ``value``, never mutating it).
+
+    ``value`` is held like any value (fp16 as exactly representable float32);
+    ``initial`` is the value the run started from.
+    """
+
+    __slots__ = ("dtype", "initial", "name", "value")
+
+    def __init__(self, name: str, dtype: np.dtype[Any], value: np.ndarray) -> None:
+        self.name = name
+        self.dtype = dtype
+        self.initial = value
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"StateSlot({self.name!r}, {self.dtype}, shape={self.value.shape})"
 
 
 def declared_dtype(var: Any) -> np.dtype[Any] | None:
@@ -272,9 +295,16 @@ def plan_function(
     With ``fp16_as_fp32`` the outputs of fp16-typed ops (and nested block inputs) are
     held in float32 without rounding; the function's inputs and outputs keep their types.
     """
+    from coremltools.converters.mil.mil import types
+
     planner = _Planner(opset, fp16_as_fp32)
     inputs = []
+    states = []
     for name, var in function.inputs.items():
+        if types.is_state(var.sym_type):
+            states.append(_state_spec(name, var, opset))
+            planner.var_dtypes[name] = None  # bound to a StateSlot, not an array
+            continue
         dtype = declared_dtype(var)
         if dtype is None:
             raise UnsupportedOpError(f"input of type {var.sym_type}", name, opset)
@@ -297,4 +327,23 @@ def plan_function(
         ops=tuple(planner.ops),
         folded=planner.folded,
         compiled=compile_block(block),
+        states=tuple(states),
     )
+
+
+def _state_spec(name: str, var: Any, opset: str) -> InputSpec:
+    """The wrapped tensor of a ``state`` input, which must have a static shape."""
+    from coremltools.converters.mil.mil import types
+
+    wrapped = var.sym_type.wrapped_type()
+    dtype = (
+        MIL_TO_NUMPY.get(types.builtin_to_string(wrapped.get_primitive()))
+        if types.is_tensor(wrapped)
+        else None
+    )
+    shape = tuple(
+        int(d) if isinstance(d, (int, np.integer)) else None for d in wrapped.get_shape()
+    ) if dtype is not None else ()
+    if dtype is None or any(d is None for d in shape):
+        raise UnsupportedOpError(f"input of type {var.sym_type}", name, opset)
+    return InputSpec(name, dtype, shape)
