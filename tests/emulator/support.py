@@ -78,6 +78,16 @@ def convert(
     )
 
 
+def convert_program(prog: Any, target: Any, precision: str = "fp32") -> Any:
+    """Convert a MIL builder program; FLOAT32 keeps the program's own declared types."""
+    return ct.convert(
+        prog,
+        convert_to="mlprogram",
+        minimum_deployment_target=target,
+        compute_precision=PRECISIONS[precision],
+    )
+
+
 def torch_outputs(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
     """The torch model's outputs, flattened in order, as numpy arrays."""
     with torch.no_grad():

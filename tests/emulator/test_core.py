@@ -64,12 +64,7 @@ def _random_uniform_model() -> Any:
         noise = mb.random_uniform(shape=np.array([2, 3], dtype=np.int32), name="noise")
         return mb.add(x=x, y=noise, name="out")
 
-    return ct.convert(
-        prog,
-        convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS16,
-        compute_precision=ct.precision.FLOAT32,
-    )
+    return support.convert_program(prog, ct.target.iOS16)
 
 
 def test_unsupported_op_fails_loudly_before_running() -> None:
@@ -396,12 +391,7 @@ def test_program_whose_ops_all_materialize_at_load_runs() -> None:
 
 
 def prog_to_model(prog: Any) -> Any:
-    return ct.convert(
-        prog,
-        convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS16,
-        compute_precision=ct.precision.FLOAT32,
-    )
+    return support.convert_program(prog, ct.target.iOS16)
 
 
 def test_float32_execution_keeps_fp16_intermediates_wide(fp16_model: Any) -> None:

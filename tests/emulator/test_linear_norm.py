@@ -299,12 +299,7 @@ def mil_model(body: Any, *arrays: np.ndarray, target: Any = None) -> Any:
         4: lambda x0, x1, x2, x3: body(x0, x1, x2, x3),
     }
     prog = mb.program(input_specs=specs, opset_version=target)(funcs[len(arrays)])
-    return ct.convert(
-        prog,
-        convert_to="mlprogram",
-        minimum_deployment_target=target,
-        compute_precision=ct.precision.FLOAT32,
-    )
+    return support.convert_program(prog, target)
 
 
 def _feed(emulator: Emulator, arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:

@@ -88,12 +88,7 @@ def np_dequantize(
 def _convert(prog: Any) -> Any:
     # FLOAT32 keeps the program's own types: fp16 programs stay fp16 (declared in the
     # specs), fp32 programs are not rewritten by the fp16 pass.
-    return ct.convert(
-        prog,
-        convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS17,
-        compute_precision=ct.precision.FLOAT32,
-    )
+    return support.convert_program(prog, ct.target.iOS17)
 
 
 def _params(zero_point: np.ndarray | None, axis: int | None) -> dict[str, Any]:

@@ -39,13 +39,7 @@ grid = support.grid
 _randn = support.randn
 
 
-def _convert_program(prog: Any, target: Any, precision: str = "fp32") -> Any:
-    return ct.convert(
-        prog,
-        convert_to="mlprogram",
-        minimum_deployment_target=target,
-        compute_precision=support.PRECISIONS[precision],
-    )
+_convert_program = support.convert_program
 
 
 def _run_program(prog: Any, feed: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -121,12 +121,10 @@ def quantize(
 ) -> np.ndarray:
     """``clip(round_half_even(input / scale) + zero_point)`` to int8 or uint8."""
     target, low, high = _int_type(str(output_dtype), ctx.output_dtype, "output_dtype")
-    if zero_point is not None and np.asarray(zero_point).dtype != target:
-        raise ValueError(
-            f"zero_point has dtype {np.asarray(zero_point).dtype}, output_dtype is {output_dtype}"
-        )
-    if np.asarray(input).dtype.kind != "f":
-        raise ValueError(f"quantize input must be fp16 or fp32, got {np.asarray(input).dtype}")
+    if zero_point is not None and (zp_dtype := np.asarray(zero_point).dtype) != target:
+        raise ValueError(f"zero_point has dtype {zp_dtype}, output_dtype is {output_dtype}")
+    if (in_dtype := np.asarray(input).dtype).kind != "f":
+        raise ValueError(f"quantize input must be fp16 or fp32, got {in_dtype}")
     x = f32(input)
     s, zp = _params(x.shape, scale, zero_point, axis)
     if not np.all(np.isfinite(s)) or np.any(s == 0):
@@ -149,10 +147,8 @@ def dequantize(
     """``scale * (input - zero_point)`` from int8/uint8, in float32 (rounded by the runner)."""
     data = np.asarray(input)
     _int_type(data.dtype.name, data.dtype, "dequantize input")
-    if zero_point is not None and np.asarray(zero_point).dtype != data.dtype:
-        raise ValueError(
-            f"zero_point has dtype {np.asarray(zero_point).dtype}, input has {data.dtype}"
-        )
+    if zero_point is not None and (zp_dtype := np.asarray(zero_point).dtype) != data.dtype:
+        raise ValueError(f"zero_point has dtype {zp_dtype}, input has {data.dtype}")
     s, zp = _params(data.shape, scale, zero_point, axis)
     values = data.astype(np.float32)
     if zp is not None:
