@@ -28,6 +28,7 @@ from pytest_coreml_parity.emulator import (
 )
 from pytest_coreml_parity.emulator.run import execute
 
+from . import support
 from .support import TOLERANCES, ct
 
 ROWS, COLS = 4, 8
@@ -292,14 +293,13 @@ def _mil_state_model() -> Any:
         scaled = mb.mul(x=x, y=np.float16(3), name="scaled")
         summed = mb.add(x=mb.read_state(input=acc, name="before"), y=scaled, name="summed")
         updated = mb.coreml_update_state(state=acc, value=summed)
-        return mb.gather(x=updated, indices=index, name="picked")
+        # What the stored value lost to rounding, seen by a later op of the same run
+        # (the state starts at zero, so summed == scaled before rounding; the converter
+        # points every later use of ``summed`` at the update, so compare with ``scaled``).
+        residual = mb.sub(x=updated, y=scaled, name="residual")
+        return mb.gather(x=updated, indices=index, name="picked"), residual
 
-    return ct.convert(
-        prog,
-        convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS18,
-        compute_precision=ct.precision.FLOAT16,
-    )
+    return support.convert_program(prog, ct.target.iOS18, "fp16")
 
 
 def test_stored_values_are_rounded_to_fp16() -> None:
@@ -323,6 +323,13 @@ def test_stored_values_are_rounded_to_fp16() -> None:
         np.testing.assert_array_equal(written, expected)
         assert written.dtype == np.float16
         np.testing.assert_array_equal(recording.outputs["picked"], expected[1:2])
+        # Later ops read the stored (rounded) value: in float32 execution the unrounded
+        # sum differs from it, so the residual is the rounding error, not zero.
+        lost = (expected.astype(np.float32) - held).astype(np.float16)
+        want_residual = lost if mode == "float32" else np.zeros(4, np.float16)
+        if mode == "float32":
+            assert np.any(lost != 0)
+        np.testing.assert_array_equal(recording.outputs["residual"], want_residual)
 
     # Values set by the user are rounded as inputs are.
     state = Emulator(model).make_state()
