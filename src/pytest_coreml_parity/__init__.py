@@ -11,19 +11,48 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .compare import TOLERANCES, assert_finite, assert_parity
-    from .convert import ConversionError, ConversionOptions, convert_model
-    from .emulator import Emulator, EmulatorState, UnsupportedOpError, emulate
-    from .model import CoreMLModel, InputMismatchError
+    from .convert import ConversionOptions, convert_model
+    from .emulator import (
+        Emulator,
+        EmulatorError,
+        EmulatorState,
+        InputError,
+        KernelError,
+        ModelLoadError,
+        UnspecifiedResultError,
+        UnsupportedFeatureError,
+        UnsupportedOpError,
+        emulate,
+    )
+    from .errors import (
+        CacheEntryError,
+        ConversionError,
+        CoreMLParityError,
+        InputMismatchError,
+        NotBoundError,
+        SettingError,
+    )
+    from .model import CoreMLModel
 
 _LAZY = {
     "assert_parity": "compare",
     "assert_finite": "compare",
     "TOLERANCES": "compare",
-    "ConversionError": "convert",
+    "ConversionError": "errors",
+    "CoreMLParityError": "errors",
+    "SettingError": "errors",
+    "NotBoundError": "errors",
+    "CacheEntryError": "errors",
+    "EmulatorError": "emulator",
+    "InputError": "emulator",
+    "KernelError": "emulator",
+    "ModelLoadError": "emulator",
+    "UnspecifiedResultError": "emulator",
+    "UnsupportedFeatureError": "emulator",
     "ConversionOptions": "convert",
     "convert_model": "convert",
     "CoreMLModel": "model",
-    "InputMismatchError": "model",
+    "InputMismatchError": "errors",
     "Emulator": "emulator",
     "EmulatorState": "emulator",
     "UnsupportedOpError": "emulator",
@@ -32,12 +61,22 @@ _LAZY = {
 
 __all__ = [
     "TOLERANCES",
+    "CacheEntryError",
     "ConversionError",
     "ConversionOptions",
     "CoreMLModel",
+    "CoreMLParityError",
     "Emulator",
+    "EmulatorError",
     "EmulatorState",
+    "InputError",
     "InputMismatchError",
+    "KernelError",
+    "ModelLoadError",
+    "NotBoundError",
+    "SettingError",
+    "UnspecifiedResultError",
+    "UnsupportedFeatureError",
     "UnsupportedOpError",
     "assert_finite",
     "assert_parity",

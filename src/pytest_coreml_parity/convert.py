@@ -25,16 +25,8 @@ from typing import Any
 
 # The accepted values live with the settings that validate them (a module the plugin
 # imports cheaply); conversion uses the same lists.
+from .errors import ConversionError
 from .settings import COMPUTE_UNITS, INPUT_DTYPES, PRECISIONS, TARGETS  # noqa: F401
-
-
-class ConversionError(Exception):
-    """Tracing or converting failed; ``summary`` is the one-line reason."""
-
-    def __init__(self, summary: str, detail: str = "") -> None:
-        self.summary = summary
-        self.detail = detail
-        super().__init__(summary)
 
 
 @dataclass(frozen=True)

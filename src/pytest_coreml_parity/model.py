@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import messages
+from .errors import InputMismatchError, NotBoundError
 from .backends import Backend, resolve_backend
 from .cache import ConversionCache, Entry
 from .convert import (
@@ -27,10 +28,6 @@ from .convert import (
     model_digest,
     unflatten,
 )
-
-
-class InputMismatchError(ValueError):
-    """Inputs given to a ``CoreMLModel`` do not fit the model it was converted from."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ class Runtime:
     ) -> tuple[Entry, str]:
         backend, reason = self.backend()
         if backend is None:
-            raise RuntimeError(reason)
+            raise NotBoundError(str(reason))
         key = model_digest(torch_model, example_inputs, options)
         return self.cache.get(
             key,
@@ -141,7 +138,7 @@ class CoreMLModel:
                 got += " of " + ", ".join(type(x).__name__ for x in example_inputs)
             raise TypeError(messages.BAD_EXAMPLE_INPUTS.format(got=got))
         if self.runtime is None:
-            raise RuntimeError(messages.NOT_BOUND)
+            raise NotBoundError(messages.NOT_BOUND)
         example_inputs = tuple(example_inputs)
         options = self.options
         if options.input_names is None:
@@ -191,7 +188,7 @@ class CoreMLModel:
         import numpy as np
 
         if self.mlmodel is None:
-            raise RuntimeError(messages.NOT_BOUND)
+            raise NotBoundError(messages.NOT_BOUND)
         model = type(self.torch_model).__name__
         if len(inputs) != len(self.example_inputs):
             raise InputMismatchError(
@@ -223,7 +220,7 @@ class CoreMLModel:
         import numpy as np
 
         if self.mlmodel is None or self.backend is None:
-            raise RuntimeError(messages.NOT_BOUND)
+            raise NotBoundError(messages.NOT_BOUND)
         cast = {}
         for name, dtype in zip(self.input_names, self.input_dtypes, strict=True):
             value = np.asarray(feed[name])

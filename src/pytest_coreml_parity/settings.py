@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import messages
+from .errors import SettingError
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 #: Accepted values; convert.py uses these lists too (this module stays cheap to import).
@@ -31,10 +32,6 @@ MARKER_KEYWORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 Tolerance = float | dict[str, float] | None
-
-
-class SettingError(ValueError):
-    """A setting has a bad value; the message names where it came from."""
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import CoreMLParityError
 
-class EmulatorError(Exception):
+
+class EmulatorError(CoreMLParityError):
     """Base class for every error the emulator raises on purpose."""
 
 
@@ -56,7 +58,7 @@ class KernelError(EmulatorError):
     """A kernel failed on the values it was given; names the op that failed."""
 
 
-class UnspecifiedResultError(ValueError):
+class UnspecifiedResultError(EmulatorError, ValueError):
     """An op was given inputs for which Core ML leaves the result undefined.
 
     Out-of-range indices (whatever ``validate_indices`` says), integer division by
