@@ -3,7 +3,8 @@
 
 Runs pytest once per precision and per target (an iOS directory or a single test
 file of the installed ``coremltools/converters/mil/mil/ops/tests``), with the
-plugin ``pytest_coreml_parity.conformance.plugin``, then prints a per-op table
+plugin ``tools.conformance.plugin`` (this repository's ``tools/``, not
+installed), then prints a per-op table
 (pass / fail / unsupported / skipped / no-compare / error) and optionally writes
 it as markdown.
 
@@ -31,7 +32,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_coreml_parity.conformance.results import (
+#: The repository root: ``tools/`` (the harness) is importable from here only.
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tools.conformance.results import (  # noqa: E402  (needs REPO on sys.path)
     CATEGORIES,
     TestResult,
     read_jsonl,
@@ -46,7 +52,7 @@ from pytest_coreml_parity.conformance.results import (
 #: Categories a --rerun repeats: the ones a newly landed kernel can change.
 RERUN = ("fail", "unsupported", "error")
 DEFAULT_TARGETS = ("iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
-PLUGIN = "pytest_coreml_parity.conformance.plugin"
+PLUGIN = "tools.conformance.plugin"
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,8 @@ def pytest_command(
 def run_one(root: Path, target: str, precision: str, report: Path, logs: Path, args: argparse.Namespace) -> Run:
     log = logs / f"{precision}-{target.replace('/', '_')}.log"
     cmd = pytest_command(root, target, precision, report, args)
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": pythonpath}
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as fh:
         try:

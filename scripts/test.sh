@@ -15,4 +15,5 @@ fi
 
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/mypy
+[ $# -gt 0 ] || bash scripts/check_wheel.sh  # the built wheel, installed fresh (about 1 min)
 .venv/bin/python -m pytest "$@"

@@ -28,7 +28,10 @@ def import_coremltools() -> ModuleType:
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             import coremltools
+
+            # coremltools ships no type information: mypy sees it as Any.
+            module: ModuleType = coremltools
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
-    return coremltools
+    return module

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from pytest_coreml_parity.conformance.defects import known_defect
-from pytest_coreml_parity.conformance.plugin import fp16_ulps
-from pytest_coreml_parity.conformance.results import (
+from tools.conformance.defects import known_defect
+from tools.conformance.plugin import fp16_ulps
+from tools.conformance.results import (
     Seen,
     TestResult,
     categorize,

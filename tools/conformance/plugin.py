@@ -1,6 +1,7 @@
 """pytest plugin: coremltools' MIL op tests, compared through the emulator.
 
-Load it explicitly (``-p pytest_coreml_parity.conformance.plugin``) when running
+Load it explicitly (``-p tools.conformance.plugin``, with the repository root on
+``sys.path``; ``scripts/conformance.py`` does both) when running
 pytest over the installed ``coremltools/converters/mil/mil/ops/tests`` directory.
 It is never loaded by the main plugin, because it patches coremltools globally:
 
@@ -34,13 +35,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ..emulator import (
+from pytest_coreml_parity.emulator import (
     FP16_EXECUTION_MODES,
     Emulator,
     UnspecifiedResultError,
     UnsupportedFeatureError,
     UnsupportedOpError,
 )
+
 from .defects import known_defect
 from .results import Seen, TestResult, categorize, op_key, render_text, write_jsonl
 
@@ -55,6 +57,26 @@ PRETEND_MACOS = (15, 5)
 #: the tolerance this package's plugin uses for fp16, far inside coremltools' own
 #: fp16 rule (atol 0.5, rtol 0.05).
 FP16_TYPED_TOLERANCE = "1e-2,1e-2"
+
+
+#: What the emulator raises for a program it does not run (an op type, or a feature
+#: such as image inputs); either may subclass the other, so both are caught.
+UNSUPPORTED: tuple[type[Exception], ...] = (UnsupportedOpError, UnsupportedFeatureError)
+
+
+def unsupported_name(exc: BaseException) -> str | None:
+    """The op type or feature an unsupported-program error names, or None for other errors.
+
+    :class:`UnsupportedOpError` carries ``op_type``; :class:`UnsupportedFeatureError`
+    carries ``feature`` (older versions put the feature in ``op_type``).
+    """
+    if not isinstance(exc, UNSUPPORTED):
+        return None
+    for attr in ("feature", "op_type"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str):
+            return value
+    return type(exc).__name__
 
 
 @dataclass
@@ -184,13 +206,13 @@ def _set_test_env(precision: str) -> None:
     if "coremltools.converters.mil.testing_reqs" in sys.modules:
         raise pytest.UsageError(
             "coremltools' testing_reqs was imported before the conformance plugin configured "
-            "the backends; load the plugin with -p pytest_coreml_parity.conformance.plugin"
+            "the backends; load the plugin with -p tools.conformance.plugin"
         )
 
 
 def _patch_coremltools() -> None:
     """Lift the macOS gates and route MLModel.predict to the emulator."""
-    from .._coremltools import import_coremltools
+    from pytest_coreml_parity._coremltools import import_coremltools
 
     ct = import_coremltools()
     import coremltools._deps as deps
@@ -274,8 +296,8 @@ def _predict(self: Any, data: Any, state: Any = None) -> Any:
         emulator = _emulator(self)
         opset = emulator.plan.opset
         outputs = emulator.run(_feed(self, data, opset), state=state)
-    except UnsupportedOpError as exc:
-        record.unsupported = exc.op_type
+    except UNSUPPORTED as exc:
+        record.unsupported = unsupported_name(exc)
         raise
     except Exception as exc:  # EmulatorError, or a bug inside the emulator: both "fail"
         record.emulator_error = f"{type(exc).__name__}: {exc}"
@@ -471,7 +493,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         record = _STATE.current
         outcome = "skipped" if hasattr(report, "wasxfail") else report.outcome
         unsupported = record.unsupported is not None or (
-            call.excinfo is not None and call.excinfo.errisinstance(UnsupportedOpError)
+            call.excinfo is not None and call.excinfo.errisinstance(UNSUPPORTED)
         )
         error = ""
         if call.excinfo is not None and outcome == "failed":
@@ -488,7 +510,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         )
         category = categorize(outcome, seen)
         if category == "unsupported":
-            raised = getattr(call.excinfo.value, "op_type", None) if call.excinfo else None
+            raised = unsupported_name(call.excinfo.value) if call.excinfo else None
             key = _short_op(record.unsupported or raised or "?")
         else:
             key = op_key(record.op_types, fallback=f"({_test_class(item)})")

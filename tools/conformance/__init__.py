@@ -6,4 +6,5 @@ every numeric check is gated on macOS. :mod:`.plugin` lifts those gates and send
 classifies each test (pass, fail, unsupported, ...) and renders per-op tables.
 ``scripts/conformance.py`` drives both. Nothing here is imported by the main
 pytest plugin: it patches coremltools globally, which only a dedicated run may do.
+It is a development harness, so it lives outside ``src/`` and is not installed.
 """

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The package as users get it: build the sdist, build the wheel from that sdist,
+# install the wheel (not editable) into a fresh venv with the pinned constraints,
+# and run the shipped example from a copy outside this checkout, so nothing in
+# src/ can be imported by accident. Exit 0 only if:
+#   * the build logs show no setuptools deprecation (e.g. of the license metadata);
+#   * the sdist holds the package sources, README.md and pyproject.toml;
+#   * the wheel holds the package and py.typed, and not the conformance harness (tools/);
+#   * pytest_coreml_parity is imported from the fresh venv's site-packages, and its
+#     pytest11 entry point is registered (the "coreml-parity:" header line);
+#   * the example behaves as scripts/demo.sh expects: fp32 passes, fp16 fails with
+#     the nan/inf message.
+# Needs the dev .venv (scripts/test.sh makes it) for its setuptools. Set
+# KEEP_WHEEL_CHECK=1 to keep the work directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+python=${PYTHON:-python3}
+work="$(mktemp -d "${TMPDIR:-/tmp}/wheel-check.XXXXXX")"
+if [ "${KEEP_WHEEL_CHECK:-}" = 1 ]; then
+    echo "check_wheel: keeping $work" >&2
+else
+    trap 'rm -rf "$work"' EXIT
+fi
+fail() { echo "check_wheel: FAILED: $1" >&2; exit 1; }
+step() { printf 'check_wheel: %-44s (%3d s)\n' "$1" "$SECONDS"; }
+
+# 1. sdist, from the files git knows (tracked or new, not ignored) in a copy of the tree.
+mkdir "$work/src-tree" "$work/dist"
+git ls-files -z --cached --others --exclude-standard \
+    | xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
+    | tar -cf - --null -T - | tar -xf - -C "$work/src-tree"
+(cd "$work/src-tree" && "$repo/.venv/bin/python" -W always -c \
+    "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))" \
+    "$work/dist") >"$work/sdist.log" 2>&1 || { cat "$work/sdist.log"; fail "sdist build"; }
+sdist=$(ls "$work"/dist/*.tar.gz)
+step "sdist $(basename "$sdist")"
+
+# 2. The wheel, built from the sdist in pip's isolated build environment.
+"$repo/.venv/bin/python" -m pip wheel --no-deps --no-cache-dir -v -w "$work/dist" "$sdist" \
+    >"$work/wheel.log" 2>&1 || { cat "$work/wheel.log"; fail "wheel build"; }
+wheel=$(ls "$work"/dist/*.whl)
+step "wheel $(basename "$wheel")"
+if grep -iE "deprecat|license classifiers|license-file" "$work/sdist.log" "$work/wheel.log"; then
+    fail "the build printed a deprecation warning (above)"
+fi
+
+"$repo/.venv/bin/python" - "$sdist" "$wheel" <<'PY' || fail "archive contents"
+import sys, tarfile, zipfile
+
+sdist, wheel = sys.argv[1:]
+with tarfile.open(sdist) as tar:
+    names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+need = [
+    "pyproject.toml", "README.md",
+    "src/pytest_coreml_parity/__init__.py", "src/pytest_coreml_parity/plugin.py",
+    "src/pytest_coreml_parity/py.typed", "src/pytest_coreml_parity/emulator/__init__.py",
+]
+missing = [n for n in need if n not in names]
+assert not missing, f"sdist lacks {missing}"
+with zipfile.ZipFile(wheel) as whl:
+    files = whl.namelist()
+assert "pytest_coreml_parity/py.typed" in files, "wheel lacks py.typed"
+assert "pytest_coreml_parity/emulator/__init__.py" in files, "wheel lacks the emulator"
+stray = [f for f in files if not f.startswith(("pytest_coreml_parity/", "pytest_coreml_parity-"))]
+assert not stray, f"wheel holds files outside the package: {stray[:5]}"
+harness = [f for f in files if "conformance" in f]
+assert not harness, f"the conformance harness is in the wheel: {harness[:5]}"
+print(f"check_wheel: sdist {len(names)} files, wheel {len(files)} files: contents ok")
+PY
+
+# 3. A fresh venv with the wheel and its pinned dependencies (torch==2.13.0: the local CPU build).
+"$python" -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install --disable-pip-version-check --no-compile -c constraints.txt "$wheel" \
+    >"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "pip install of the wheel"; }
+if grep -iE "deprecat" "$work/install.log"; then
+    fail "installing printed a deprecation warning (above)"
+fi
+step "installed into a fresh venv"
+
+# 4. The shipped example, run from a copy outside the checkout.
+cp -r examples/complex_division "$work/example"
+cd "$work/example"
+export PYTHONPATH="" TQDM_DISABLE=1
+site=$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+"$work/venv/bin/python" - "$site" <<'PY' || fail "installed package"
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest_coreml_parity as p
+
+site = Path(sys.argv[1]).resolve()
+where = Path(p.__file__).resolve()
+assert where.is_relative_to(site), f"imported from {where}, not from {site}"
+assert (where.parent / "py.typed").is_file(), "py.typed is not installed"
+assert not (where.parent / "conformance").exists(), "the conformance harness is installed"
+eps = [e.value for e in entry_points(group="pytest11") if e.name == "coreml_parity"]
+assert eps == ["pytest_coreml_parity.plugin"], f"pytest11 entry points: {eps}"
+print(f"check_wheel: imported from {where}")
+PY
+
+log="$work/example.log"
+set +e
+"$work/venv/bin/python" -m pytest -v -p no:cacheprovider -W "ignore::DeprecationWarning" \
+    --coreml-cache-dir="$work/coreml-cache" >"$log" 2>&1
+status=$?
+set -e
+step "example run (exit $status)"
+expect() { grep -Eq "$1" "$log" || { cat "$log"; fail "$2"; }; }
+[ "$status" -eq 1 ] || { cat "$log"; fail "pytest exited with $status (expected 1: the fp16 tests fail)"; }
+expect "^coreml-parity: " "no coreml-parity header line: the pytest11 entry point is not loaded"
+expect "test_parity\[fp32\] PASSED" "test_parity[fp32] did not pass"
+expect "test_fuzz\[fp32\] PASSED" "test_fuzz[fp32] did not pass"
+if grep -Eq "\[fp32\] FAILED" "$log"; then cat "$log"; fail "an fp32 test failed"; fi
+expect "test_large_denominators\[fp16\] FAILED" "test_large_denominators[fp16] did not fail"
+expect "test_fuzz\[fp16\] FAILED" "hypothesis did not find the fp16 overflow"
+expect "Core ML produced nan/inf where PyTorch is finite" "no nan/inf message"
+echo "check_wheel: ok: the wheel installs and the example behaves as documented (${SECONDS} s)"
