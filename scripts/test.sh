@@ -11,9 +11,9 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -c constraints.txt -e ".[test]" 2> >(grep -v "is neither a file nor a directory" >&2)
+    -c constraints.txt -e ".[test,coreai]" 2> >(grep -v "is neither a file nor a directory" >&2)
 
-.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff check src tests benchmarks examples tools scripts conftest.py
 .venv/bin/mypy
-[ $# -gt 0 ] || bash scripts/check_wheel.sh  # the built wheel, installed fresh (about 1 min)
+[ $# -gt 0 ] || bash scripts/check_wheel.sh  # the built wheel, installed fresh (1-4 min)
 .venv/bin/python -m pytest "$@"

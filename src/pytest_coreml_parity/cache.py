@@ -1,18 +1,25 @@
-"""Convert once: a per-session memory cache over an optional disk cache.
+"""Convert once: a per-session memory cache over an optional disk cache that heals.
 
 Disk entries live in ``<dir>/<key>/`` holding ``model.mlpackage``,
 ``meta.json`` (the torch output structure) and ``torch_scopes.json`` (the torch
 module of each op, which the saved package loses; diagnosis reads it), or
-``error.json`` for a model
-that failed to convert, so a failing conversion is not retried by every test
-or every xdist worker. Entries are published atomically (built in a temporary
-directory, then ``os.replace``); a per-key ``fcntl`` lock makes concurrent
-xdist workers wait for the one that converts instead of converting too.
+``error.json`` for a model that failed to convert, so a failing conversion is
+not retried by every test or every xdist worker. Every entry carries a
+``manifest.json``: the cache format, the key, and each file's relative path,
+size and sha256.
+
+Entries are published atomically (built in a temporary directory, then
+``os.replace``); a per-key ``fcntl`` lock makes concurrent xdist workers wait
+for the one that converts instead of converting too. Loading verifies the
+manifest first: a truncated, garbled, half-written (no manifest) or foreign
+(another key or format) entry, or one missing a sidecar, is a miss. It is
+rebuilt, and the reason is reported (``Entry.rebuilt``, ``CacheStats.rebuilt``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .convert import ConversionError
+from .convert import CACHE_FORMAT, Structure
+from .errors import CacheEntryError, ConversionError
 
 try:  # POSIX only; without it concurrent workers may convert the same model twice.
     import fcntl
@@ -33,15 +41,31 @@ except ImportError:  # pragma: no cover - Windows
 #: How the model for a test was obtained; reported per test and summed in the summary.
 EVENTS = ("converted", "disk", "memory", "failed")
 
+MANIFEST = "manifest.json"
+PACKAGE = "model.mlpackage"
+META = "meta.json"
+ERROR = "error.json"
+#: Same name as ``diagnose.names.SCOPES_SIDECAR`` (not imported: diagnose is heavy).
+SCOPES = "torch_scopes.json"
+#: Files every converted-model entry must list in its manifest.
+REQUIRED = (META, SCOPES, f"{PACKAGE}/Manifest.json")
+
+#: ``convert()`` gives (an untyped coremltools ``MLModel``, the torch output structure).
+Convert = Callable[[], tuple[Any, Structure]]
+#: ``load(package)`` opens a cached package as an (untyped) ``MLModel``.
+Load = Callable[[Path], Any]
+
 
 @dataclass
 class Entry:
     """A converted model (or the reason it failed), with the torch output structure."""
 
-    mlmodel: Any = None
-    structure: Any = None
+    mlmodel: Any = None  # a coremltools MLModel (untyped)
+    structure: Structure | None = None
     path: Path | None = None
     error: ConversionError | None = None
+    #: Why a damaged disk entry was rebuilt to produce this one, if it was.
+    rebuilt: str | None = None
 
 
 @dataclass
@@ -51,6 +75,7 @@ class CacheStats:
     memory: int = 0
     failed: int = 0
     keys: set[str] = field(default_factory=set)
+    rebuilt: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -68,6 +93,75 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _remove(path: Path) -> None:
+    """Delete ``path``, a directory or a stray file, if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):  # missing, or not ours to delete: publish copes
+            path.unlink()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(directory: Path, key: str) -> None:
+    """List every file under ``directory`` (path, size, sha256) in its ``manifest.json``."""
+    files = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        relative = path.relative_to(directory).as_posix()
+        if relative == MANIFEST:
+            continue
+        files.append({"path": relative, "size": path.stat().st_size, "sha256": _sha256(path)})
+    manifest = {"format": CACHE_FORMAT, "key": key, "files": files}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def verify_entry(directory: Path, key: str) -> set[str]:
+    """Check ``directory`` against its manifest; return the listed relative paths.
+
+    Raises :class:`CacheEntryError` naming the first problem: no or garbled
+    manifest, another format or key, a missing file, or a file whose size or
+    content changed.
+    """
+    where = directory.name
+    try:
+        raw = (directory / MANIFEST).read_text()
+    except FileNotFoundError:
+        raise CacheEntryError(f"half-written (no {MANIFEST})", where) from None
+    except OSError as exc:
+        raise CacheEntryError(f"{MANIFEST}: unreadable ({exc})", where) from None
+    try:
+        manifest = json.loads(raw)
+        fmt, listed_key, files = manifest["format"], manifest["key"], manifest["files"]
+        listed = [(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in files]
+    except (ValueError, TypeError, KeyError):
+        raise CacheEntryError(f"{MANIFEST}: garbled", where) from None
+    if fmt != CACHE_FORMAT:
+        raise CacheEntryError(f"foreign (cache format {fmt} != {CACHE_FORMAT})", where)
+    if listed_key != key:
+        raise CacheEntryError(f"foreign (manifest key {str(listed_key)[:12]}...)", where)
+    for relative, size, digest in listed:
+        path = directory / relative
+        name = Path(relative).name
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            raise CacheEntryError(f"{name}: missing", where) from None
+        except OSError as exc:
+            raise CacheEntryError(f"{name}: unreadable ({exc})", where) from None
+        if actual != size:
+            raise CacheEntryError(f"{name}: size {actual} != {size}", where)
+        if _sha256(path) != digest:
+            raise CacheEntryError(f"{name}: garbled (sha256 mismatch)", where)
+    return {relative for relative, _, _ in listed}
+
+
 class ConversionCache:
     """Memory cache for the session, backed by ``directory`` when one is given."""
 
@@ -77,15 +171,11 @@ class ConversionCache:
         self._memory: dict[str, Entry] = {}
         self._lock = threading.Lock()
 
-    def get(
-        self,
-        key: str,
-        convert: Callable[[], tuple[Any, Any]],
-        load: Callable[[Path], Any],
-    ) -> tuple[Entry, str]:
+    def get(self, key: str, convert: Convert, load: Load) -> tuple[Entry, str]:
         """Return (entry, event). ``convert()`` gives (mlmodel, structure); ``load(path)`` an MLModel.
 
-        A cached failure is returned as an entry with ``error`` set.
+        A cached failure is returned as an entry with ``error`` set. An entry that
+        replaced a damaged disk entry has ``rebuilt`` set to the reason.
         """
         with self._lock:
             entry = self._memory.get(key)
@@ -96,64 +186,89 @@ class ConversionCache:
             self._memory[key] = entry
             self.stats.keys.add(key)
             setattr(self.stats, event, getattr(self.stats, event) + 1)
+            if entry.rebuilt is not None:
+                self.stats.rebuilt.append(entry.rebuilt)
             return entry, event
 
-    def _from_disk_or_convert(
-        self, key: str, convert: Callable[[], tuple[Any, Any]], load: Callable[[Path], Any]
-    ) -> tuple[Entry, str]:
+    def _from_disk_or_convert(self, key: str, convert: Convert, load: Load) -> tuple[Entry, str]:
         if self.directory is None:
-            return self._convert(convert, None)
+            return self._convert(convert)
         final = self.directory / key
         with file_lock(self.directory / f"{key}.lock"):
-            found = self._read(final, load)
+            rebuilt = None
+            try:
+                found = self._read(final, key, load)
+            except CacheEntryError as exc:
+                rebuilt = exc.reason
+                _remove(final)
+                found = None
             if found is not None:
                 return found, "failed" if found.error else "disk"
-            entry, event = self._convert(convert, None)
-            self._publish(final, entry)
-            if entry.path is None and entry.error is None and (final / "model.mlpackage").is_dir():
-                entry.path = final / "model.mlpackage"
+            entry, event = self._convert(convert)
+            entry.rebuilt = rebuilt
+            self._publish(final, key, entry)
+            if entry.path is None and entry.error is None and (final / PACKAGE).is_dir():
+                entry.path = final / PACKAGE
             return entry, event
 
     @staticmethod
-    def _convert(convert: Callable[[], tuple[Any, Any]], path: Path | None) -> tuple[Entry, str]:
+    def _convert(convert: Convert) -> tuple[Entry, str]:
         try:
             mlmodel, structure = convert()
         except ConversionError as exc:
             return Entry(error=exc), "failed"
-        return Entry(mlmodel=mlmodel, structure=structure, path=path), "converted"
+        return Entry(mlmodel=mlmodel, structure=structure), "converted"
 
     @staticmethod
-    def _read(final: Path, load: Callable[[Path], Any]) -> Entry | None:
+    def _read(final: Path, key: str, load: Load) -> Entry | None:
+        """The verified entry in ``final``, None if there is none; CacheEntryError if damaged."""
+        if not final.exists():
+            return None
+        where = final.name
+        listed = verify_entry(final, key)
+        if ERROR in listed:
+            try:
+                data = json.loads((final / ERROR).read_text())
+                return Entry(error=ConversionError(str(data["summary"]), str(data.get("detail", ""))))
+            except (OSError, ValueError, TypeError, KeyError):
+                raise CacheEntryError(f"{ERROR}: garbled", where) from None
+        for required in REQUIRED:
+            if required not in listed:
+                raise CacheEntryError(f"{Path(required).name}: not in {MANIFEST}", where)
         try:
-            if (final / "error.json").is_file():
-                data = json.loads((final / "error.json").read_text())
-                return Entry(error=ConversionError(data["summary"], data.get("detail", "")))
-            meta = final / "meta.json"
-            package = final / "model.mlpackage"
-            if meta.is_file() and package.is_dir():
-                structure = json.loads(meta.read_text())["structure"]
-                return Entry(mlmodel=load(package), structure=structure, path=package)
-        except Exception:  # a corrupt entry is rebuilt, never trusted
-            shutil.rmtree(final, ignore_errors=True)
-        return None
+            structure = json.loads((final / META).read_text())["structure"]
+        except (OSError, ValueError, TypeError, KeyError):
+            raise CacheEntryError(f"{META}: garbled", where) from None
+        try:
+            json.loads((final / SCOPES).read_text())
+        except (OSError, ValueError):
+            raise CacheEntryError(f"{SCOPES}: garbled", where) from None
+        package = final / PACKAGE
+        try:
+            mlmodel = load(package)
+        except Exception as exc:  # whatever the loader raises, the entry is not usable
+            raise CacheEntryError(f"{PACKAGE}: does not load ({type(exc).__name__})", where) from exc
+        return Entry(mlmodel=mlmodel, structure=structure, path=package)
 
-    def _publish(self, final: Path, entry: Entry) -> None:
+    def _publish(self, final: Path, key: str, entry: Entry) -> None:
         assert self.directory is not None
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.directory))
         try:
             if entry.error is not None:
-                (tmp / "error.json").write_text(
+                (tmp / ERROR).write_text(
                     json.dumps({"summary": entry.error.summary, "detail": entry.error.detail})
                 )
             else:
-                entry.mlmodel.save(str(tmp / "model.mlpackage"))
-                (tmp / "meta.json").write_text(json.dumps({"structure": entry.structure}))
+                entry.mlmodel.save(str(tmp / PACKAGE))
+                (tmp / META).write_text(json.dumps({"structure": entry.structure}))
                 from .diagnose.names import save_scopes  # diagnosis names torch sources
 
                 save_scopes(entry.mlmodel, tmp)
-            if final.exists():
-                shutil.rmtree(final, ignore_errors=True)
+                if not (tmp / SCOPES).exists():  # always present, so a missing one is damage
+                    (tmp / SCOPES).write_text("{}")
+            write_manifest(tmp, key)
+            _remove(final)
             os.replace(tmp, final)
         except OSError:
             pass  # the disk cache is an optimisation; the memory entry still serves

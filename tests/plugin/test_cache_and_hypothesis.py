@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from .conftest import SCALE_CONFTEST
+
+Run = Callable[..., pytest.RunResult]
 
 TWO_TESTS = """
 def test_a(coreml_model):
@@ -17,7 +20,7 @@ def test_b(coreml_model):
 """
 
 
-def test_session_then_disk_cache(pytester: pytest.Pytester, run, tmp_path: Path) -> None:
+def test_session_then_disk_cache(pytester: pytest.Pytester, run: Run, tmp_path: Path) -> None:
     pytester.makeconftest(SCALE_CONFTEST)
     pytester.makepyfile(TWO_TESTS)
     cache = f"--coreml-cache-dir={tmp_path / 'cache'}"
@@ -33,7 +36,7 @@ def test_session_then_disk_cache(pytester: pytest.Pytester, run, tmp_path: Path)
     )
 
 
-def test_changed_weights_miss_the_cache(pytester: pytest.Pytester, run, tmp_path: Path) -> None:
+def test_changed_weights_miss_the_cache(pytester: pytest.Pytester, run: Run, tmp_path: Path) -> None:
     pytester.makeconftest(SCALE_CONFTEST.replace("return Scale().eval()", "return torch.nn.Linear(3, 3).eval()"))
     pytester.makepyfile(
         "import torch\n\ndef test_a(coreml_model):\n    pass\n"
@@ -54,7 +57,7 @@ def test_disk_cache_works_without_the_cacheprovider_and_can_be_disabled(pytester
     result.stdout.fnmatch_lines(["*; 1 converted, 0 from disk cache, 1 reused*"])
 
 
-def test_given_with_coreml_model_needs_no_health_check_suppression(pytester: pytest.Pytester, run, tmp_path: Path) -> None:
+def test_given_with_coreml_model_needs_no_health_check_suppression(pytester: pytest.Pytester, run: Run, tmp_path: Path) -> None:
     pytester.makeconftest(SCALE_CONFTEST)
     pytester.makepyfile(
         """
@@ -82,7 +85,7 @@ def test_given_with_coreml_model_needs_no_health_check_suppression(pytester: pyt
     result.stdout.fnmatch_lines(["*; 2 converted, 0 from disk cache, 2 reused in session*"])
 
 
-def test_fuzz_finds_fp16_overflow_with_a_readable_counterexample(pytester: pytest.Pytester, run) -> None:
+def test_fuzz_finds_fp16_overflow_with_a_readable_counterexample(pytester: pytest.Pytester, run: Run) -> None:
     pytester.makeconftest(SCALE_CONFTEST.replace("torch.relu(x) * 2.0", "x * x"))
     pytester.makepyfile(
         """
