@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .compare import TOLERANCES, assert_finite, assert_parity
+    from .compare import ParityFailure, assert_finite, assert_parity
     from .convert import ConversionOptions, convert_model
     from .emulator import (
         Emulator,
@@ -33,11 +33,13 @@ if TYPE_CHECKING:
         SettingError,
     )
     from .model import CoreMLModel
+    from .verdict import TOLERANCES
 
 _LAZY = {
     "assert_parity": "compare",
     "assert_finite": "compare",
-    "TOLERANCES": "compare",
+    "TOLERANCES": "verdict",
+    "ParityFailure": "compare",
     "ConversionError": "errors",
     "CoreMLParityError": "errors",
     "SettingError": "errors",
@@ -74,6 +76,7 @@ __all__ = [
     "KernelError",
     "ModelLoadError",
     "NotBoundError",
+    "ParityFailure",
     "SettingError",
     "UnspecifiedResultError",
     "UnsupportedFeatureError",

@@ -1,4 +1,7 @@
-"""Tolerance presets, element-wise comparison, and the assertion messages.
+"""``assert_parity`` / ``assert_finite``: run, judge (with :mod:`.verdict`), explain.
+
+The assertions raise :class:`ParityFailure`, which carries the model and inputs;
+diagnosis is not run here but by the plugin's report hook, once per failed test.
 
 The failure report follows numpy's ``assert_allclose``, torch's ``assert_close``
 and pytest-regressions' ``ndarrays_regression``: which output, precision and
@@ -10,48 +13,67 @@ first mismatches; and for fp16 a hint naming the fix. See docs/tolerances.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from . import messages
+from .verdict import ResolvedTolerance, mismatch_mask, resolve_tolerance
 
 if TYPE_CHECKING:
     from .model import CoreMLModel
 
-#: (rtol, atol) per precision; reasoning in docs/tolerances.md.
-TOLERANCES: dict[str, tuple[float, float]] = {
-    "fp32": (1e-4, 1e-5),
-    "fp16": (1e-2, 1e-2),
-}
 _TABLE_ROWS = 5
 _SHOW_INPUT_ELEMENTS = 64
 
 
+class ParityFailure(AssertionError):
+    """What ``assert_parity`` and ``assert_finite`` raise: the message, plus what to diagnose.
+
+    ``model`` is the :class:`~.model.CoreMLModel` (None when ``assert_finite`` could
+    not tell which model made the outputs), ``inputs`` the prepared inputs of the
+    failing call, ``output`` the failing output's label, and ``rtol``/``atol`` the
+    tolerance the verdict used (None for ``assert_finite``). The plugin's report
+    hook diagnoses from these, once per failed test.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: CoreMLModel | None = None,
+        inputs: tuple[Any, ...] | None = None,
+        output: str | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.inputs = inputs
+        self.output = output
+        self.rtol = rtol
+        self.atol = atol
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable: the message survives, the model does not
+        return (type(self), self.args)
+
+
 def tolerance_for(
     precision: str, rtol: Any = None, atol: Any = None, *, model: CoreMLModel | None = None
-) -> tuple[float, float, str]:
-    """(rtol, atol, where they came from): argument, then the model's settings, then preset."""
-    preset_rtol, preset_atol = TOLERANCES.get(precision, TOLERANCES["fp16"])
-    sources = []
+) -> ResolvedTolerance:
+    """(rtol, atol, origin): argument, then the model's configured settings, then preset.
 
-    def pick(arg: Any, configured: Any, preset: float, name: str) -> float:
-        for value, source in ((arg, "argument"), (configured, "configured")):
-            if value is None:
-                continue
-            if isinstance(value, dict):
-                if precision in value and value[precision] is not None:
-                    sources.append(f"{name} {source}")
-                    return float(value[precision])
-                continue
-            sources.append(f"{name} {source}")
-            return float(value)
-        return preset
-
-    r = pick(rtol, model.rtol if model is not None else None, preset_rtol, "rtol")
-    a = pick(atol, model.atol if model is not None else None, preset_atol, "atol")
-    origin = f"{precision} preset" if not sources else ", ".join(sources)
-    return r, a, origin
+    A malformed value raises :class:`~.errors.SettingError` naming its source.
+    """
+    return resolve_tolerance(
+        precision,
+        rtol,
+        atol,
+        configured_rtol=model.rtol if model is not None else None,
+        configured_atol=model.atol if model is not None else None,
+        argument_where=messages.ARGUMENT_TOLERANCE,
+        configured_where=messages.CONFIGURED_TOLERANCE,
+    )
 
 
 @dataclass
@@ -72,21 +94,12 @@ def _as_float(a: np.ndarray) -> np.ndarray:
 
 
 def compare_arrays(actual: Any, expected: Any, rtol: float, atol: float) -> Comparison:
-    """Mismatch mask: |a-e| > atol + rtol*|e|, or non-finite values that differ.
-
-    nan matches nan and an infinity matches the same infinity (``equal_nan``),
-    so identical non-finite outputs on both sides are not a mismatch.
-    """
+    """The verdict's mismatch mask (:func:`.verdict.mismatch_mask`) with both arrays kept."""
     a = _as_float(np.asarray(actual))
     e = _as_float(np.asarray(expected))
     if a.shape != e.shape:
         raise AssertionError(f"shape mismatch: Core ML {a.shape}, PyTorch {e.shape}")
-    both_finite = np.isfinite(a) & np.isfinite(e)
-    with np.errstate(invalid="ignore", over="ignore"):
-        close = np.abs(a - e) <= atol + rtol * np.abs(e)
-    same_nonfinite = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & np.isinf(e) & (np.sign(a) == np.sign(e)))
-    mismatch = np.where(both_finite, ~close, ~same_nonfinite)
-    return Comparison(actual=a, expected=e, mismatch=mismatch)
+    return Comparison(actual=a, expected=e, mismatch=mismatch_mask(a, e, rtol, atol))
 
 
 def _idx(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -165,41 +178,9 @@ def _input_lines(model: CoreMLModel, inputs: tuple[np.ndarray, ...]) -> list[str
     return lines
 
 
-def _exploring_with_hypothesis() -> bool:
-    """True while hypothesis generates or shrinks examples, False on its final replay.
-
-    Diagnosis costs recorded runs; during shrinking a test fails hundreds of times,
-    and only the final, shrunk failure is reported, so only that one is diagnosed.
-    """
-    try:
-        from hypothesis.control import current_build_context
-        from hypothesis.errors import InvalidArgument
-    except ImportError:  # pragma: no cover - hypothesis is a dependency
-        return False
-    try:
-        return not current_build_context().is_final
-    except InvalidArgument:  # not inside a @given test
-        return False
-
-
-def _diagnosis(model: CoreMLModel | None, inputs: tuple[Any, ...] | None) -> str | None:
-    if model is None or inputs is None or _exploring_with_hypothesis():
-        return None
-    try:
-        from .diagnose import failure_section
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__package__}.diagnose":
-            return None
-        raise
-    return failure_section(model, inputs)
-
-
-def _fail(lines: list[str], model: CoreMLModel | None, inputs: tuple[Any, ...] | None) -> None:
+def _fail(lines: list[str], model: CoreMLModel | None, inputs: tuple[Any, ...] | None, **info: Any) -> NoReturn:
     __tracebackhide__ = True
-    section = _diagnosis(model, inputs)
-    if section:
-        lines = [*lines, "", section]
-    raise AssertionError("\n".join(lines))
+    raise ParityFailure("\n".join(lines), model=model, inputs=inputs, **info)
 
 
 def _flat(value: Any) -> list[Any]:
@@ -224,11 +205,11 @@ def assert_parity(coreml_model: CoreMLModel, *inputs: Any, rtol: Any = None, ato
     """
     __tracebackhide__ = True
     model = coreml_model
+    r, a, origin = tolerance_for(model.precision, rtol, atol, model=model)  # a bad value fails first
     arrays = model.prepare(inputs)
     expected = _flat(model.reference(*arrays))
     result = model(*arrays)
     actual = _flat(result)
-    r, a, origin = tolerance_for(model.precision, rtol, atol, model=model)
     backend = model.backend.name if model.backend is not None else "?"
     for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
         comp = compare_arrays(got, want, r, a)
@@ -253,7 +234,7 @@ def assert_parity(coreml_model: CoreMLModel, *inputs: Any, rtol: Any = None, ato
         lines.extend(_input_lines(model, arrays))
         if model.precision != "fp32" and not ref_bad:
             lines.append(messages.FP16_HINT)
-        _fail(lines, model, arrays)
+        _fail(lines, model, arrays, output=label, rtol=r, atol=a)
     return result
 
 

@@ -58,3 +58,32 @@ FP16_HINT = (
     "compute_precision=ct.transform.FP16ComputePrecision(op_selector=...)."
 )
 FINITE_HEADER = "{what} holds non-finite values"
+
+# Tolerances (verdict.py): a bad value names where it came from.
+BAD_TOLERANCE = (
+    "{where}: {what} must be a finite non-negative number, or a dict of them keyed by "
+    "precision ({known}); got {value!r}"
+)
+UNKNOWN_PRESET = "no tolerance preset for precision {precision!r} (known: {known})"
+ARGUMENT_TOLERANCE = "assert_parity({what}=...)"
+CONFIGURED_TOLERANCE = "the configured {what} (marker, --coreml-{what} or ini coreml_{what})"
+
+# Diagnosis, attached to a failed test's report as a section with this title.
+DIAGNOSIS_SECTION = "coreml-parity diagnosis"
+DIAGNOSIS_UNAVAILABLE = "diagnosis unavailable: {error}"
+SEARCH_FIX_HINT = "hint: run with --coreml-search-fix to search for ops to keep in fp32"
+REPORT_WRITTEN = "report: {paths}"
+
+# numpy >= 2.4 with coremltools <= 9.0 (its torch frontend calls int() on 1-element arrays).
+NUMPY_SCALAR_ERROR = "only 0-dimensional arrays can be converted to Python scalars"
+NUMPY_TOO_NEW_HEADER = (
+    "coreml-parity: WARNING numpy {numpy} with coremltools {coremltools}: coremltools' torch "
+    'frontend fails on numpy >= 2.4 (ViT, Swin, ShuffleNet...); pip install "numpy<2.4"'
+)
+NUMPY_TOO_NEW_EXPLANATION = (
+    "numpy {numpy} made int() of a 1-element array a TypeError, which coremltools <= 9.0's "
+    'torch frontend relies on; fix: pip install "numpy<2.4"'
+)
+
+# Disk cache.
+CACHE_REBUILT = "{count} cache {entries} rebuilt ({reasons})"

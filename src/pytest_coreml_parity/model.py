@@ -13,21 +13,25 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import messages
-from .errors import InputMismatchError, NotBoundError
 from .backends import Backend, resolve_backend
 from .cache import ConversionCache, Entry
 from .convert import (
     ConversionError,
     ConversionOptions,
-    convert_with_structure,
+    capture,
+    conversion_key,
+    convert_captured,
     default_input_names,
     input_signature,
-    model_digest,
     unflatten,
 )
+from .errors import InputMismatchError, NotBoundError
+
+if TYPE_CHECKING:
+    from .verdict import ToleranceValue
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,8 @@ class ModelSettings:
     """Per-test settings resolved from marker, command line, ini and defaults."""
 
     options: ConversionOptions
-    rtol: float | None = None
-    atol: float | None = None
+    rtol: ToleranceValue = None
+    atol: ToleranceValue = None
     search_fix: bool = False
     report_dir: Path | None = None
 
@@ -48,6 +52,8 @@ class Runtime:
         self.cache = cache
         self.backend_choice = backend_choice
         self._resolved: tuple[Backend | None, str | None] | None = None
+        #: Why the last :meth:`obtain` rebuilt a damaged disk-cache entry, else None.
+        self.last_rebuilt: str | None = None
 
     def backend(self) -> tuple[Backend | None, str | None]:
         """(backend, None), or (None, why it cannot run here)."""
@@ -61,12 +67,22 @@ class Runtime:
         backend, reason = self.backend()
         if backend is None:
             raise NotBoundError(str(reason))
-        key = model_digest(torch_model, example_inputs, options)
-        return self.cache.get(
-            key,
-            convert=lambda: convert_with_structure(torch_model, example_inputs, options),
+        self.last_rebuilt = None
+        # Capture once: the key is computed from the captured program, and a miss
+        # converts that same program (no second trace).
+        try:
+            captured = capture(torch_model, example_inputs, options)
+        except ConversionError as exc:
+            self.cache.stats.failed += 1
+            return Entry(error=exc), "failed"
+        entry, event = self.cache.get(
+            conversion_key(captured, options),
+            convert=lambda: (convert_captured(captured, options), captured.structure),
             load=lambda path: backend.load(path, options.compute_units),
         )
+        if event != "memory":
+            self.last_rebuilt = entry.rebuilt
+        return entry, event
 
 
 _LIVE: weakref.WeakSet[CoreMLModel] = weakref.WeakSet()
@@ -85,18 +101,23 @@ class CoreMLModel:
 
     ``coreml_model(*inputs)`` takes tensors or arrays and returns numpy arrays
     in the torch model's output structure. ``last_inputs``/``last_outputs``
-    remember the most recent call for diagnosis.
+    remember the most recent call (``assert_finite`` finds its model by them).
+
+    Diagnosis reads the public attributes below (``torch_model``,
+    ``example_inputs``, ``options``, ``mlmodel``, ``precision``, ``rtol``, ``atol``,
+    ``search_fix``) through :class:`~.diagnose.subject.ModelUnderTest`; the plugin
+    reads ``report_dir`` and ``node_id`` to write report files.
     """
 
     def __init__(self, settings: ModelSettings, runtime: Runtime | None = None) -> None:
         self.settings = settings
         self.runtime = runtime
-        self.options = settings.options
-        self.precision = settings.options.precision
-        self.rtol = settings.rtol
-        self.atol = settings.atol
-        self.search_fix = settings.search_fix
-        self.report_dir = settings.report_dir
+        self.options: ConversionOptions = settings.options
+        self.precision: str = settings.options.precision
+        self.rtol: ToleranceValue = settings.rtol
+        self.atol: ToleranceValue = settings.atol
+        self.search_fix: bool = settings.search_fix
+        self.report_dir: Path | None = settings.report_dir
         self.node_id: str | None = None
         self.mlmodel: Any = None
         self.backend: Backend | None = None

@@ -15,6 +15,7 @@ example ever re-converts.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -23,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import messages
+from .errors import SettingError
 from .settings import (
     MARKER_KEYWORDS,
     OPTIONS,
-    SettingError,
     Settings,
     apply_marker,
     resolve_session,
@@ -47,6 +48,7 @@ class PluginState:
     runtime: Runtime | None = None
     events: Counter[str] = field(default_factory=Counter)
     backends: set[str] = field(default_factory=set)
+    rebuilt: list[str] = field(default_factory=list)
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -108,9 +110,10 @@ def _cache_dir(config: pytest.Config, settings: Settings) -> Path | None:
             base = config.inipath.parent if origin.startswith("ini") and config.inipath else Path.cwd()
             path = base / path
         return path
-    cache = getattr(config, "cache", None)
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
     if cache is not None:
-        return cache.mkdir("coreml-parity")
+        directory: Path = cache.mkdir("coreml-parity")
+        return directory
     return config.rootpath / ".coreml-parity-cache"
 
 
@@ -121,7 +124,7 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash[STATE]
     settings = state.settings
     backend = settings.backend
@@ -129,10 +132,16 @@ def pytest_report_header(config: pytest.Config) -> str:
         from .backends import auto_backend_name
 
         backend = f"{auto_backend_name()} (auto)"
-    return (
+    lines = [
         f"coreml-parity: backend {backend}, coremltools {_version('coremltools')}, "
         f"torch {_version('torch')}, precisions {', '.join(settings.precisions)}"
-    )
+    ]
+    from .convert import numpy_coremltools_warning  # stdlib-only at import: still cheap
+
+    warning = numpy_coremltools_warning(_version("numpy"), _version("coremltools"))
+    if warning is not None:
+        lines.append(warning)
+    return lines
 
 
 def _runtime(config: pytest.Config) -> Runtime:
@@ -175,8 +184,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     input_dtypes=settings.input_dtypes,
                     use_export=settings.export,
                 ),
-                rtol=settings.rtol,  # type: ignore[arg-type]
-                atol=settings.atol,  # type: ignore[arg-type]
+                rtol=settings.rtol,
+                atol=settings.atol,
                 search_fix=settings.search_fix,
                 report_dir=settings.report_dir,
             ),
@@ -239,10 +248,14 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     except ConversionError as exc:
         item.stash[BIND_FAILURE] = messages.CONVERSION_FAILED.format(summary=exc.summary)
         item.stash[BIND_EVENT] = {**info, "event": slot.event or "failed"}
+        if slot.runtime.last_rebuilt is not None:
+            item.stash[BIND_EVENT]["rebuilt"] = slot.runtime.last_rebuilt
         return
     except TypeError as exc:
         pytest.fail(str(exc), pytrace=False)
     item.stash[BIND_EVENT] = {**info, "event": event}
+    if slot.runtime.last_rebuilt is not None:  # a damaged disk-cache entry was rebuilt
+        item.stash[BIND_EVENT]["rebuilt"] = slot.runtime.last_rebuilt
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -259,7 +272,53 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         info = item.stash.get(BIND_EVENT, None)
         if info is not None:
             setattr(report, REPORT_ATTR, info)  # rides to the xdist controller with the report
+    elif call.when == "call" and report.failed and call.excinfo is not None:
+        # Once per failed test: with hypothesis, this is the final (shrunk) example's failure.
+        text = _diagnosis_section(call.excinfo.value, item.nodeid)
+        if text is not None:
+            report.sections.append((messages.DIAGNOSIS_SECTION, text))  # rides to xdist too
     return report
+
+
+def _diagnosis_section(exc: BaseException, node_id: str) -> str | None:
+    """The diagnosis of a :class:`~.compare.ParityFailure` (and its report files), or None.
+
+    Imports diagnosis only when a ParityFailure is present (no compare module loaded
+    means none was raised). Never raises: the real failure must stay visible.
+    """
+    import sys
+
+    if f"{__package__}.compare" not in sys.modules:
+        return None
+    from .compare import ParityFailure
+
+    if not isinstance(exc, ParityFailure) or exc.model is None or exc.inputs is None:
+        return None
+    model = exc.model
+    try:
+        try:
+            from .diagnose import diagnose_failure
+        except ModuleNotFoundError as missing:  # a build without the diagnose package
+            if missing.name == f"{__package__}.diagnose":
+                return None
+            raise
+        diagnosis = diagnose_failure(model, exc.inputs, rtol=exc.rtol, atol=exc.atol)
+        if diagnosis is None:
+            return None
+        written: list[Path] = []
+        if model.report_dir is not None and not diagnosis.healthy:
+            import warnings
+
+            from .report import write_report
+
+            with warnings.catch_warnings():  # plotting must not fail a -W error suite
+                warnings.simplefilter("ignore")
+                written = write_report(
+                    model.report_dir, diagnosis.localization, diagnosis.fix, node_id=node_id
+                )
+        return diagnosis.text(written)
+    except Exception as error:
+        return messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")
 
 
 class _Recorder:
@@ -273,15 +332,28 @@ class _Recorder:
         if info and report.when == "setup":
             self.state.events[info["event"]] += 1
             self.state.backends.add(info["backend"])
+            if info.get("rebuilt"):
+                self.state.rebuilt.append(str(info["rebuilt"]))
 
 
-def summary_line(events: Counter[str], backends: set[str]) -> str:
-    """``coreml-parity: backend emulator; 2 converted, 1 from disk cache, 5 reused, 0 failed``."""
-    return (
+def summary_line(events: Counter[str], backends: set[str], rebuilt: Sequence[str] = ()) -> str:
+    """``coreml-parity: backend emulator; 2 converted, 1 from disk cache, 5 reused, 0 failed``.
+
+    Damaged disk-cache entries that were rebuilt are appended with their reasons:
+    ``...; 1 cache entry rebuilt (weight.bin: size 12 != 8192)``.
+    """
+    line = (
         f"backend {', '.join(sorted(backends))}; {events['converted']} converted, "
         f"{events['disk']} from disk cache, {events['memory']} reused in session, "
         f"{events['failed']} failed to convert"
     )
+    if rebuilt:
+        counts = Counter(rebuilt)
+        reasons = "; ".join(r if n == 1 else f"{r} (x{n})" for r, n in counts.items())
+        line += "; " + messages.CACHE_REBUILT.format(
+            count=len(rebuilt), entries="entry" if len(rebuilt) == 1 else "entries", reasons=reasons
+        )
+    return line
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -291,7 +363,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if state is None or not state.events:
         return
     terminalreporter.write_sep("-", SUMMARY_TITLE)
-    terminalreporter.write_line(f"{SUMMARY_TITLE}: {summary_line(state.events, state.backends)}")
+    line = summary_line(state.events, state.backends, state.rebuilt)
+    terminalreporter.write_line(f"{SUMMARY_TITLE}: {line}")
 
 
 __all__ = ["FIXTURE", "MARKER_KEYWORDS", "STATE", "summary_line"]

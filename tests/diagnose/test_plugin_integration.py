@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from pytest_coreml_parity.diagnose.section import HEADER
+from pytest_coreml_parity import messages
+
+#: pytest prints each report section under a separator line with its title.
+SECTION = f"*- {messages.DIAGNOSIS_SECTION} -*"
+
+
+def section_count(output: str) -> int:
+    """Diagnosis sections printed in the failure part of the output (not the short summary)."""
+    failures = output.split("short test summary info")[0]
+    return len(re.findall(rf"^-+ {re.escape(messages.DIAGNOSIS_SECTION)} -+$", failures, re.M))
 
 TEST_FILE = '''
 import pytest
@@ -73,7 +83,7 @@ def test_failure_names_the_op_and_proposes_a_verified_fix(project: pytest.Pytest
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
-        f"*{HEADER}*",
+        SECTION,
         "*first non-finite op: mul op_*_cast_fp16 (ComplexDiv.forward, test_complex.py:9: den = rb * rb + ib * ib)*fp16 max 65504*",
         "*mixed-precision fix: keep * of * ops in fp32*verified by re-conversion on failing inputs, example inputs*",
         "*op_selector=lambda op: op.name not in FP32_OPS*",
@@ -81,8 +91,7 @@ def test_failure_names_the_op_and_proposes_a_verified_fix(project: pytest.Pytest
     ])
     # The healthy test says nothing. (Under CI=true pytest repeats whole failure messages in
     # the short test summary, so count in the failure sections only.)
-    failures = result.stdout.str().split("short test summary info")[0]
-    assert failures.count(HEADER) == 1
+    assert section_count(result.stdout.str()) == 1
     files = sorted(p.name for p in report.iterdir())
     assert any(f.endswith(".json") for f in files) and any(f.endswith(".png") for f in files)
     data = json.loads(next(report.glob("*.json")).read_text())
@@ -95,9 +104,9 @@ def test_assert_finite_localizes_without_search(project: pytest.Pytester) -> Non
     result = project.runpytest_subprocess(*BASE_ARGS, "-k", "finite")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        f"*{HEADER}*",
+        SECTION,
         "*first non-finite op: mul op_*_cast_fp16*",
-        "*hint: run with --coreml-search-fix*",
+        f"*{messages.SEARCH_FIX_HINT}*",
     ])
     assert "mixed-precision fix" not in result.stdout.str()
 
@@ -113,3 +122,47 @@ def test_models_from_the_disk_cache_keep_their_torch_source(project: pytest.Pyte
     second = project.runpytest_subprocess(*args, cache, "-k", "parity")
     second.assert_outcomes(failed=1)
     second.stdout.fnmatch_lines([line, "*0 converted, 1 from disk cache*"])
+
+
+RECORDER = '''
+import json
+import pathlib
+
+
+def pytest_runtest_logreport(report):
+    row = {"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
+           "sections": [title for title, _ in report.sections]}
+    with open(pathlib.Path(__file__).parent / "sections.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\\n")
+'''
+
+OTHER_FAILURE = '''
+from test_complex import example_inputs, torch_model  # noqa: F401  (the fixtures)
+
+
+def test_plain_assertion(coreml_model):
+    assert coreml_model.precision == "fp32"  # fails at fp16, but is no ParityFailure
+'''
+
+
+def test_diagnosis_is_one_report_section_per_failed_parity_test(project: pytest.Pytester) -> None:
+    """On the report object itself: once for each failed assertion, never for a pass or
+    for a failure that is not a ParityFailure."""
+    project.makeconftest(RECORDER)
+    project.makepyfile(test_other=OTHER_FAILURE)
+    result = project.runpytest_subprocess(*BASE_ARGS)
+    result.assert_outcomes(passed=1, failed=3)
+    rows = [json.loads(line) for line in (project.path / "sections.jsonl").read_text().splitlines()]
+    diagnosed = {
+        row["nodeid"].split("::")[-1]: row["sections"].count(messages.DIAGNOSIS_SECTION)
+        for row in rows
+        if row["when"] == "call"
+    }
+    assert diagnosed == {
+        "test_parity[fp16]": 1,
+        "test_finite[fp16]": 1,
+        "test_healthy[fp16]": 0,
+        "test_plain_assertion[fp16]": 0,
+    }
+    assert all(messages.DIAGNOSIS_SECTION not in row["sections"] for row in rows if row["when"] != "call")
+    assert section_count(result.stdout.str()) == 2

@@ -12,8 +12,8 @@ from pytest_coreml_parity._coremltools import import_coremltools
 from pytest_coreml_parity.diagnose import find_mixed_precision
 from pytest_coreml_parity.diagnose.fix import passes
 from pytest_coreml_parity.diagnose.search import Checker, search
-from pytest_coreml_parity.diagnose.subject import TorchSubject, as_arrays
-from pytest_coreml_parity.diagnose.tolerance import tolerance
+from pytest_coreml_parity.diagnose.subject import Subject, as_arrays
+from pytest_coreml_parity.verdict import outputs_match, preset
 
 from .models import CASES, complex_div
 
@@ -30,8 +30,8 @@ def _snippet_model(fix, model, examples):
 
 
 def _parity(mlmodel, model, input_sets):
-    rtol, atol = tolerance("fp16")
-    subject = TorchSubject(model, as_arrays(input_sets[0]))
+    rtol, atol = preset("fp16")
+    subject = Subject.from_torch(model, input_sets[0])
     sets = [(str(i), as_arrays(x)) for i, x in enumerate(input_sets)]
     return passes(mlmodel, sets, [subject.reference(x) for _, x in sets], rtol, atol)
 
@@ -59,8 +59,8 @@ def test_complex_div_fix_is_small_cheap_and_keeps_the_overflowing_mul(fixed, loc
 def test_complex_div_hand_written_selectors_fail():
     """The traps from the issue: real_div alone, or mul/add/sub without real_div."""
     model, examples, failing = complex_div()
-    subject = TorchSubject(model, as_arrays(examples))
-    rtol, atol = tolerance("fp16")
+    subject = Subject.from_torch(model, examples)
+    rtol, atol = preset("fp16")
     sets = [("failing", as_arrays(failing))]
     refs = [subject.reference(sets[0][1])]
     div_only = frozenset({"16", "21"})
@@ -115,8 +115,6 @@ def test_budget_is_enforced():
 
 
 def test_parity_check_flags_nan_where_torch_is_finite():
-    from pytest_coreml_parity.diagnose.tolerance import outputs_match
-
     want = np.array([1.0, 2.0], dtype=np.float32)
     assert outputs_match(want.astype(np.float16), want, 1e-2, 1e-2)
     assert not outputs_match(np.array([1.0, np.nan]), want, 1e-2, 1e-2)

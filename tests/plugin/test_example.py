@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pytest_coreml_parity import messages
-from pytest_coreml_parity.compare import TOLERANCES
+from pytest_coreml_parity.verdict import TOLERANCES
 
 from .conftest import copy_example
 
@@ -49,10 +51,8 @@ def test_complex_division_passes_at_fp32_and_overflows_at_fp16(pytester: pytest.
 def test_hypothesis_failure_is_diagnosed_once_on_the_shrunk_example(
     pytester: pytest.Pytester, run
 ) -> None:
-    """Diagnosis runs on hypothesis' final replay only, not on every failing example
-    while shrinking (which made plain @given tests take minutes)."""
-    from pytest_coreml_parity.diagnose.section import HEADER
-
+    """Diagnosis runs once, in the report hook, on the failure hypothesis reports (the
+    shrunk example), not on every failing example while shrinking."""
     copy_example(pytester)
     pytester.makepyfile(
         test_plain_given="""
@@ -62,13 +62,13 @@ def test_hypothesis_failure_is_diagnosed_once_on_the_shrunk_example(
         from pytest_coreml_parity.strategies import extreme_tensors
 
         CALLS, DIAGNOSED = [], []
-        real_failure_section = diagnose.failure_section
+        real_diagnose_failure = diagnose.diagnose_failure
 
-        def counting_failure_section(*args, **kwargs):  # a spy: the real diagnosis runs
+        def counting_diagnose_failure(*args, **kwargs):  # a spy: the real diagnosis runs
             DIAGNOSED.append(1)
-            return real_failure_section(*args, **kwargs)
+            return real_diagnose_failure(*args, **kwargs)
 
-        diagnose.failure_section = counting_failure_section
+        diagnose.diagnose_failure = counting_diagnose_failure
 
         @given(a=extreme_tensors((8, 4)))
         def test_fuzz_plain(coreml_model, a):
@@ -83,5 +83,6 @@ def test_hypothesis_failure_is_diagnosed_once_on_the_shrunk_example(
     result = run("--coreml-precisions=fp16", "test_plain_given.py")
     result.assert_outcomes(passed=1, failed=1)
     failures = result.stdout.str().split("short test summary info")[0]
-    assert failures.count(HEADER) == 1  # the shrunk example, diagnosed
+    section = re.compile(rf"^-+ {re.escape(messages.DIAGNOSIS_SECTION)} -+$", re.M)
+    assert len(section.findall(failures)) == 1  # the shrunk example, diagnosed
     result.stdout.fnmatch_lines(["*Failing test case: test_fuzz_plain(*"])

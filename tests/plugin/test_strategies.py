@@ -1,6 +1,13 @@
-"""extreme_tensors and model_inputs: coverage of fp16 danger zones, and readable shrinking."""
+"""extreme_tensors and model_inputs: coverage of fp16 danger zones, and readable shrinking.
+
+The last two tests fuzz real conversions through the plugin (pytester): the complex
+division with ``model_inputs`` and a masked attention block with ``attention_masks``.
+Structured strategies are tested one by one in tests/strategies/.
+"""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -8,12 +15,16 @@ import torch
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
+from pytest_coreml_parity import messages
 from pytest_coreml_parity.strategies import (
     FP16_MAX,
+    INPUT_OVERFLOW,
     extreme_floats,
     extreme_tensors,
     model_inputs,
 )
+
+from .conftest import EXAMPLE_DIR
 
 QUICK = settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
@@ -83,3 +94,115 @@ def test_model_inputs_match_example_inputs(data: st.DataObject) -> None:
     assert ints.dtype == torch.int64 and ints.shape == (3,)
     assert ((ints >= 0) & (ints <= 4)).all()
     assert np.isfinite(floats.numpy()).all()
+
+
+# ------------------------------------------------------------------ end to end, real conversions
+
+COMPLEX_DIV_FUZZ = """
+from hypothesis import given
+from hypothesis import strategies as st
+from pytest_coreml_parity import assert_parity
+from pytest_coreml_parity.strategies import fuzz_settings, model_inputs
+
+@fuzz_settings(max_examples=100, database=None)
+@given(data=st.data())
+def test_fuzz(coreml_model, data):
+    inputs = data.draw(model_inputs(coreml_model), label="inputs")
+    assert_parity(coreml_model, *inputs)
+"""
+
+
+def _draw_numbers(output: str, label: str) -> list[float]:
+    """Every number printed in a falsifying example's ``Draw n (label): ...`` block."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if f"({label}):" in line)
+    block = [lines[start].split(f"({label}):", 1)[1]]
+    for line in lines[start + 1 :]:
+        if "])" in block[-1] and block[-1].rstrip().endswith(",)"):
+            break
+        block.append(line)
+    text = " ".join(block)
+    assert "inf" not in text and "nan" not in text, text
+    return [float(v) for v in re.findall(r"-?\d+\.?\d*(?:e[-+]?\d+)?", text.replace("E ", " "))]
+
+
+def test_complex_division_fuzz_fails_at_fp16_with_finite_inputs_on_the_mul(
+    pytester: pytest.Pytester, run
+) -> None:
+    pytester.path.joinpath("conftest.py").write_text((EXAMPLE_DIR / "conftest.py").read_text())
+    pytester.makepyfile(test_fuzz=COMPLEX_DIV_FUZZ)
+    result = run()
+    result.assert_outcomes(passed=1, failed=1)  # fp32 passes, fp16 fails
+    out = result.stdout.str()
+    # The falsifying input is finite in float16: the overflow happens inside the model ...
+    numbers = _draw_numbers(out, "inputs")
+    assert numbers and max(abs(v) for v in numbers) <= FP16_MAX, numbers
+    assert max(abs(v) for v in numbers) < FP16_MAX  # not shrunk to the boundary: 256² overflows
+    assert INPUT_OVERFLOW not in out
+    # ... and the diagnosis (in the failure or its report section) names the mul and its line.
+    result.stdout.fnmatch_lines(["*first non-finite op: mul *den = rb [*] rb + ib [*] ib*"])
+
+
+MASKED_ATTENTION_CONFTEST = """
+import pytest
+import torch
+
+
+class MaskedAttention(torch.nn.Module):
+    def forward(self, x, attention_mask):
+        scores = x @ x.transpose(-1, -2) / 2.0
+        keep = attention_mask[:, None, :] > 0.5
+        additive = torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+        return torch.softmax(scores + additive, dim=-1) @ x
+
+
+@pytest.fixture
+def torch_model():
+    return MaskedAttention().eval()
+
+
+@pytest.fixture
+def example_inputs():
+    return (torch.linspace(-1.0, 1.0, 40).reshape(2, 5, 4), torch.ones(2, 5))
+"""
+
+MASKED_ATTENTION_FUZZ = """
+from pathlib import Path
+
+from hypothesis import given
+from pytest_coreml_parity import assert_parity
+from pytest_coreml_parity.strategies import attention_masks, extreme_tensors, fuzz_settings
+
+SEEN = {"examples": 0}
+
+
+@fuzz_settings(database=None)  # hypothesis' default budget: 100 examples
+@given(x=extreme_tensors((2, 5, 4), max_magnitude=4.0), mask=attention_masks((2, 5), form="binary"))
+def test_masked_attention(coreml_model, x, mask):
+    if coreml_model.precision == "fp16":
+        SEEN["examples"] += 1
+    try:
+        assert_parity(coreml_model, x, mask)
+    except AssertionError:
+        fully_masked = bool((mask == 0).all(dim=-1).any())
+        with Path("failures.txt").open("a") as log:
+            log.write(f"{SEEN['examples']} {int(fully_masked)}\\n")
+        raise
+"""
+
+
+def test_masked_attention_fuzz_finds_the_fully_masked_row_nan_at_fp16(
+    pytester: pytest.Pytester, run
+) -> None:
+    pytester.makeconftest(MASKED_ATTENTION_CONFTEST)
+    pytester.makepyfile(test_attention=MASKED_ATTENTION_FUZZ)
+    result = run()
+    result.assert_outcomes(passed=1, failed=1)  # fp32 passes, fp16 fails
+    result.stdout.fnmatch_lines([f"*{messages.COREML_NONFINITE}*"])
+    failures = [line.split() for line in (pytester.path / "failures.txt").read_text().splitlines()]
+    first_failure = int(failures[0][0])
+    assert first_failure <= 100  # found within the generation budget, not by luck of shrinking
+    # Every failing example, the shrunk one included, has a fully masked row: that is the nan.
+    assert all(flag == "1" for _, flag in failures), failures
+    # The counterexample shows it: one sequence entirely padded.
+    result.stdout.fnmatch_lines(["*mask=tensor([[][[]*", "*[[]0., 0., 0., 0., 0.[]]*"])

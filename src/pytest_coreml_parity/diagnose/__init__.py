@@ -7,28 +7,37 @@ Public API (also usable outside pytest):
   op whose error against fp32 is beyond tolerance.
 * :func:`find_mixed_precision`: search a small set of ops to keep in float32,
   verified by re-conversion, with a paste-ready ``ct.convert`` snippet.
-* :func:`failure_section`: the hook the plugin's assertions call on failure.
+* :func:`diagnose_failure`: what the plugin's report hook calls, once per failed
+  test, on the model and inputs a :class:`~pytest_coreml_parity.compare.ParityFailure`
+  carries.
+
+Everything converts through :func:`pytest_coreml_parity.convert.convert_model`
+and judges parity with :mod:`pytest_coreml_parity.verdict`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from ..convert import ConversionOptions
 from ._quiet import quiet
 from .fix import MixedPrecisionFix, search_fix
 from .localize import Localization, OpFinding, ProfilePoint, TensorRange
-from .section import failure_section
-from .subject import PluginSubject, TorchSubject, as_arrays
+from .section import Diagnosis, diagnose_failure
+from .subject import ModelUnderTest, Subject, as_arrays
 from .workflow import localize_models, localize_subject
 
 __all__ = [
+    "Diagnosis",
     "Localization",
     "MixedPrecisionFix",
+    "ModelUnderTest",
     "OpFinding",
     "ProfilePoint",
     "TensorRange",
-    "failure_section",
+    "diagnose_failure",
     "find_mixed_precision",
     "localize",
     "localize_models",
@@ -42,13 +51,19 @@ def localize(
     *,
     example_inputs: Sequence[Any] | None = None,
     target: str = "iOS16",
+    options: ConversionOptions | None = None,
 ) -> Localization:
     """Convert ``torch_model`` at fp16 and fp32 and localize the failure on ``inputs``.
 
-    ``example_inputs`` are used for tracing (default: ``inputs``).
+    ``example_inputs`` are used for tracing (default: ``inputs``). Conversion goes
+    through :func:`~pytest_coreml_parity.convert.convert_model` with ``options``
+    (default: the plugin's defaults at ``target``: torch.jit.trace, input names from
+    ``forward``'s parameters, coremltools' own I/O dtypes, which are fp16 at fp16
+    from iOS16 on); the model under test is its fp16 conversion.
     """
     arrays = as_arrays(inputs)
-    subject = TorchSubject(torch_model, as_arrays(example_inputs) if example_inputs else arrays, target)
+    options = dataclasses.replace(options or ConversionOptions(target=target), precision="fp16")
+    subject = Subject.from_torch(torch_model, example_inputs or inputs, options)
     return localize_subject(subject, arrays)
 
 
@@ -62,19 +77,20 @@ def find_mixed_precision(
     target: str = "iOS16",
     budget: int = 64,
     use_seed: bool = True,
+    options: ConversionOptions | None = None,
 ) -> MixedPrecisionFix:
     """Find and verify ops to keep in fp32 so fp16 parity holds on every input set.
 
     Parity is checked on each of ``failing_inputs``, each of ``counterexamples``
     and on ``example_inputs``; ``budget`` caps the conversions the search makes;
-    ``use_seed=False`` turns off the fp32-range seed (bisection only).
+    ``use_seed=False`` turns off the fp32-range seed (bisection only). Conversion
+    and tolerance: as for :func:`localize`, verified at the fp16 preset.
     """
     examples = as_arrays(example_inputs)
-    subject = TorchSubject(torch_model, examples, target)
+    options = dataclasses.replace(options or ConversionOptions(target=target), precision="fp16")
+    subject = Subject.from_torch(torch_model, example_inputs, options)
     input_sets = [(f"failing inputs #{i + 1}", as_arrays(x)) for i, x in enumerate(failing_inputs)]
     input_sets += [(f"counterexample #{i + 1}", as_arrays(x)) for i, x in enumerate(counterexamples)]
     input_sets.append(("example inputs", examples))
     return search_fix(subject, input_sets, budget=budget, use_seed=use_seed)
 
-
-_ = PluginSubject  # re-exported for the plugin hook (section.py)

@@ -1,6 +1,7 @@
 """Drive the mixed-precision search on a real model and verify what it finds.
 
-Parity is checked against torch with the fp16 tolerance, on every input set
+Parity is checked against torch with the verdict's rule (:mod:`..verdict`, the
+one ``assert_parity`` uses) at the fp16 tolerance, on every input set
 given (the failing inputs, hypothesis counterexamples, the example inputs),
 by converting with the candidate op_selector and running the emulator.
 """
@@ -15,11 +16,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..emulator import Emulator
+from ..verdict import outputs_match, preset
 from ._quiet import quiet
 from .localize import FP16_MAX, feed_for
 from .names import fp32_name, is_converted, scope_names, selector_names, var_correspondence
 from .search import BudgetExceeded, Checker, SearchStep, search
-from .tolerance import outputs_match, tolerance
 
 InputSet = tuple[str, tuple[np.ndarray, ...]]
 
@@ -63,7 +64,11 @@ class MixedPrecisionFix:
 
 
 def passes(mlmodel: Any, input_sets: Sequence[InputSet], refs: Sequence[list[np.ndarray]], rtol: float, atol: float) -> bool:
-    """True when the emulated model matches torch on every input set."""
+    """True when the emulated model matches torch on every input set.
+
+    Judged by :func:`pytest_coreml_parity.verdict.outputs_match`, the rule
+    ``assert_parity`` uses, so a verified fix passes the assertion too.
+    """
     emulator = Emulator(mlmodel)
     for (_label, inputs), want in zip(input_sets, refs, strict=True):
         got = emulator.run(feed_for(emulator, inputs))
@@ -91,7 +96,7 @@ def search_fix(
     comparison; ``rtol``/``atol`` default to the fp16 preset.
     """
     start = time.perf_counter()
-    preset_rtol, preset_atol = tolerance("fp16")
+    preset_rtol, preset_atol = preset("fp16")
     rtol = preset_rtol if rtol is None else rtol
     atol = preset_atol if atol is None else atol
     before = subject.conversions
@@ -164,9 +169,7 @@ def range_seed(em16: Emulator, em32: Emulator, candidates: Sequence[str], input_
         for name, value in rec.values.items():
             if _beyond_fp16(value):
                 out_of_range.add(name)
-    consts32: dict[str, list[Any]] = {}
-    for step in _steps(em32.plan.block):
-        consts32[step.ctx.name] = list(step.consts.values())
+    consts32: dict[str, list[Any]] = {op.name: list(op.constants.values()) for op in em32.ops}
     wanted = set(candidates)
     vars32 = var_correspondence(em16.ops, em32.ops)
     seed: set[str] = set()
@@ -185,12 +188,3 @@ def _beyond_fp16(value: Any) -> bool:
         return False
     finite = value[np.isfinite(value)]
     return bool(finite.size and np.max(np.abs(finite)) > FP16_MAX)
-
-
-def _steps(block: Any) -> list[Any]:
-    out = []
-    for step in block.steps:
-        out.append(step)
-        for sub in step.ctx.blocks:
-            out.extend(_steps(sub))
-    return out

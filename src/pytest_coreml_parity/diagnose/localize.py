@@ -151,7 +151,8 @@ class Localization:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["healthy"] = self.healthy
-        return json_safe(data)
+        safe: dict[str, Any] = json_safe(data)
+        return safe
 
 
 def feed_for(emulator: Emulator, inputs: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
@@ -236,16 +237,7 @@ def _input_overflow(emulator: Emulator, rec16: Recording, rec32: Recording) -> t
 
 
 def _consts_by_op(emulator: Emulator) -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = {}
-
-    def walk(block: Any) -> None:
-        for step in block.steps:
-            result[step.ctx.name] = dict(step.consts)
-            for sub in step.ctx.blocks:
-                walk(sub)
-
-    walk(emulator.plan.block)
-    return result
+    return {op.name: dict(op.constants) for op in emulator.ops}
 
 
 def _is_float(value: Any) -> TypeGuard[np.ndarray]:

@@ -1,58 +1,80 @@
-"""The text appended to a failing assertion, and the report files written with it."""
+"""Diagnose a failing test's model on its failing inputs: localization, then the fix search.
+
+The plugin's report hook calls :func:`diagnose_failure` once per failed test and
+puts :meth:`Diagnosis.text` in a report section; it also writes the report files
+(``--coreml-report``) from the returned :class:`Diagnosis`. Nothing here writes
+files or knows about pytest.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from .. import messages
+from ..verdict import resolve_tolerance
 from ._quiet import quiet
-from .subject import PluginSubject, as_arrays
+from .fix import MixedPrecisionFix, search_fix
+from .localize import Localization
+from .subject import ModelUnderTest, Subject, as_arrays
+from .workflow import localize_subject
 
-HEADER = "---- coreml-parity diagnosis ----"
 
+@dataclass(frozen=True)
+class Diagnosis:
+    """What the diagnosis found: the localization, and the fix search's outcome (if run)."""
 
-def failure_section(model: Any, inputs: tuple[Any, ...]) -> str | None:
-    """Diagnosis text for a failing assertion on ``model`` (a CoreMLModel) and ``inputs``.
+    localization: Localization
+    fix: MixedPrecisionFix | None = None
 
-    Never raises: a diagnosis that cannot run says so in one line. Returns None
-    when there is nothing to say (the model is fp32, or every op matches fp32).
-    """
-    try:
-        return _section(model, as_arrays(inputs))
-    except Exception as exc:  # the hook must never mask the real assertion
-        return f"{HEADER}\ndiagnosis unavailable: {type(exc).__name__}: {exc}"
+    @property
+    def healthy(self) -> bool:
+        return self.localization.healthy
+
+    def text(self, written: Sequence[Path] = ()) -> str:
+        """The report section's body; ``written`` are the report files, if any."""
+        parts = [self.localization.text()]
+        if self.fix is not None:
+            parts.append(self.fix.text())
+        elif not self.healthy:
+            parts.append(messages.SEARCH_FIX_HINT)
+        if written:
+            parts.append(messages.REPORT_WRITTEN.format(paths=", ".join(str(p) for p in written)))
+        return "\n".join(parts)
 
 
 @quiet
-def _section(model: Any, inputs: tuple[Any, ...]) -> str | None:
-    from .fix import search_fix
-    from .workflow import localize_subject
+def diagnose_failure(
+    model: ModelUnderTest,
+    inputs: Sequence[Any],
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> Diagnosis | None:
+    """Diagnose ``model`` on ``inputs``; None when there is nothing to say.
 
-    precision = str(getattr(model, "precision", ""))
-    if precision == "fp32":
+    Nothing to say: the model is fp32, or every op matches fp32 and no fix search
+    ran. ``rtol``/``atol`` are the tolerance the failed assertion used; without
+    them the model's configured tolerance (or the preset) verifies the fix search.
+    May raise; the caller decides how to report that.
+    """
+    if model.precision == "fp32":
         return None
-    subject = PluginSubject(model)
-    localization = localize_subject(subject, inputs, precision)
+    arrays = as_arrays(inputs)
+    subject = Subject.from_model(model)
+    localization = localize_subject(subject, arrays, model.precision, model.options.fp32_ops)
     fix = None
-    if getattr(model, "search_fix", False) and not localization.healthy:
-        sets = [("failing inputs", inputs), ("example inputs", subject.example_inputs)]
-        from .tolerance import tolerance
-
-        rtol, atol = tolerance("fp16", model)
+    if model.search_fix and not localization.healthy:
+        if rtol is None or atol is None:
+            resolved = resolve_tolerance(
+                "fp16", configured_rtol=model.rtol, configured_atol=model.atol
+            )
+            rtol = resolved.rtol if rtol is None else rtol
+            atol = resolved.atol if atol is None else atol
+        sets = [("failing inputs", arrays), ("example inputs", subject.example_arrays)]
         fix = search_fix(subject, sets, rtol=rtol, atol=atol)
-    report_note = ""
-    report_dir = getattr(model, "report_dir", None)
-    if report_dir is not None and not localization.healthy:
-        from ..report import write_report
-
-        written = write_report(report_dir, localization, fix, node_id=getattr(model, "node_id", None))
-        report_note = "report: " + ", ".join(str(p) for p in written)
     if localization.healthy and fix is None:
         return None
-    parts = [HEADER, localization.text()]
-    if fix is not None:
-        parts.append(fix.text())
-    elif not localization.healthy:
-        parts.append("hint: run with --coreml-search-fix to search for ops to keep in fp32")
-    if report_note:
-        parts.append(report_note)
-    return "\n".join(parts)
+    return Diagnosis(localization, fix)

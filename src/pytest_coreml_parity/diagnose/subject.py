@@ -1,21 +1,46 @@
 """The model under diagnosis: how to (re)convert it, run it and get torch's answer.
 
-Two sources: a torch model we convert ourselves (the public API), and the
-plugin's ``CoreMLModel`` (at test failure), whose ``with_options`` converts
-through the plugin's own cache. Both count the conversions they request, so the
-search can report its cost honestly.
+There is one conversion path: :func:`pytest_coreml_parity.convert.convert_model`,
+with the options the model was converted with (input names and dtypes, target,
+torch.export) and only ``precision``/``fp32_ops`` changed. A failing test's own
+program is used as it is (:meth:`Subject.from_model`), so the diagnosis looks at
+exactly what the test ran. Conversions are counted so the search can report
+its cost honestly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .names import scope_names
+from ..convert import ConversionOptions, convert_model
+from ..verdict import ToleranceValue
 from .source import CodeLine, code_lines
+
+
+class ModelUnderTest(Protocol):
+    """What diagnosis reads from a failing test's model (the plugin's ``CoreMLModel``)."""
+
+    @property
+    def torch_model(self) -> Any: ...
+    @property
+    def example_inputs(self) -> tuple[Any, ...]: ...
+    @property
+    def options(self) -> ConversionOptions: ...
+    @property
+    def mlmodel(self) -> Any: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def rtol(self) -> ToleranceValue: ...
+    @property
+    def atol(self) -> ToleranceValue: ...
+    @property
+    def search_fix(self) -> bool: ...
 
 
 def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
@@ -28,12 +53,25 @@ def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def torch_reference(torch_model: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """torch's outputs, flattened in order, as float64-safe numpy arrays."""
+def _tensors(inputs: Sequence[Any], like: Sequence[Any] | None = None) -> tuple[Any, ...]:
+    """Tensors or arrays as torch tensors, cast to the dtypes of the tensors in ``like``."""
+    import torch
+
+    tensors = [x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x)) for x in inputs]
+    if like is not None:
+        tensors = [
+            t.to(example.dtype) if isinstance(example, torch.Tensor) else t
+            for t, example in zip(tensors, like, strict=True)
+        ]
+    return tuple(tensors)
+
+
+def torch_reference(torch_model: Any, inputs: Sequence[Any]) -> list[np.ndarray]:
+    """torch's outputs on ``inputs`` (tensors), flattened in order, as numpy arrays."""
     import torch
 
     with torch.no_grad():
-        out = torch_model(*(torch.from_numpy(np.array(x)) for x in inputs))
+        out = torch_model(*inputs)
     flat: list[np.ndarray] = []
     stack = [out]
     while stack:
@@ -46,121 +84,76 @@ def torch_reference(torch_model: Any, inputs: Sequence[np.ndarray]) -> list[np.n
 
 
 @dataclass
-class TorchSubject:
-    """A torch model we trace once and convert with our own op_selector."""
+class Subject:
+    """A torch model, its example inputs and conversion options; converts on request.
+
+    ``given`` maps (precision, fp32_ops) to programs that exist already (the
+    failing test's own), which are returned instead of converting again.
+    """
 
     torch_model: Any
-    example_inputs: tuple[np.ndarray, ...]
-    target: str = "iOS16"
+    example_inputs: tuple[Any, ...]
+    options: ConversionOptions
     conversions: int = 0
-    _traced: Any = None
-    _cache: dict[tuple[str, frozenset[str] | None], Any] = field(default_factory=dict)
-
-    def traced(self) -> Any:
-        if self._traced is None:
-            import torch
-
-            with torch.no_grad():
-                examples = tuple(torch.from_numpy(np.array(x)) for x in self.example_inputs)
-                self._traced = torch.jit.trace(self.torch_model.eval(), examples)
-        return self._traced
-
-    def model(self, precision: str, fp32_ops: frozenset[str] | None = None) -> Any:
-        key = (precision, fp32_ops if precision == "fp16" else None)
-        if key not in self._cache:
-            self._cache[key] = self._convert(precision, fp32_ops)
-        return self._cache[key]
-
-    def _convert(self, precision: str, fp32_ops: frozenset[str] | None) -> Any:
-        from .._coremltools import import_coremltools
-
-        ct = import_coremltools()
-        if precision == "fp32":
-            compute_precision = ct.precision.FLOAT32
-        elif fp32_ops:
-            keep = frozenset(fp32_ops)
-            compute_precision = ct.transform.FP16ComputePrecision(
-                op_selector=lambda op: op.name not in keep
-            )
-        else:
-            compute_precision = ct.precision.FLOAT16
-        inputs = [
-            ct.TensorType(name=f"x{i}", shape=x.shape, dtype=_input_dtype(x))
-            for i, x in enumerate(self.example_inputs)
-        ]
-        self.conversions += 1
-        return ct.convert(
-            self.traced(),
-            inputs=inputs,
-            convert_to="mlprogram",
-            minimum_deployment_target=getattr(ct.target, self.target),
-            compute_precision=compute_precision,
-        )
-
-    def reference(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return torch_reference(self.torch_model, inputs)
-
-    def code_lines(self) -> dict[str, CodeLine]:
-        return code_lines(self.traced())
-
-    def root_class(self) -> str:
-        return type(self.torch_model).__name__
-
-    def snippet(self, names: Sequence[str]) -> str:
-        return convert_snippet(names, target=self.target)
-
-
-@dataclass
-class PluginSubject:
-    """The plugin's CoreMLModel; siblings come from ``with_options`` (and its cache)."""
-
-    coreml_model: Any
-    conversions: int = 0
+    given: dict[tuple[str, frozenset[str] | None], Any] = field(default_factory=dict)
     _lines: dict[str, CodeLine] | None = None
 
+    @classmethod
+    def from_torch(
+        cls, torch_model: Any, example_inputs: Sequence[Any], options: ConversionOptions | None = None
+    ) -> Subject:
+        """A subject for the public API: default options (trace, fp16, iOS16, auto dtypes)."""
+        options = options or ConversionOptions(precision="fp16")
+        return cls(torch_model.eval(), _tensors(example_inputs), options)
+
+    @classmethod
+    def from_model(cls, model: ModelUnderTest) -> Subject:
+        """A subject for a failing test: its torch model, example inputs, options and program."""
+        subject = cls(model.torch_model, tuple(model.example_inputs), model.options)
+        if model.mlmodel is not None:
+            subject.given[subject._key(model.options.precision, model.options.fp32_ops)] = model.mlmodel
+        return subject
+
     @property
-    def example_inputs(self) -> tuple[np.ndarray, ...]:
-        return as_arrays(self.coreml_model.example_inputs)
+    def example_arrays(self) -> tuple[np.ndarray, ...]:
+        return as_arrays(self.example_inputs)
+
+    @staticmethod
+    def _key(precision: str, fp32_ops: frozenset[str] | None) -> tuple[str, frozenset[str] | None]:
+        return (precision, frozenset(fp32_ops) if fp32_ops and precision != "fp32" else None)
 
     def model(self, precision: str, fp32_ops: frozenset[str] | None = None) -> Any:
-        cm = self.coreml_model
-        if precision == cm.precision and fp32_ops is None and cm.options.fp32_ops is None:
-            return cm.mlmodel
-        self.conversions += 1
-        changes: dict[str, Any] = {"precision": precision, "fp32_ops": fp32_ops}
-        return cm.with_options(**changes).mlmodel
+        """The program at ``precision`` keeping ``fp32_ops`` in float32 (converted once)."""
+        key = self._key(precision, fp32_ops)
+        if key not in self.given:
+            options = dataclasses.replace(self.options, precision=precision, fp32_ops=key[1])
+            self.conversions += 1
+            self.given[key] = convert_model(self.torch_model, self.example_inputs, options)
+        return self.given[key]
 
     def reference(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return torch_reference(self.coreml_model.torch_model, inputs)
+        """torch's outputs on ``inputs``, cast to the example inputs' dtypes."""
+        return torch_reference(self.torch_model, _tensors(inputs, self.example_inputs))
 
     def code_lines(self) -> dict[str, CodeLine]:
-        # The plugin's trace is not ours, so debug names may differ; source.describe
-        # drops a code line whose torch op kind does not match the scope.
+        """Torch source lines from a trace of our own; debug names may differ from the
+        conversion's, and :func:`.source.describe` drops a line whose op kind does not match."""
         if self._lines is None:
             try:
                 import torch
 
                 with torch.no_grad():
-                    examples = tuple(torch.from_numpy(np.array(x)) for x in self.example_inputs)
-                    self._lines = code_lines(torch.jit.trace(self.coreml_model.torch_model, examples))
+                    traced = torch.jit.trace(self.torch_model, self.example_inputs)  # type: ignore[no-untyped-call]
+                    self._lines = code_lines(traced)
             except Exception:
                 self._lines = {}
         return self._lines
 
     def root_class(self) -> str:
-        return type(self.coreml_model.torch_model).__name__
+        return type(self.torch_model).__name__
 
     def snippet(self, names: Sequence[str]) -> str:
-        target = getattr(self.coreml_model.options, "target", "iOS16")
-        return convert_snippet(names, target=target)
-
-
-def _input_dtype(x: np.ndarray) -> Any:
-    if x.dtype.kind in "iu":
-        return np.int32
-    if x.dtype == np.float16:
-        return np.float16
-    return np.float32
+        return convert_snippet(names, target=self.options.target)
 
 
 def convert_snippet(names: Sequence[str], *, target: str = "iOS16") -> str:
@@ -178,7 +171,3 @@ def convert_snippet(names: Sequence[str], *, target: str = "iOS16") -> str:
         "    ),\n"
         ")"
     )
-
-
-def scopes_of(mlmodel: Any) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    return scope_names(mlmodel)

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from ..emulator import Emulator
+from ..verdict import preset
 from ._quiet import quiet
 from .localize import Localization, feed_for, localize_recordings
 from .names import scope_names
 from .source import CodeLine
-from .tolerance import tolerance
 
 
 @quiet
@@ -37,10 +37,16 @@ def localize_models(
 
 
 @quiet
-def localize_subject(subject: Any, inputs: tuple[np.ndarray, ...], precision: str = "fp16") -> Localization:
-    """Localize for a :mod:`.subject` (torch model or plugin model)."""
+def localize_subject(
+    subject: Any,
+    inputs: tuple[np.ndarray, ...],
+    precision: str = "fp16",
+    fp32_ops: frozenset[str] | None = None,
+) -> Localization:
+    """Localize for a :class:`.subject.Subject`: its program at ``precision`` (keeping
+    ``fp32_ops`` in float32, as the test converted it) against its fp32 conversion."""
     return _localize(
-        subject.model(precision), subject.model("fp32"), inputs, precision,
+        subject.model(precision, fp32_ops), subject.model("fp32"), inputs, precision,
         subject.code_lines(), subject.root_class(),
     )
 
@@ -57,7 +63,7 @@ def _localize(
     em32 = Emulator(fp32_mlmodel)
     rec = em.record(feed_for(em, inputs))
     rec32 = em32.record(feed_for(em32, inputs))
-    rtol, _atol = tolerance(precision)
+    rtol = preset(precision).rtol
     return localize_recordings(
         em, rec, rec32,
         precision=precision,
