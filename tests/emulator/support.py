@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from pytest_coreml_parity import verdict
 from pytest_coreml_parity._coremltools import import_coremltools
 from pytest_coreml_parity.emulator import Emulator
 
@@ -33,7 +34,7 @@ TARGETS = {
     "iOS18": ct.target.iOS18,
 }
 PRECISIONS = {"fp32": ct.precision.FLOAT32, "fp16": ct.precision.FLOAT16}
-TOLERANCES = {"fp32": (1e-4, 1e-5), "fp16": (1e-2, 1e-2)}
+TOLERANCES = verdict.TOLERANCES  # the one preset table (pytest_coreml_parity.verdict)
 
 #: Parametrize a family test over every deployment target and precision.
 grid = pytest.mark.parametrize(

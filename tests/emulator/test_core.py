@@ -260,10 +260,11 @@ def test_fast_fp16_rounding_is_bit_identical_to_numpy() -> None:
 
 def test_compiled_and_interpreted_runs_agree(fp16_model: Any) -> None:
     """The generated function and the step interpreter compute the same values, bit for bit."""
-    from pytest_coreml_parity.emulator.run import bind_inputs, run_block
+    from pytest_coreml_parity.emulator.execute import bind_inputs
+    from pytest_coreml_parity.emulator.interpret import run_block
 
     emulator = Emulator(fp16_model)
-    assert emulator.plan.compiled is not None
+    assert emulator.compiled
     a = np.random.default_rng(6).normal(size=(8, 4)).astype(np.float32) * 300
     compiled = emulator.record({"x0": a}).values
     env: dict[str, Any] = {}
@@ -286,7 +287,7 @@ def test_a_failing_kernel_is_reported_with_its_op() -> None:
 
     mlmodel = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16)
     emulator = Emulator(mlmodel)
-    assert emulator.plan.compiled is not None
+    assert emulator.compiled
     np.testing.assert_array_equal(
         emulator.run({"x": np.array([2, -3, 4], np.int32)})["divide"], [3, -3, 2]
     )
@@ -312,7 +313,9 @@ def test_unknown_rank_program_is_an_unsupported_feature() -> None:
     mlmodel = ct.convert(prog, convert_to="mlprogram", inputs=inputs, minimum_deployment_target=ct.target.iOS15)
     with pytest.raises(UnsupportedFeatureError, match="milproto loader cannot read it") as info:
         Emulator(mlmodel)
-    assert isinstance(info.value, UnsupportedOpError)
+    assert not isinstance(info.value, UnsupportedOpError)  # a sibling, with its own fields
+    assert info.value.feature.startswith("this program")
+    assert info.value.where == f"MLModel at {mlmodel.package_path}"
 
 
 def test_an_attribute_value_a_kernel_does_not_model_is_unsupported() -> None:
@@ -349,8 +352,8 @@ class ExactOps(torch.nn.Module):
 def test_exact_ops_keep_fp16_values_representable(target: str) -> None:
     """Every fp16-typed value of a run is a binary16 number, including the outputs of ops
     whose rounding the runner skips (registry.EXACT_OPS)."""
+    from pytest_coreml_parity.emulator.execute import execute
     from pytest_coreml_parity.emulator.registry import EXACT_OPS
-    from pytest_coreml_parity.emulator.run import execute
 
     x = torch.randn(2, 4, 8, 8) * 1000
     mlmodel = support.convert(ExactOps(), (x,), target=target, precision="fp16")
@@ -361,7 +364,9 @@ def test_exact_ops_keep_fp16_values_representable(target: str) -> None:
         if step.ctx.op_type in EXACT_OPS and step.ctx.output_dtypes[0] == np.float16
     ]
     assert len(skipped) >= 5, "the model should exercise several exact ops"
-    _outputs, env = execute(emulator.plan, {"x0": x.numpy()}, record=True)
+    _outputs, env = execute(
+        emulator.plan, {"x0": x.numpy()}, compiled=emulator._compiled, record=True
+    )
     for name, value in env.items():
         if emulator.plan.var_dtypes.get(name) == np.float16:
             with np.errstate(over="ignore"):
@@ -410,3 +415,57 @@ def test_float32_execution_keeps_fp16_intermediates_wide(fp16_model: Any) -> Non
     assert np.isinf(wide[0, 0])
     with pytest.raises(ValueError, match="fp16_execution='fp64'"):
         Emulator(fp16_model, fp16_execution="fp64")
+
+
+class Rank0Outputs(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.sum(), torch.linalg.norm(x)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_rank0_outputs_have_shape_1_as_core_ml_returns_them(precision: str) -> None:
+    """MLModel.predict returns a rank-0 output with shape (1,) (coremltools' torch test
+    utils rely on it); the emulator's outputs do too. Recorded values keep the declared
+    shape ()."""
+    x = support.randn(3, 4, seed=1)
+    mlmodel = support.convert(Rank0Outputs(), (x,), precision=precision)
+    names = [o.name for o in mlmodel.get_spec().description.output]
+    assert all(list(o.type.multiArrayType.shape) == [] for o in mlmodel.get_spec().description.output)
+    feed = {"x0": x.numpy()}
+    emulator = Emulator(mlmodel)
+    outputs = emulator.run(feed)
+    recording = emulator.record(feed)
+    plain = emulate(mlmodel, feed)
+    recorded = emulate(mlmodel, feed, record=True)
+    want = support.torch_outputs(Rank0Outputs(), (x,))
+    rtol = 1e-5 if precision == "fp32" else 2e-3
+    for name, expected in zip(names, want, strict=True):
+        assert expected.shape == ()
+        assert outputs[name].shape == (1,)
+        assert plain[name].shape == (1,)
+        assert recording.outputs[name].shape == (1,)
+        assert recording.values[name].shape == ()
+        assert recorded[name].shape == ()
+        assert outputs[name].dtype == (np.float16 if precision == "fp16" else np.float32)
+        np.testing.assert_allclose(outputs[name][0].astype(np.float64), expected, rtol=rtol)
+        np.testing.assert_array_equal(outputs[name].reshape(()), recording.values[name])
+
+
+def test_rank0_outputs_of_an_interpreted_block_have_shape_1() -> None:
+    """The same through the interpreter (a top-level cond keeps the block interpreted)."""
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(3,))], opset_version=ct.target.iOS16)
+    def prog(x: Any) -> Any:
+        total = mb.reduce_sum(x=x, axes=[0], keep_dims=False)
+        positive = mb.greater(x=total, y=np.float32(0))
+        return mb.cond(
+            pred=positive, _true_fn=lambda: mb.mul(x=total, y=np.float32(2)),
+            _false_fn=lambda: mb.mul(x=total, y=np.float32(-1)), name="out",
+        )
+
+    emulator = Emulator(prog_to_model(prog))
+    assert not emulator.compiled
+    (out,) = emulator.run({"x": np.array([1, 2, 3], np.float32)}).values()
+    assert out.shape == (1,)
+    np.testing.assert_array_equal(out, [12.0])

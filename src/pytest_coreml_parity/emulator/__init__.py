@@ -2,7 +2,13 @@
 
 This subpackage never imports pytest. ``Emulator(model)`` loads and plans a
 model once; ``run`` and ``record`` execute the plan. :func:`emulate` is the
-one-call form, caching the plan per model.
+one-call form, caching the plan per model. Diagnosis reads a run through
+:class:`Recording` and :class:`OpInfo` (and :attr:`Emulator.ops`), never the plan.
+
+Layers, bottom up (each imports only those below it): ``errors``, ``dtypes``,
+``slots``; ``registry`` (the ``@kernel`` table); ``kernels/``; ``catalog`` (imports
+the kernels, looks them up); ``checks``; ``plan`` (data); the two engines,
+``interpret`` and ``compile``; ``execute`` (one run); this module.
 
 What is modelled, and what is not, is written down in ``docs/emulator.md``.
 """
@@ -18,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .catalog import supported_ops
+from .compile import CompiledBlock, compile_block
 from .dtypes import to_declared
 from .errors import (
+    DuplicateKernelError,
     EmulatorError,
     InputError,
     KernelError,
@@ -30,19 +37,23 @@ from .errors import (
     UnsupportedFeatureError,
     UnsupportedOpError,
 )
-from .plan import InputSpec, OpInfo, ProgramPlan, StateSlot, plan_function
+from .execute import Array, EmulatorState, execute
+from .plan import InputSpec, OpInfo, ProgramPlan, plan_function
 from .program import ModelLike, load_program
-from .registry import supported_ops
-from .run import EmulatorState, execute
+from .registry import Value
+from .slots import StateSlot
 
 __all__ = [
     "FP16_EXECUTION_MODES",
+    "DuplicateKernelError",
     "Emulator",
     "EmulatorError",
     "EmulatorState",
     "InputError",
+    "InputSpec",
     "KernelError",
     "ModelLoadError",
+    "OpInfo",
     "Recording",
     "UnspecifiedResultError",
     "UnsupportedFeatureError",
@@ -56,20 +67,47 @@ __all__ = [
 class Recording:
     """Every op's outputs from one run, in program order, in declared dtypes.
 
-    Values of ops inside loops are those of the last iteration. A state input's
-    value is the state's content when the run started (the updated content is in
-    the :class:`EmulatorState` passed to the run).
+    ``outputs`` are the model outputs exactly as :meth:`Emulator.run` returns them
+    (a rank-0 output with shape ``(1,)``, as Core ML returns it). ``values`` holds
+    every value of the run by MIL variable name (model inputs, state inputs, each
+    op's outputs and materialized constexpr outputs) in its declared dtype and
+    declared shape, so a rank-0 value keeps shape ``()`` there. Values of ops inside
+    loops are those of the last iteration. A state input's value is the state's
+    content when the run started (the updated content is in the
+    :class:`EmulatorState` passed to the run). ``ops`` lists every op in program
+    order, nested ones included (see :class:`OpInfo`).
     """
 
-    outputs: dict[str, np.ndarray]
-    values: dict[str, Any]
+    outputs: dict[str, Array]
+    values: dict[str, Value]
     ops: tuple[OpInfo, ...]
 
-    def op_outputs(self, op: OpInfo) -> list[Any]:
+    def op(self, name: str) -> OpInfo:
+        """The op called ``name``; raises ``KeyError`` if the program has none."""
+        return _op_named(self.ops, name)
+
+    def op_outputs(self, op: OpInfo) -> list[Value | None]:
+        """The op's output values in order (``None`` for one the run never reached)."""
         return [self.values.get(name) for name in op.outputs]
 
-    def op_inputs(self, op: OpInfo) -> dict[str, list[Any]]:
+    def op_inputs(self, op: OpInfo) -> dict[str, list[Value | None]]:
+        """The op's input values by input name, one per variable the input reads.
+
+        A constant input reads as ``None`` here; its value is in
+        :meth:`op_constants` (``None`` also for a value the run never reached).
+        """
         return {k: [self.values.get(n) for n in names] for k, names in op.inputs.items()}
+
+    def op_constants(self, op: OpInfo) -> dict[str, Value]:
+        """The op's constant inputs by input name (see :attr:`OpInfo.constants`)."""
+        return dict(op.constants)
+
+
+def _op_named(ops: tuple[OpInfo, ...], name: str) -> OpInfo:
+    for op in ops:
+        if op.name == name:
+            return op
+    raise KeyError(f"no op named {name!r} in the program")
 
 
 #: ``typed`` (default): every fp16-typed op output is stored as binary16, as the program
@@ -96,6 +134,9 @@ class Emulator:
                 f"fp16_execution={fp16_execution!r}; expected one of {FP16_EXECUTION_MODES}"
             )
         loaded = load_program(model, function_name)
+        #: The plan both engines run. Internal: its layout may change between
+        #: versions; read a model through :attr:`ops`, :class:`OpInfo` and
+        #: :class:`Recording` instead.
         self.plan: ProgramPlan = plan_function(
             loaded.function,
             function_name=loaded.function_name,
@@ -103,6 +144,17 @@ class Emulator:
             source=loaded.source,
             fp16_as_fp32=fp16_execution == "float32",
         )
+        self._compiled: CompiledBlock | None = compile_block(self.plan.block)
+
+    @property
+    def opset(self) -> str:
+        """The function's opset (deployment target name, such as ``"iOS17"``)."""
+        return self.plan.opset
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the top-level block runs compiled (it does unless it holds control flow)."""
+        return self._compiled is not None
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:
@@ -127,25 +179,35 @@ class Emulator:
 
     @property
     def ops(self) -> tuple[OpInfo, ...]:
+        """Every op of the function in program order, nested ones included, with
+        their inputs, outputs and constants (``const`` ops themselves are not listed:
+        they are resolved into their consumers' :attr:`OpInfo.constants`)."""
         return self.plan.ops
 
+    def op(self, name: str) -> OpInfo:
+        """The op called ``name``; raises ``KeyError`` if the program has none."""
+        return _op_named(self.plan.ops, name)
+
     def run(
-        self, inputs: Mapping[str, Any], *, state: EmulatorState | None = None
-    ) -> dict[str, np.ndarray]:
+        self, inputs: Mapping[str, Value], *, state: EmulatorState | None = None
+    ) -> dict[str, Array]:
         """Outputs keyed by the model's output names, in their declared dtypes.
 
+        A rank-0 output has shape ``(1,)``, as Core ML's ``MLModel.predict`` gives it.
         A stateful model needs ``state`` (from :meth:`make_state`); the run updates it
         in place, and leaves it unchanged if it raises.
         """
-        outputs, _env = execute(self.plan, inputs, state=state)
+        outputs, _env = execute(self.plan, inputs, compiled=self._compiled, state=state)
         return outputs
 
     def record(
-        self, inputs: Mapping[str, Any], *, state: EmulatorState | None = None
+        self, inputs: Mapping[str, Value], *, state: EmulatorState | None = None
     ) -> Recording:
-        """Run, keeping every op's outputs (declared dtypes) for diagnosis."""
-        outputs, env = execute(self.plan, inputs, record=True, state=state)
-        values = {}
+        """Run, keeping every value (declared dtype and shape) for diagnosis."""
+        outputs, env = execute(
+            self.plan, inputs, compiled=self._compiled, record=True, state=state
+        )
+        values: dict[str, Value] = {}
         for name, value in env.items():
             if isinstance(value, StateSlot):
                 values[name] = to_declared(value.initial, value.dtype)
@@ -155,6 +217,7 @@ class Emulator:
         return Recording(outputs=outputs, values=values, ops=self.plan.ops)
 
 
+# Keys are MLModel objects (coremltools has no type information).
 _BY_MODEL: weakref.WeakKeyDictionary[Any, dict[str, Emulator]] = weakref.WeakKeyDictionary()
 _BY_PATH: OrderedDict[tuple[str, str, int], Emulator] = OrderedDict()
 _PATH_CACHE_SIZE = 16
@@ -194,18 +257,19 @@ def _emulator_for(model: ModelLike, function_name: str, fp16_execution: str = "t
 
 def emulate(
     model: ModelLike,
-    inputs: Mapping[str, Any],
+    inputs: Mapping[str, Value],
     *,
     function_name: str = "main",
     record: bool = False,
     fp16_execution: str = "typed",
     state: EmulatorState | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Value]:
     """Run ``model`` (an MLModel or ``.mlpackage`` path) on ``inputs``, on any OS.
 
     Returns the outputs keyed by the model's output names, in the dtypes the
-    model declares. With ``record=True`` the dict instead holds every op's
-    outputs by variable name, in program order (the model outputs among them).
+    model declares; a rank-0 output has shape ``(1,)``, as Core ML returns it.
+    With ``record=True`` the dict instead holds every value by variable name, in
+    program order (the model outputs among them, in their declared shapes).
     The plan is cached per model, so repeated calls pay no setup.
     ``fp16_execution="float32"`` keeps fp16-typed intermediates in float32, as Core
     ML's CPU may; the default ``"typed"`` stores them as binary16.

@@ -1,6 +1,6 @@
-"""Compile a straight-line block into one Python function, once, at plan time.
+"""The compiling engine: a straight-line block as one Python function, made once.
 
-The interpreter (:func:`.run.run_block`) looks every value up in a dict and
+The interpreter (:func:`.interpret.run_block`) looks every value up in a dict and
 builds a keyword dict per op. For a block without control flow, all of that is
 known when planning, so we generate the equivalent function: values live in
 local variables, constants are bound names, and each op is one direct kernel
@@ -9,6 +9,7 @@ the interpreter (the tests run both); only the bookkeeping is gone.
 
 Blocks containing control flow (``cond``, ``while_loop``) stay interpreted:
 their nested blocks read outer values from the shared environment by name.
+Failures go through the same :func:`.checks.kernel_failure` as the interpreter's.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import keyword
 from collections.abc import Callable
 from typing import Any
 
-from .errors import EmulatorError, KernelError
+from .checks import check_shape, kernel_failure, wrong_output_count
 from .plan import BlockPlan, Step
-from .run import check_shape, unsupported_feature
+from .registry import Value
 
 #: ``fn(env, inputs, record) -> outputs``; with ``record`` every value is also put in ``env``.
-CompiledBlock = Callable[[dict[str, Any], tuple[Any, ...], bool], list[Any]]
+CompiledBlock = Callable[[dict[str, Value], tuple[Value, ...], bool], list[Value]]
 
 
 def compile_block(block: BlockPlan) -> CompiledBlock | None:
@@ -42,11 +43,10 @@ class _Codegen:
     def __init__(self, block: BlockPlan) -> None:
         self.block = block
         self.names: dict[str, str] = {}  # MIL var name -> local variable
-        self.namespace: dict[str, Any] = {
-            "EmulatorError": EmulatorError,
-            "KernelError": KernelError,
+        self.namespace: dict[str, Any] = {  # exec globals: values of every kind
             "check_shape": check_shape,
-            "unsupported_feature": unsupported_feature,
+            "kernel_failure": kernel_failure,
+            "wrong_output_count": wrong_output_count,
             "STEPS": block.steps,
         }
         self.lines: list[str] = []
@@ -56,12 +56,12 @@ class _Codegen:
             self.names[var] = f"v{len(self.names)}"
         return self.names[var]
 
-    def bind(self, value: Any) -> str:
+    def bind(self, value: object) -> str:
         name = f"K{len(self.namespace)}"
         self.namespace[name] = value
         return name
 
-    def operand(self, kind: str, payload: Any) -> str:
+    def operand(self, kind: str, payload: Value) -> str:
         return self.local(payload) if kind == "ref" else self.bind(payload)
 
     def emit(self, line: str, indent: int = 2) -> None:
@@ -84,16 +84,11 @@ class _Codegen:
         elif not self.lines:  # no inputs and no steps (every op was a materialized const)
             head.append("        pass")
         tail = [
-            "    except EmulatorError:",
-            "        raise",
-            "    except NotImplementedError as exc:",
-            "        raise unsupported_feature(STEPS[i].ctx, exc) from exc",
             "    except Exception as exc:",
-            "        ctx = STEPS[i].ctx",
-            "        raise KernelError(",
-            "            f'{ctx.op_type} op {ctx.name!r} (opset {ctx.opset}) failed: '",
-            "            f'{type(exc).__name__}: {exc}'",
-            "        ) from exc",
+            "        failure = kernel_failure(STEPS[i].ctx, exc)",
+            "        if failure is exc:",
+            "            raise",
+            "        raise failure from exc",
             "    if record:",
             f"        env.update({{{record}}})",
             f"    return [{outputs}]",
@@ -124,10 +119,7 @@ class _Codegen:
             self.emit(f"{self.local(step.outputs[0])} = r")
             return
         self.emit(f"if not isinstance(r, (tuple, list)) or len(r) != {len(step.outputs)}:")
-        self.emit(
-            f"    raise KernelError('kernel for {step.ctx.op_type} op ' + "
-            f"{step.ctx.name!r} + ' returned the wrong number of outputs')"
-        )
+        self.emit(f"    raise wrong_output_count(STEPS[{index}].ctx)")
         for position, (var, storer) in enumerate(zip(step.outputs, step.storers, strict=True)):
             out = self.local(var)
             if storer is None:

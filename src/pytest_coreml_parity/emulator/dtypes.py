@@ -11,6 +11,7 @@ underflow) followed by a lossless widening back to float32.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,7 @@ def to_declared(value: np.ndarray, declared: np.dtype[Any]) -> np.ndarray:
     return value.astype(declared)
 
 
-def storer(declared: np.dtype[Any]) -> Any:
+def storer(declared: np.dtype[Any]) -> Callable[[Any], np.ndarray]:
     """A fast :func:`store` specialised to ``declared``, for the runner's hot loop.
 
     It assumes the caller has silenced numpy's floating-point warnings (the runner
@@ -108,7 +109,7 @@ FAST_ROUND_MIN_SIZE = 4096
 
 
 @functools.cache
-def _fast_fp16_round() -> Any:
+def _fast_fp16_round() -> Callable[[np.ndarray], np.ndarray] | None:
     """A float32 -> binary16 -> float32 rounding through torch, or None without torch."""
     try:
         import torch

@@ -34,20 +34,24 @@ class UnsupportedOpError(EmulatorError):
         )
 
 
-class UnsupportedFeatureError(UnsupportedOpError):
+class UnsupportedFeatureError(EmulatorError):
     """The program uses a feature the emulator does not run, other than an op type.
 
-    Tensors of unknown rank (coremltools' program loader cannot read them) are
-    reported at load; an attribute value or dtype a kernel does not model (a
-    sampling mode, integer ``scatter`` division) when the op runs, before any
-    output is returned.
+    ``feature`` says what is not supported (``"sampling_mode 'UNALIGN_CORNERS'"``,
+    ``"input of type state<...>"``) and ``where`` where it was met (the op, with its
+    type and opset, or the model's source). Tensors of unknown rank (coremltools'
+    program loader cannot read them) are reported at load; an attribute value or
+    dtype a kernel does not model (a sampling mode, integer ``scatter`` division)
+    when the op runs, before any output is returned.
+
+    It is a sibling of :class:`UnsupportedOpError`, not a kind of it: catch both
+    to catch everything the emulator declines to run.
     """
 
     def __init__(self, feature: str, where: str) -> None:
-        Exception.__init__(self, f"the emulator does not support {feature} ({where})")
-        self.op_type = feature
-        self.op_name = "-"
-        self.opset = where
+        self.feature = feature
+        self.where = where
+        super().__init__(f"the emulator does not support {feature} ({where})")
 
 
 class InputError(EmulatorError, ValueError):
@@ -56,6 +60,14 @@ class InputError(EmulatorError, ValueError):
 
 class KernelError(EmulatorError):
     """A kernel failed on the values it was given; names the op that failed."""
+
+
+class DuplicateKernelError(EmulatorError):
+    """Two kernels were registered for one op type (a bug in the emulator itself)."""
+
+    def __init__(self, op_type: str) -> None:
+        self.op_type = op_type
+        super().__init__(f"two kernels registered for op type {op_type!r}")
 
 
 class UnspecifiedResultError(EmulatorError, ValueError):

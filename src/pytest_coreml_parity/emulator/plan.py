@@ -1,24 +1,38 @@
-"""Compile a MIL function once into flat, immutable steps.
+"""Plan a MIL function once into flat, immutable steps: the plan is data.
 
 Planning resolves every ``const`` into a numpy value, binds each op to its
-kernel and records the declared output dtypes and shapes. Running a plan then
+kernel and records the declared output dtypes and shapes. Two engines run a
+plan: :mod:`.interpret` walks its steps, :mod:`.compile` turns a straight-line
+block into one Python function; this module imports neither. Running a plan
 does no lookups beyond a dict of variable values, so one plan serves thousands
 of hypothesis examples, from several threads at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
+from .catalog import lookup
+from .checks import kernel_failure
 from .dtypes import F16, F32, MIL_TO_NUMPY, store, storer
-from .errors import EmulatorError, KernelError, UnsupportedOpError
-from .registry import EXACT_OPS, KernelFn, OpContext, lookup
+from .errors import UnsupportedFeatureError, UnsupportedOpError
+from .registry import EXACT_OPS, KernelFn, OpContext, Value
+
+#: MIL objects (``Function``, ``Block``, ``Operation``, ``Var``) come from coremltools,
+#: which ships no type information: ``Any`` is forced on us there.
+MilObject = Any
+
+#: Rounds a value to a declared dtype, returning it in its holding dtype.
+Storer = Callable[[Value], npt.NDArray[Any]]
 
 #: An op input as planned: ("ref", var_name) or ("const", value).
-Operand = tuple[str, Any]
+Operand = tuple[str, Value]
 
 
 @dataclass(frozen=True)
@@ -28,13 +42,13 @@ class Step:
     fn: KernelFn
     control_flow: bool
     ctx: OpContext
-    consts: dict[str, Any]
+    consts: dict[str, Value]
     refs: tuple[tuple[str, str], ...]
     tuples: tuple[tuple[str, tuple[Operand, ...]], ...]
     outputs: tuple[str, ...]
     input_names: dict[str, tuple[str, ...]]
     #: Per output: the rounding function for its declared dtype (None: not a tensor).
-    storers: tuple[Any, ...] = ()
+    storers: tuple[Storer | None, ...] = ()
     #: Per output: the declared shape when fully static (a fast equality check), else None.
     shapes: tuple[tuple[int, ...] | None, ...] = ()
     single_output: bool = False
@@ -61,7 +75,18 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class OpInfo:
-    """Program-order description of an op, for recordings and diagnosis."""
+    """Program-order description of an op, for recordings and diagnosis.
+
+    ``inputs`` maps each input name to the variable names it reads (one, or several
+    for a tuple input such as ``concat(values=...)``); ``outputs`` names the op's
+    output variables; ``depth`` is 0 at the top level and one more per nested
+    block; ``location`` is the torch module path coremltools kept, if any.
+    ``constants`` maps each input given by a constant (a ``const`` op, or a
+    constexpr output materialized at load) to its value, held as the engines hold
+    it: float constants as float32 arrays (an fp16 one exactly representable in
+    fp16), other dtypes as declared, ``str`` parameters as ``str``. The arrays are
+    shared with the plan: do not modify them.
+    """
 
     op_type: str
     name: str
@@ -69,6 +94,9 @@ class OpInfo:
     outputs: tuple[str, ...]
     depth: int
     location: str | None
+    constants: Mapping[str, Value] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -84,35 +112,16 @@ class ProgramPlan:
     var_dtypes: dict[str, np.dtype[Any] | None]
     ops: tuple[OpInfo, ...] = field(default=())
     #: Outputs of constexpr ops, materialized while planning (as Core ML does at load).
-    folded: dict[str, Any] = field(default_factory=dict)
-    #: The top-level block compiled to one function (see :mod:`.compile`), if it could be.
-    compiled: Any = None
+    folded: dict[str, Value] = field(default_factory=dict)
     #: State inputs (iOS18 ``state<tensor>``): name, dtype and shape of the wrapped tensor.
-    #: They are not among ``inputs``; a run binds each to a :class:`StateSlot`.
+    #: They are not among ``inputs``; a run binds each to a :class:`~.slots.StateSlot`.
     states: tuple[InputSpec, ...] = ()
+    #: Per function output (as ``output_names``): its declared shape, None dims where
+    #: symbolic, or None when the output is not a tensor.
+    output_shapes: tuple[tuple[int | None, ...] | None, ...] = ()
 
 
-class StateSlot:
-    """The value of one state input during one run: what ``read_state`` reads and
-    ``coreml_update_state`` writes (always replacing ``value``, never mutating it).
-
-    ``value`` is held like any value (fp16 as exactly representable float32);
-    ``initial`` is the value the run started from.
-    """
-
-    __slots__ = ("dtype", "initial", "name", "value")
-
-    def __init__(self, name: str, dtype: np.dtype[Any], value: np.ndarray) -> None:
-        self.name = name
-        self.dtype = dtype
-        self.initial = value
-        self.value = value
-
-    def __repr__(self) -> str:
-        return f"StateSlot({self.name!r}, {self.dtype}, shape={self.value.shape})"
-
-
-def declared_dtype(var: Any) -> np.dtype[Any] | None:
+def declared_dtype(var: MilObject) -> np.dtype[Any] | None:
     """The numpy dtype a MIL var is declared with, or None for non-tensor types."""
     from coremltools.converters.mil.mil import types
 
@@ -121,7 +130,7 @@ def declared_dtype(var: Any) -> np.dtype[Any] | None:
     return MIL_TO_NUMPY.get(types.builtin_to_string(var.dtype))
 
 
-def static_shape(var: Any) -> tuple[int | None, ...] | None:
+def static_shape(var: MilObject) -> tuple[int | None, ...] | None:
     """The declared shape with symbolic dims as None, or None when not a tensor."""
     from coremltools.converters.mil.mil import types
 
@@ -132,7 +141,7 @@ def static_shape(var: Any) -> tuple[int | None, ...] | None:
     return tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in var.shape)
 
 
-def const_value(var: Any) -> Any:
+def const_value(var: MilObject) -> Value:
     """A const var's value in the form kernels expect (held dtype, or str)."""
     val = var.val
     if isinstance(val, (str, np.str_)):
@@ -150,16 +159,16 @@ class _Planner:
         self.fp16_as_fp32 = fp16_as_fp32
         self.var_dtypes: dict[str, np.dtype[Any] | None] = {}
         self.ops: list[OpInfo] = []
-        self.folded: dict[str, Any] = {}
+        self.folded: dict[str, Value] = {}
 
-    def operand(self, var: Any) -> Operand:
+    def operand(self, var: MilObject) -> Operand:
         if var.name in self.folded:
             return ("const", self.folded[var.name])
         if var.val is not None and (var.op is None or var.op.op_type == "const"):
             return ("const", const_value(var))
         return ("ref", var.name)
 
-    def block(self, block: Any, depth: int) -> BlockPlan:
+    def block(self, block: MilObject, depth: int) -> BlockPlan:
         input_vars = list(block.inputs.values() if isinstance(block.inputs, dict) else block.inputs)
         inputs = tuple(v.name for v in input_vars)
         input_dtypes = tuple(declared_dtype(v) for v in input_vars)
@@ -171,11 +180,11 @@ class _Planner:
         outputs = tuple(self.operand(v) for v in block.outputs)
         return BlockPlan(inputs, input_dtypes, tuple(s for s in steps if s), outputs)
 
-    def step(self, op: Any, depth: int) -> Step | None:
+    def step(self, op: MilObject, depth: int) -> Step | None:
         kern = lookup(op.op_type)
         if kern is None:
             raise UnsupportedOpError(op.op_type, op.name, self.opset)
-        consts: dict[str, Any] = {}
+        consts: dict[str, Value] = {}
         refs: list[tuple[str, str]] = []
         tuples: list[tuple[str, tuple[Operand, ...]]] = []
         input_names: dict[str, tuple[str, ...]] = {}
@@ -195,7 +204,9 @@ class _Planner:
         for name, dtype in zip(outputs, out_dtypes, strict=True):
             self.var_dtypes[name] = dtype
         location = _location(op)
-        info = OpInfo(op.op_type, op.name, input_names, outputs, depth, location)
+        info = OpInfo(
+            op.op_type, op.name, input_names, outputs, depth, location, MappingProxyType(consts)
+        )
         self.ops.append(info)
         blocks = tuple(self.block(b, depth + 1) for b in op.blocks)
         ctx = OpContext(
@@ -235,12 +246,11 @@ class _Planner:
             single_output=len(outputs) == 1 and out_dtypes[0] is not None,
         )
 
-
     def fold(
         self,
         fn: KernelFn,
         ctx: OpContext,
-        consts: dict[str, Any],
+        consts: dict[str, Value],
         tuples: list[tuple[str, tuple[Operand, ...]]],
         outputs: tuple[str, ...],
         out_dtypes: tuple[np.dtype[Any] | None, ...],
@@ -252,19 +262,17 @@ class _Planner:
         try:
             with np.errstate(all="ignore"):
                 result = fn(ctx, **kwargs)
-        except EmulatorError:
-            raise
         except Exception as exc:
-            raise KernelError(
-                f"{ctx.op_type} op {ctx.name!r} (opset {ctx.opset}) failed while loading: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            failure = kernel_failure(ctx, exc, when=" while loading")
+            if failure is exc:
+                raise
+            raise failure from exc
         results = (result,) if len(outputs) == 1 else tuple(result)
         for name, value, dtype in zip(outputs, results, out_dtypes, strict=True):
             self.folded[name] = store(value, dtype) if dtype is not None else value
 
 
-def _float_operands_all_fp16(op: Any) -> bool:
+def _float_operands_all_fp16(op: MilObject) -> bool:
     """True when every float input of ``op`` is declared fp16 (and there is one)."""
     dtypes = []
     for value in op.inputs.values():
@@ -275,7 +283,7 @@ def _float_operands_all_fp16(op: Any) -> bool:
     return bool(dtypes) and all(d == F16 for d in dtypes)
 
 
-def _location(op: Any) -> str | None:
+def _location(op: MilObject) -> str | None:
     """Where coremltools says the op came from (torch module path), when it kept it."""
     scopes = getattr(op, "scopes", None)
     if not scopes:
@@ -288,7 +296,7 @@ def _location(op: Any) -> str | None:
 
 
 def plan_function(
-    function: Any, *, function_name: str, opset: str, source: str, fp16_as_fp32: bool = False
+    function: MilObject, *, function_name: str, opset: str, source: str, fp16_as_fp32: bool = False
 ) -> ProgramPlan:
     """Plan a MIL function; raises :class:`UnsupportedOpError` before anything runs.
 
@@ -307,15 +315,15 @@ def plan_function(
             continue
         dtype = declared_dtype(var)
         if dtype is None:
-            raise UnsupportedOpError(f"input of type {var.sym_type}", name, opset)
+            raise UnsupportedFeatureError(
+                f"input of type {var.sym_type}", f"input {name!r}, opset {opset}"
+            )
         inputs.append(InputSpec(name, dtype, static_shape(var) or ()))
         planner.var_dtypes[name] = dtype
     block = planner.block(function, depth=0)
     output_names = tuple(v.name for v in function.outputs)
     for v in function.outputs:
         planner.var_dtypes.setdefault(v.name, declared_dtype(v))
-    from .compile import compile_block  # imports this module
-
     return ProgramPlan(
         function_name=function_name,
         opset=opset,
@@ -326,12 +334,12 @@ def plan_function(
         var_dtypes=planner.var_dtypes,
         ops=tuple(planner.ops),
         folded=planner.folded,
-        compiled=compile_block(block),
         states=tuple(states),
+        output_shapes=tuple(static_shape(v) for v in function.outputs),
     )
 
 
-def _state_spec(name: str, var: Any, opset: str) -> InputSpec:
+def _state_spec(name: str, var: MilObject, opset: str) -> InputSpec:
     """The wrapped tensor of a ``state`` input, which must have a static shape."""
     from coremltools.converters.mil.mil import types
 
@@ -345,5 +353,7 @@ def _state_spec(name: str, var: Any, opset: str) -> InputSpec:
         int(d) if isinstance(d, (int, np.integer)) else None for d in wrapped.get_shape()
     ) if dtype is not None else ()
     if dtype is None or any(d is None for d in shape):
-        raise UnsupportedOpError(f"input of type {var.sym_type}", name, opset)
+        raise UnsupportedFeatureError(
+            f"input of type {var.sym_type}", f"state input {name!r}, opset {opset}"
+        )
     return InputSpec(name, dtype, shape)

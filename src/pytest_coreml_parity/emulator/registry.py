@@ -1,33 +1,55 @@
-"""The kernel registry: one numpy function per MIL op type.
+"""The kernel registry: the ``@kernel`` decorator and the table it fills.
+
+This module is a leaf: it imports no kernel and no engine. Kernel modules import
+it to register themselves; :mod:`.catalog` imports the kernel modules (filling the
+table) and is where the planner looks kernels up.
 
 A kernel is called as ``fn(ctx, **inputs)``. Float inputs arrive as float32
 arrays (fp16 values are held in float32, see :mod:`.dtypes`); integer and bool
 inputs in their declared dtype; string parameters as ``str``; tuple inputs
 (``concat(values=...)``) as tuples. The kernel returns one array, or a tuple for
-multi-output ops, computed in float32 or wider. The runner, not the kernel,
+multi-output ops, computed in float32 or wider. The engine, not the kernel,
 rounds every output to the dtype the program declares.
 
-Control-flow kernels (``control_flow=True``) also receive the run's variable
-environment so they can execute their nested blocks.
+Control-flow kernels (``control_flow=True``) run their nested blocks through
+``ctx.run_block(index, values)``: the engine running the op binds a block runner
+into the context (:meth:`OpContext.with_block_runner`), as onnx's reference
+evaluator hands ``If`` its ``_run_then_branch``, so no kernel imports an engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from .errors import DuplicateKernelError, KernelError
 
 if TYPE_CHECKING:
     from .plan import BlockPlan
 
-KernelFn = Callable[..., Any]
+#: A value as kernels see it: an array, a numpy scalar, a ``str`` parameter, a tuple
+#: of values, or a kernel-defined value such as a list. ``Any`` because numpy's
+#: scalar and array types do not share a useful static type and kernels accept all.
+Value = Any
+
+#: ``fn(ctx, **inputs) -> output or tuple of outputs``; inputs vary by op type.
+KernelFn = Callable[..., Value]
+
+
+class BlockRunner(Protocol):
+    """Runs a nested block with its inputs bound to ``values``; returns its outputs."""
+
+    def __call__(self, block: BlockPlan, values: tuple[Value, ...], /) -> list[Value]: ...
 
 
 @dataclass(frozen=True)
 class OpContext:
-    """What a kernel may know about the op it computes, fixed at plan time."""
+    """What a kernel may know about the op it computes, fixed at plan time
+    (plus, for control-flow ops, the block runner the engine binds per run)."""
 
     op_type: str
     name: str
@@ -36,6 +58,7 @@ class OpContext:
     output_shapes: tuple[tuple[int | None, ...] | None, ...]
     blocks: tuple[BlockPlan, ...] = field(default=())
     location: str | None = None
+    block_runner: BlockRunner | None = field(default=None, compare=False, repr=False)
 
     @property
     def output_dtype(self) -> np.dtype[Any]:
@@ -44,6 +67,19 @@ class OpContext:
         if dtype is None:
             raise TypeError(f"op {self.name!r} ({self.op_type}) has a non-tensor output")
         return dtype
+
+    def with_block_runner(self, runner: BlockRunner) -> OpContext:
+        """This context with ``runner`` bound, for one execution of a control-flow op."""
+        return replace(self, block_runner=runner)
+
+    def run_block(self, index: int, values: tuple[Value, ...] = ()) -> list[Value]:
+        """Run nested block ``index`` of this op on ``values``; its outputs, in order."""
+        if self.block_runner is None:
+            raise KernelError(
+                f"{self.op_type} op {self.name!r} has nested blocks but no block runner was "
+                "bound; control-flow kernels run only inside an engine"
+            )
+        return self.block_runner(self.blocks[index], values)
 
 
 @dataclass(frozen=True)
@@ -54,14 +90,20 @@ class Kernel:
 
 _REGISTRY: dict[str, Kernel] = {}
 
+#: A read-only view of every registered kernel by op type (filled as kernel modules load).
+REGISTERED: Mapping[str, Kernel] = MappingProxyType(_REGISTRY)
+
 
 def kernel(*op_types: str, control_flow: bool = False) -> Callable[[KernelFn], KernelFn]:
-    """Register the decorated function as the kernel for ``op_types``."""
+    """Register the decorated function as the kernel for ``op_types``.
+
+    Raises :class:`DuplicateKernelError` if one of them already has a kernel.
+    """
 
     def register(fn: KernelFn) -> KernelFn:
         for op_type in op_types:
             if op_type in _REGISTRY:
-                raise RuntimeError(f"two kernels registered for op type {op_type!r}")
+                raise DuplicateKernelError(op_type)
             _REGISTRY[op_type] = Kernel(fn, control_flow)
         return fn
 
@@ -71,7 +113,7 @@ def kernel(*op_types: str, control_flow: bool = False) -> Callable[[KernelFn], K
 #: Ops whose every output element is one of their float input elements, or a value
 #: exactly representable in any float dtype (0, +-1, an integer of the input's
 #: magnitude). When all their float operands are declared fp16, their fp16
-#: outputs need no rounding, and the runner skips it (rounding would be the
+#: outputs need no rounding, and the engines skip it (rounding would be the
 #: identity; ``test_exact_ops_keep_fp16_values_representable`` checks the claim).
 EXACT_OPS = frozenset(
     {
@@ -88,19 +130,3 @@ EXACT_OPS = frozenset(
         "floor", "ceil", "reduce_max", "reduce_min", "max_pool", "topk",
     }
 )
-
-
-def lookup(op_type: str) -> Kernel | None:
-    """The kernel for ``op_type``, or ``None`` when the emulator has none."""
-    _load_kernels()
-    return _REGISTRY.get(op_type)
-
-
-def supported_ops() -> frozenset[str]:
-    """Every op type the emulator can run (``const`` is resolved while planning)."""
-    _load_kernels()
-    return frozenset(_REGISTRY) | {"const"}
-
-
-def _load_kernels() -> None:
-    from . import kernels  # noqa: F401  (importing registers every kernel module)

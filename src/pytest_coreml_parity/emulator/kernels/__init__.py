@@ -1,9 +1,45 @@
-"""Kernel modules, one per section of the MIL op spec. Importing registers them."""
+"""Kernel modules, one per section of the MIL op spec. Importing registers them.
+
+The list is explicit (not discovered) so the import graph is visible to tools;
+``tests/emulator/test_core.py`` checks that every module here is listed.
+"""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from . import (
+    activation,
+    constexpr,
+    control_flow,
+    conv,
+    elementwise,
+    image_resize,
+    linear,
+    normalization,
+    pool,
+    quantization,
+    recurrent,
+    reduction,
+    scatter_gather,
+    state,
+    tensor_ops,
+    transformers,
+)
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+__all__ = [
+    "activation",
+    "constexpr",
+    "control_flow",
+    "conv",
+    "elementwise",
+    "image_resize",
+    "linear",
+    "normalization",
+    "pool",
+    "quantization",
+    "recurrent",
+    "reduction",
+    "scatter_gather",
+    "state",
+    "tensor_ops",
+    "transformers",
+]

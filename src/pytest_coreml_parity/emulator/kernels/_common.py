@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+#: A float32 array: what every float value is held as while a program runs.
+F32Array = npt.NDArray[np.float32]
 
 
-def f32(x: Any) -> np.ndarray:
+def f32(x: Any) -> F32Array:
     """``x`` as a float32 array (no copy when it already is one)."""
     return np.asarray(x, dtype=np.float32)
 

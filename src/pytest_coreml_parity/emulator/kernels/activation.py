@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def stable_sigmoid(x: np.ndarray) -> np.ndarray:
 def stable_softplus(x: np.ndarray) -> np.ndarray:
     """``log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))``, exact for large ``|x|``."""
     with np.errstate(invalid="ignore"):
-        return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(np.float32)
+        return cast("np.ndarray", (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(np.float32))
 
 
 def _channel(param: Any, rank: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def relu(ctx: OpContext, x: Any) -> np.ndarray:
 @kernel("relu6")
 def relu6(ctx: OpContext, x: Any) -> np.ndarray:
     """``min(max(x, 0), 6)``; nan propagates."""
-    return np.minimum(np.maximum(f32(x), np.float32(0)), np.float32(6))
+    return cast("np.ndarray", np.minimum(np.maximum(f32(x), np.float32(0)), np.float32(6)))
 
 
 @kernel("leaky_relu")
@@ -88,7 +88,7 @@ def _float32_erfc() -> Any:
 
     def erfc(z: np.ndarray) -> np.ndarray:
         writable = np.require(z, dtype=np.float32, requirements=["C", "W"])  # keeps 0-d shape
-        return torch.special.erfc(torch.from_numpy(writable)).numpy()
+        return cast("np.ndarray", torch.special.erfc(torch.from_numpy(writable)).numpy())
 
     return erfc
 
@@ -107,17 +107,17 @@ def gelu(ctx: OpContext, x: Any, mode: str = "EXACT") -> np.ndarray:
         if mode == "EXACT":
             fast = _float32_erfc()
             if fast is not None:
-                return np.float32(0.5) * v * fast(v * np.float32(-1.0 / math.sqrt(2.0)))
+                return cast("np.ndarray", np.float32(0.5) * v * fast(v * np.float32(-1.0 / math.sqrt(2.0))))
             w = v.astype(np.float64)
-            return (0.5 * w * erfc64(-w / math.sqrt(2.0))).astype(np.float32)
+            return cast("np.ndarray", (0.5 * w * erfc64(-w / math.sqrt(2.0))).astype(np.float32))
         if mode == "TANH_APPROXIMATION":
             w = v.astype(np.float64)
             z = _SQRT_2_OVER_PI * (w + 0.044715 * w**3)
             e = np.exp(-np.abs(2.0 * z))
             sig = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-            return (w * sig).astype(np.float32)
+            return cast("np.ndarray", (w * sig).astype(np.float32))
         if mode == "SIGMOID_APPROXIMATION":
-            return v * stable_sigmoid(np.float32(1.702) * v)
+            return cast("np.ndarray", v * stable_sigmoid(np.float32(1.702) * v))
     raise NotImplementedError(f"gelu mode {mode!r} is not supported")
 
 
@@ -132,7 +132,7 @@ def sigmoid_hard(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
     """``min(max(alpha x + beta, 0), 1)``."""
     with np.errstate(all="ignore"):
         y = f32(alpha) * f32(x) + f32(beta)
-    return np.minimum(np.maximum(y, np.float32(0)), np.float32(1))
+    return cast("np.ndarray", np.minimum(np.maximum(y, np.float32(0)), np.float32(1)))
 
 
 @kernel("silu")
@@ -140,7 +140,7 @@ def silu(ctx: OpContext, x: Any) -> np.ndarray:
     """``x * sigmoid(x)`` with a stable sigmoid."""
     v = f32(x)
     with np.errstate(invalid="ignore"):
-        return v * stable_sigmoid(v)
+        return cast("np.ndarray", v * stable_sigmoid(v))
 
 
 @kernel("softplus")
@@ -155,7 +155,7 @@ def softplus_parametric(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.nda
     v = f32(x)
     a, b = _channel(alpha, v.ndim), _channel(beta, v.ndim)
     with np.errstate(all="ignore"):
-        return a * stable_softplus(b * v)
+        return cast("np.ndarray", a * stable_softplus(b * v))
 
 
 @kernel("softmax")
@@ -165,7 +165,7 @@ def softmax(ctx: OpContext, x: Any, axis: Any = -1) -> np.ndarray:
     ax = axis_of(axis, v.ndim)
     with np.errstate(invalid="ignore", over="ignore"):
         e = np.exp(v - np.max(v, axis=ax, keepdims=True))
-        return e / np.sum(e, axis=ax, keepdims=True, dtype=np.float32)
+        return cast("np.ndarray", e / np.sum(e, axis=ax, keepdims=True, dtype=np.float32))
 
 
 @kernel("softsign")
@@ -180,7 +180,7 @@ def softsign(ctx: OpContext, x: Any) -> np.ndarray:
 def scaled_tanh(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
     """``alpha * tanh(beta * x)``."""
     with np.errstate(all="ignore"):
-        return f32(alpha) * np.tanh(f32(beta) * f32(x))
+        return cast("np.ndarray", f32(alpha) * np.tanh(f32(beta) * f32(x)))
 
 
 @kernel("clamped_relu")
@@ -188,7 +188,7 @@ def clamped_relu(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
     """``min(beta, x)`` if ``x >= 0`` else ``min(beta, alpha * x)``."""
     v = f32(x)
     with np.errstate(all="ignore"):
-        return np.minimum(f32(beta), np.where(v >= 0, v, f32(alpha) * v))
+        return cast("np.ndarray", np.minimum(f32(beta), np.where(v >= 0, v, f32(alpha) * v)))
 
 
 @kernel("linear_activation")

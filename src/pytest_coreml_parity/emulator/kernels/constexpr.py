@@ -20,7 +20,7 @@ the declared dtype.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def _unpack_bits(packed: Any, nbits: int, count: int) -> np.ndarray:
     if bits.size < nbits * count:
         raise ValueError(f"{data.size} packed bytes hold fewer than {count} {nbits}-bit values")
     fields = bits[: nbits * count].reshape(count, nbits).astype(np.uint32)
-    return (fields << np.arange(nbits, dtype=np.uint32)).sum(axis=1).astype(np.uint32)
+    return cast("np.ndarray", (fields << np.arange(nbits, dtype=np.uint32)).sum(axis=1).astype(np.uint32))
 
 
 def _shape_of(shape: Any) -> tuple[int, ...]:
@@ -79,7 +79,7 @@ def constexpr_affine_dequantize(
             )
         return arr.reshape(bshape)
 
-    return per_axis(scale, "scale") * (data - per_axis(zero_point, "zero_point"))
+    return cast("np.ndarray", per_axis(scale, "scale") * (data - per_axis(zero_point, "zero_point")))
 
 
 @kernel("constexpr_cast")
@@ -99,7 +99,7 @@ def _lut_iOS16(indices: Any, lut: Any, shape: Any) -> np.ndarray:
         raise ValueError(f"lut has {table.size} entries; the spec allows 2, 4, 16, 64 or 256")
     out_shape = _shape_of(shape)
     keys = _unpack_bits(indices, nbits, int(np.prod(out_shape)))
-    return table[keys].reshape(out_shape)
+    return cast("np.ndarray", table[keys].reshape(out_shape))
 
 
 def _lut_iOS18(indices: Any, lut: Any, vector_axis: Any) -> np.ndarray:
@@ -123,7 +123,7 @@ def _lut_iOS18(indices: Any, lut: Any, vector_axis: Any) -> np.ndarray:
     )
     vectors = table[(*group_index, idx.astype(np.intp))]  # shape idx.shape + (V,)
     if vsize == 1:
-        return vectors[..., 0]
+        return cast("np.ndarray", vectors[..., 0])
     if vector_axis is None:
         raise ValueError("vector palettization (VECTOR_SIZE > 1) needs vector_axis")
     ax = axis_of(vector_axis, rank)
@@ -198,7 +198,7 @@ def _shift_scale(data: np.ndarray, scale: Any, offset: Any) -> np.ndarray:
     values = _values(data)
     if offset is not None:
         values = values - _repeat_blocks(_values(offset), values.shape, "offset")
-    return _repeat_blocks(f32(scale), values.shape, "scale") * values
+    return cast("np.ndarray", _repeat_blocks(f32(scale), values.shape, "scale") * values)
 
 
 @kernel("constexpr_blockwise_shift_scale")

@@ -1,7 +1,9 @@
 """Control flow (MIL spec section ``control_flow``, without ``select``).
 
-``cond`` and ``while_loop`` run their nested blocks through the runner, so the
-ops inside are rounded to their declared dtypes like any other op. A
+``cond`` and ``while_loop`` run their nested blocks through the block runner the
+engine binds into their context (``ctx.run_block``), so the ops inside are
+rounded to their declared dtypes like any other op, and no kernel imports an
+engine. A
 ``while_loop`` whose condition never becomes false runs forever, exactly as
 Core ML would; the emulator adds no iteration cap of its own.
 
@@ -21,7 +23,6 @@ import numpy as np
 
 from ..dtypes import MIL_TO_NUMPY, store
 from ..registry import OpContext, kernel
-from ..run import Env, run_block
 
 
 def _scalar_bool(value: Any, what: str) -> bool:
@@ -36,22 +37,20 @@ def _outputs(values: list[Any]) -> Any:
 
 
 @kernel("cond", control_flow=True)
-def cond(ctx: OpContext, env: Env, pred: Any) -> Any:
+def cond(ctx: OpContext, pred: Any) -> Any:
     """blocks[0] is the true branch, blocks[1] the false branch; neither takes inputs."""
-    branch = ctx.blocks[0] if _scalar_bool(pred, "cond pred") else ctx.blocks[1]
-    return _outputs(run_block(branch, env, ()))
+    return _outputs(ctx.run_block(0 if _scalar_bool(pred, "cond pred") else 1))
 
 
 @kernel("while_loop", control_flow=True)
-def while_loop(ctx: OpContext, env: Env, loop_vars: tuple[Any, ...]) -> Any:
+def while_loop(ctx: OpContext, loop_vars: tuple[Any, ...]) -> Any:
     """blocks[0] is the condition, blocks[1] the body; both take the loop vars."""
-    cond_block, body = ctx.blocks
     values = tuple(loop_vars)
     while True:
-        (keep_going,) = run_block(cond_block, env, values)
+        (keep_going,) = ctx.run_block(0, values)
         if not _scalar_bool(keep_going, "while_loop condition"):
             break
-        values = tuple(run_block(body, env, values))
+        values = tuple(ctx.run_block(1, values))
     return _outputs(list(values))
 
 

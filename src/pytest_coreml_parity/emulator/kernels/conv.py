@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from types import EllipsisType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -85,13 +85,14 @@ def windows(
     n = len(kernel)
     axes = tuple(range(x.ndim - n, x.ndim))
     eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
-    view = sliding_window_view(x, eff, axis=axes)
+    # numpy's stub types ``axis`` as one int; a tuple of axes is documented and works.
+    view = sliding_window_view(x, eff, axis=axes)  # type: ignore[call-overload]
     index: tuple[EllipsisType | slice, ...] = (
         Ellipsis,
         *(slice(None, None, s) for s in strides),
         *(slice(None, None, d) for d in dilations),
     )
-    return view[index]
+    return cast("np.ndarray", view[index])
 
 
 def _check_rank(x: np.ndarray, op: str) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -86,7 +87,7 @@ def real_div(ctx: OpContext, x: Any, y: Any) -> np.ndarray:
     if _is_float(x, y) or ctx.output_dtype.kind == "f":
         a, b = _float_pair(x, y)
         with np.errstate(all="ignore"):
-            return np.divide(a, b)
+            return typing.cast("np.ndarray", np.divide(a, b))
     return _int_real_div(x, y)
 
 
@@ -106,7 +107,7 @@ def _int_real_div(x: Any, y: Any) -> np.ndarray:
             "real_div on int32 operands with a negative, inexact quotient: whether Core ML "
             "truncates or floors it is not documented"
         )
-    return floor
+    return typing.cast("np.ndarray", floor)
 
 
 @kernel("floor_div")
@@ -115,10 +116,10 @@ def floor_div(ctx: OpContext, x: Any, y: Any) -> np.ndarray:
     if _is_float(x, y):
         a, b = _float_pair(x, y)
         with np.errstate(all="ignore"):
-            return np.floor_divide(a, b)
+            return typing.cast("np.ndarray", np.floor_divide(a, b))
     a, b = _int_pair(x, y)
     _check_nonzero_divisor(b, "floor_div")
-    return np.floor_divide(a, b)
+    return typing.cast("np.ndarray", np.floor_divide(a, b))
 
 
 @kernel("mod")
@@ -127,10 +128,10 @@ def mod(ctx: OpContext, x: Any, y: Any) -> np.ndarray:
     if _is_float(x, y):
         a, b = _float_pair(x, y)
         with np.errstate(all="ignore"):
-            return np.remainder(a, b)
+            return typing.cast("np.ndarray", np.remainder(a, b))
     a, b = _int_pair(x, y)
     _check_nonzero_divisor(b, "mod")
-    return np.remainder(a, b)
+    return typing.cast("np.ndarray", np.remainder(a, b))
 
 
 @kernel("pow")
@@ -139,12 +140,12 @@ def pow_(ctx: OpContext, x: Any, y: Any) -> np.ndarray:
     if _is_float(x, y):
         a, b = _float_pair(x, y)
         with np.errstate(all="ignore"):
-            return np.power(a, b)
+            return typing.cast("np.ndarray", np.power(a, b))
     a, b = _int_pair(x, y)
     if np.any(b < 0):
         raise UnspecifiedResultError("int32 pow with a negative exponent: the spec does not define the result")
     with np.errstate(all="ignore"):
-        return np.power(a, b)
+        return typing.cast("np.ndarray", np.power(a, b))
 
 
 # --------------------------------------------------------------------------- comparisons, logic
@@ -248,7 +249,7 @@ def _round_half_even(x: np.ndarray) -> np.ndarray:
 
 def _sign(x: np.ndarray) -> np.ndarray:
     # numpy's sign gives nan for nan and 0 for +-0, like torch.sign.
-    return np.sign(x)
+    return typing.cast("np.ndarray", np.sign(x))
 
 
 _FLOAT_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -295,7 +296,7 @@ def exp2(ctx: OpContext, x: Any) -> np.ndarray:
             return np.exp2(f32(arr))
     if np.any((arr < 0) | (arr > 30)):
         raise UnspecifiedResultError("int32 exp2 of an exponent outside 0..30: the result does not fit int32")
-    return np.left_shift(np.ones_like(arr), arr)
+    return typing.cast("np.ndarray", np.left_shift(np.ones_like(arr), arr))
 
 
 @kernel("inverse")
@@ -309,20 +310,20 @@ def inverse(ctx: OpContext, x: Any, epsilon: Any = 1e-4) -> np.ndarray:
 def log(ctx: OpContext, x: Any, epsilon: Any = 1e-45) -> np.ndarray:
     """``log(x + epsilon)`` (MIL default epsilon 1e-45, a float32 subnormal)."""
     with np.errstate(all="ignore"):
-        return np.log(f32(x) + f32(epsilon))
+        return typing.cast("np.ndarray", np.log(f32(x) + f32(epsilon)))
 
 
 @kernel("rsqrt")
 def rsqrt(ctx: OpContext, x: Any, epsilon: Any = 1e-12) -> np.ndarray:
     """``1 / sqrt(x + epsilon)`` (MIL default epsilon 1e-12)."""
     with np.errstate(all="ignore"):
-        return np.float32(1.0) / np.sqrt(f32(x) + f32(epsilon))
+        return typing.cast("np.ndarray", np.float32(1.0) / np.sqrt(f32(x) + f32(epsilon)))
 
 
 @kernel("clip")
 def clip(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
     """``min(max(x, alpha), beta)``; nan stays nan (numpy/torch.clamp propagation)."""
-    return np.minimum(np.maximum(f32(x), f32(alpha)), f32(beta))
+    return typing.cast("np.ndarray", np.minimum(np.maximum(f32(x), f32(alpha)), f32(beta)))
 
 
 @kernel("threshold")
@@ -331,7 +332,7 @@ def threshold(ctx: OpContext, x: Any, alpha: Any) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind == "f":
         return np.maximum(f32(arr), f32(alpha))
-    return np.maximum(arr, np.asarray(alpha).astype(arr.dtype))
+    return typing.cast("np.ndarray", np.maximum(arr, np.asarray(alpha).astype(arr.dtype)))
 
 
 # --------------------------------------------------------------------------- cast
@@ -374,7 +375,7 @@ def cast(ctx: OpContext, x: Any, dtype: str) -> np.ndarray:
     target = _CAST_TARGETS[dtype]
     arr = np.asarray(x)
     if target.kind == "b":
-        return arr != 0
+        return typing.cast("np.ndarray", arr != 0)
     if target.kind == "f":
         return arr.astype(np.float32)
     if arr.dtype.kind == "f":

@@ -15,7 +15,7 @@ TensorFlow's batch order (block offset major, batch minor).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def linear_axis(x: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray:
     shape[axis] = len(coords)
     frac = frac.reshape(shape)
     a, b = np.take(x, lo, axis=axis), np.take(x, hi, axis=axis)
-    return a * (np.float32(1) - frac) + b * frac
+    return cast("np.ndarray", a * (np.float32(1) - frac) + b * frac)
 
 
 def nearest_axis(x: np.ndarray, axis: int, index: np.ndarray) -> np.ndarray:
@@ -113,7 +113,7 @@ def resize_nearest_neighbor(
 
 def _half_pixel_nearest(n_in: int, n_out: int) -> np.ndarray:
     i = np.arange(n_out, dtype=np.float32)
-    return np.floor((i + np.float32(0.5)) * (np.float32(n_in) / np.float32(n_out))).astype(np.int64)
+    return cast("np.ndarray", np.floor((i + np.float32(0.5)) * (np.float32(n_in) / np.float32(n_out))).astype(np.int64))
 
 
 @kernel("upsample_bilinear")
@@ -270,7 +270,7 @@ def _sample(
     fx, fy = fx[:, None], fy[:, None]
     top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
     bottom = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
-    return top * (1 - fy) + bottom * fy
+    return cast("np.ndarray", top * (1 - fy) + bottom * fy)
 
 
 @kernel("resample")
@@ -355,9 +355,8 @@ def _box_grid(start: np.ndarray, end: np.ndarray, n: int, mode: str) -> np.ndarr
         pos = (start + end) / 2 if mode == "ALIGN_CORNERS" else start
         return pos[:, None].astype(np.float32)
     step = (end - start) / np.float32(n - 1)
-    return (start[:, None] + np.arange(n, dtype=np.float32)[None, :] * step[:, None]).astype(
-        np.float32
-    )
+    grid = start[:, None] + np.arange(n, dtype=np.float32)[None, :] * step[:, None]
+    return cast("np.ndarray", grid.astype(np.float32))
 
 
 def _crop_resize(

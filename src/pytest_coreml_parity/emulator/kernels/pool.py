@@ -20,7 +20,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from types import EllipsisType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -170,9 +170,8 @@ def max_pool(
     padded = pad_spatial(x, _extended_pads(x, k, s, pads, out), -np.inf)
     if math.prod(k) <= _OFFSET_LOOP_MAX:
         return _reduce_by_offsets(padded, k, s, out, np.maximum)
-    return _window_view(x, k, s, _extended_pads(x, k, s, pads, out), out, -np.inf).max(
-        axis=_axes(len(k))
-    )
+    view = _window_view(x, k, s, _extended_pads(x, k, s, pads, out), out, -np.inf)
+    return cast("np.ndarray", view.max(axis=_axes(len(k))))
 
 
 @kernel("avg_pool")
@@ -197,7 +196,7 @@ def avg_pool(
         total = view.sum(axis=_axes(len(k)), dtype=np.float32)
     counts = _counts(x, k, s, pads, out, bool(exclude_padding_from_average))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return total / counts
+        return cast("np.ndarray", total / counts)
 
 
 @kernel("l2_pool")

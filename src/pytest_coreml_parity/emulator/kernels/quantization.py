@@ -45,7 +45,7 @@ fp16/fp32 output gives the correctly rounded ``scale * (q - zero_point)``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def quantize(
     q = np.rint(x / s)  # float32; rint rounds half to even; +-inf stays +-inf
     if zp is not None:
         q = q + zp
-    return np.clip(q, low, high).astype(target)
+    return cast("np.ndarray", np.clip(q, low, high).astype(target))
 
 
 @kernel("dequantize")

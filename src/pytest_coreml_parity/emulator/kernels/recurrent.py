@@ -148,7 +148,9 @@ def lstm(
     h0, c0 = f32(initial_h), f32(initial_c)
     seq = x.shape[0]
 
-    def run(w_ih: Any, w_hh: Any, b: Any, p: Any, h: np.ndarray, c: np.ndarray, order: range):
+    def run(
+        w_ih: Any, w_hh: Any, b: Any, p: Any, h: np.ndarray, c: np.ndarray, order: range
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return _lstm_direction(
             x,
             h,

@@ -18,7 +18,7 @@ to the declared int32.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -43,12 +43,12 @@ def pow2_exponent(m: np.ndarray, *, only_down: bool) -> np.ndarray:
     e = np.where(usable, e, 0)
     if only_down:
         e = np.maximum(e, 0)
-    return e.astype(np.int32)
+    return cast("np.ndarray", e.astype(np.int32))
 
 
 def max_abs(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Max abs over ``axes`` with kept dims (0 for empty reductions, nan if any nan)."""
-    return np.max(np.abs(x), axis=axes, keepdims=True, initial=0)
+    return cast("np.ndarray", np.max(np.abs(x), axis=axes, keepdims=True, initial=0))
 
 
 def _is_int(x: np.ndarray) -> bool:
@@ -161,7 +161,7 @@ def reduce_log_sum_exp(
     ctx: OpContext, x: np.ndarray, axes: Any = None, keep_dims: Any = False
 ) -> Any:
     ax = axes_of(axes, x.ndim)
-    xx = x.astype(np.float64) if _is_int(x) else f32(x)
+    xx: np.ndarray = x.astype(np.float64) if _is_int(x) else f32(x)
     m = np.max(xx, axis=ax, keepdims=True)
     # Rows whose max is +-inf or nan keep the plain formula's inf, -inf or nan.
     shift = np.where(np.isfinite(m), m, 0).astype(xx.dtype)

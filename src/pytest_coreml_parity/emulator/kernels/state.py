@@ -1,6 +1,6 @@
 """MIL state ops (iOS18): ``read_state`` and ``coreml_update_state``.
 
-A state input is bound, for one run, to a :class:`~..plan.StateSlot`; these
+A state input is bound, for one run, to a :class:`~..slots.StateSlot`; these
 kernels read and replace its value. ``coreml_update_state(state, value)`` stores
 ``value`` in the state's declared dtype (fp16 rounding, also when fp16 execution
 is ``float32``) and returns the stored value, as its definition says (it is
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import store
-from ..plan import StateSlot
 from ..registry import OpContext, kernel
+from ..slots import StateSlot
 
 
 def _slot(ctx: OpContext, state: Any) -> StateSlot:

@@ -11,7 +11,7 @@ nan, as the formula (and ``torch.softmax``) does; PyTorch's own
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def softmax_last(scores: np.ndarray) -> np.ndarray:
     m = np.max(scores, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", over="ignore"):
         p = np.exp(scores - m)
-        return p / np.sum(p, axis=-1, keepdims=True, dtype=np.float32)
+        return cast("np.ndarray", p / np.sum(p, axis=-1, keepdims=True, dtype=np.float32))
 
 
 @kernel("scaled_dot_product_attention")

@@ -1,109 +1,31 @@
-"""Execute a :class:`~.plan.ProgramPlan`: kernels, typed rounding, recording.
+"""One run of a plan: bind and check inputs and state, pick the engine, shape the outputs.
 
-Each run owns a fresh ``env`` dict of variable values, so a plan can run from
-several threads at once. After every kernel the runner rounds each output to
-the dtype the program declares (:func:`.dtypes.storer`) and checks its shape
-against the declared static shape, so a kernel bug is a loud error rather than
-a silently wrong answer.
+The top-level block runs compiled (:mod:`.compile`) when the caller passes its
+compiled form, else interpreted (:mod:`.interpret`). Model outputs come back in
+their declared dtypes; a rank-0 output comes back with shape ``(1,)``, as Core
+ML's ``MLModel.predict`` returns it (recorded values keep their declared shape).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from .compile import CompiledBlock
 from .dtypes import store, to_declared
-from .errors import EmulatorError, InputError, KernelError, UnsupportedFeatureError
-from .plan import BlockPlan, InputSpec, ProgramPlan, StateSlot, Step
-from .registry import OpContext
+from .errors import InputError
+from .interpret import Env, run_block
+from .plan import InputSpec, ProgramPlan
+from .registry import Value
+from .slots import StateSlot
 
-Env = dict[str, Any]
-
-
-def run_block(block: BlockPlan, env: Env, values: tuple[Any, ...] = ()) -> list[Any]:
-    """Run ``block`` with its inputs bound to ``values``; return its outputs.
-
-    This is the hot loop: everything that can be decided once lives on the
-    step (see :class:`~.plan.Step`), so each op costs one kernel call, one
-    rounding per output and one shape comparison.
-    """
-    for name, value, dtype in zip(block.inputs, values, block.input_dtypes, strict=True):
-        env[name] = store(value, dtype) if dtype is not None else value
-    for step in block.steps:
-        kwargs = step.consts.copy() if step.consts else {}
-        for key, name in step.refs:
-            kwargs[key] = env[name]
-        for key, items in step.tuples:
-            kwargs[key] = tuple([env[v] if kind == "ref" else v for kind, v in items])
-        try:
-            if step.control_flow:
-                result = step.fn(step.ctx, env, **kwargs)
-            else:
-                result = step.fn(step.ctx, **kwargs)
-            if step.single_output:
-                held = step.storers[0](result)
-                if held.shape != step.shapes[0]:  # also when only partly static
-                    check_shape(step, 0, held)
-                env[step.outputs[0]] = held
-            else:
-                _store_outputs(step, result, env)
-        except EmulatorError:
-            raise
-        except NotImplementedError as exc:
-            raise unsupported_feature(step.ctx, exc) from exc
-        except Exception as exc:
-            ctx = step.ctx
-            raise KernelError(
-                f"{ctx.op_type} op {ctx.name!r} (opset {ctx.opset}) failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-    return [env[v] if kind == "ref" else v for kind, v in block.outputs]
+#: An array in any dtype (held values are float32, int or bool; outputs are declared dtypes).
+Array = npt.NDArray[np.generic]
 
 
-def unsupported_feature(ctx: OpContext, exc: NotImplementedError) -> UnsupportedFeatureError:
-    """A kernel's NotImplementedError (an attribute value or dtype it does not model)
-    as the loud unsupported error an unknown op type gets."""
-    return UnsupportedFeatureError(str(exc), f"{ctx.op_type} op {ctx.name!r}, opset {ctx.opset}")
-
-
-def check_shape(step: Step, index: int, held: np.ndarray) -> None:
-    """Raise unless ``held`` matches the declared shape (``None`` dims match anything)."""
-    shape = step.ctx.output_shapes[index]
-    if shape is None:
-        return
-    if held.ndim != len(shape) or any(
-        want is not None and want != got for want, got in zip(shape, held.shape, strict=True)
-    ):
-        ctx = step.ctx
-        raise KernelError(
-            f"kernel for {ctx.op_type} op {ctx.name!r} produced shape {held.shape} "
-            f"for output {step.outputs[index]!r}, but the program declares {shape}"
-        )
-
-
-def _store_outputs(step: Step, result: Any, env: Env) -> None:
-    ctx = step.ctx
-    if len(step.outputs) == 1:  # a single non-tensor output, such as a list
-        result = (result,)
-    elif not isinstance(result, (tuple, list)) or len(result) != len(step.outputs):
-        raise KernelError(
-            f"kernel for {ctx.op_type} op {ctx.name!r} returned the wrong number of outputs"
-        )
-    for index, (name, value, storer) in enumerate(
-        zip(step.outputs, result, step.storers, strict=True)
-    ):
-        if storer is None:  # lists and other non-tensor values are kept as they are
-            env[name] = value
-            continue
-        held = storer(value)
-        if held.shape != step.shapes[index]:
-            check_shape(step, index, held)
-        env[name] = held
-
-
-def bind_inputs(plan: ProgramPlan, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
+def bind_inputs(plan: ProgramPlan, inputs: Mapping[str, Value]) -> tuple[Array, ...]:
     """Validate user inputs against the declared ones and convert them to held values."""
     if not isinstance(inputs, Mapping):
         raise InputError(
@@ -126,7 +48,7 @@ def bind_inputs(plan: ProgramPlan, inputs: Mapping[str, Any]) -> tuple[Any, ...]
     return tuple(bound)
 
 
-def _held(value: Any, spec: InputSpec, what: str) -> np.ndarray:
+def _held(value: Value, spec: InputSpec, what: str) -> Array:
     """``value`` checked against ``spec`` and rounded to its dtype (held form)."""
     arr = np.asarray(value)
     if arr.dtype == object or arr.dtype.kind not in "biuf":
@@ -139,7 +61,7 @@ def _held(value: Any, spec: InputSpec, what: str) -> np.ndarray:
     return store(arr, spec.dtype)
 
 
-class EmulatorState(Mapping[str, np.ndarray]):
+class EmulatorState(Mapping[str, Array]):
     """The state buffers of a stateful model, as Core ML's ``MLState``: one array per
     state input, made by :meth:`Emulator.make_state` (zeros) and read and updated in
     place by every run given it.
@@ -160,10 +82,10 @@ class EmulatorState(Mapping[str, np.ndarray]):
         """Name, dtype and shape of each state buffer."""
         return tuple(self._specs.values())
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def __getitem__(self, name: str) -> Array:
         return self._arrays[name].copy()
 
-    def __setitem__(self, name: str, value: Any) -> None:
+    def __setitem__(self, name: str, value: Value) -> None:
         spec = self._specs.get(name)
         if spec is None:
             raise KeyError(f"no state named {name!r}; the states are {list(self._specs)}")
@@ -228,41 +150,48 @@ def commit_state(state: EmulatorState | None, slots: tuple[StateSlot, ...]) -> N
 
 
 def block_values(
-    plan: ProgramPlan, bound: tuple[Any, ...], slots: tuple[StateSlot, ...]
-) -> tuple[Any, ...]:
+    plan: ProgramPlan, bound: tuple[Array, ...], slots: tuple[StateSlot, ...]
+) -> tuple[Value, ...]:
     """The top-level block's input values: user inputs and state slots, in program order."""
     if not slots:
         return bound
-    by_name: dict[str, Any] = {spec.name: v for spec, v in zip(plan.inputs, bound, strict=True)}
+    by_name: dict[str, Value] = {spec.name: v for spec, v in zip(plan.inputs, bound, strict=True)}
     by_name.update((slot.name, slot) for slot in slots)
     return tuple(by_name[name] for name in plan.block.inputs)
 
 
 def execute(
     plan: ProgramPlan,
-    inputs: Mapping[str, Any],
+    inputs: Mapping[str, Value],
     *,
+    compiled: CompiledBlock | None = None,
     record: bool = False,
     state: EmulatorState | None = None,
-) -> tuple[dict[str, np.ndarray], Env]:
+) -> tuple[dict[str, Array], Env]:
     """Run ``plan``; return its outputs in declared dtypes and the environment.
 
-    With ``record`` the environment holds every value of the run (materialized
+    ``compiled`` is :func:`.compile.compile_block` of ``plan.block`` (None: interpret
+    it). With ``record`` the environment holds every value of the run (materialized
     constexpr values included); without, it may hold only some. A stateful plan
-    needs ``state``; its buffers are updated only when the run succeeds.
+    needs ``state``; its buffers are updated only when the run succeeds. A rank-0
+    output is returned with shape ``(1,)``, as Core ML returns it.
     """
     env: Env = dict(plan.folded) if record else {}
     bound = bind_inputs(plan, inputs)
     slots = bind_state(plan, state)
     values = block_values(plan, bound, slots)
     with np.errstate(all="ignore"):  # IEEE inf/nan are results here, not accidents
-        if plan.compiled is not None:
-            outputs = plan.compiled(env, values, record)
+        if compiled is not None:
+            outputs = compiled(env, values, record)
         else:
             outputs = run_block(plan.block, env, values)
     commit_state(state, slots)
-    result = {}
+    result: dict[str, Array] = {}
     for name, value in zip(plan.output_names, outputs, strict=True):
         dtype = plan.var_dtypes.get(name)
-        result[name] = to_declared(np.asarray(value), dtype) if dtype is not None else value
+        if dtype is None:  # not a tensor: passed through as is
+            result[name] = value
+            continue
+        arr = to_declared(np.asarray(value), dtype)
+        result[name] = arr.reshape(1) if arr.ndim == 0 else arr
     return result, env

@@ -1,0 +1,85 @@
+"""The interpreting engine: run a :class:`~.plan.BlockPlan` step by step.
+
+Each run owns a fresh ``env`` dict of variable values, so a plan can run from
+several threads at once. After every kernel the engine rounds each output to
+the dtype the program declares (:func:`.dtypes.storer`) and checks its shape
+against the declared static shape, so a kernel bug is a loud error rather than
+a silently wrong answer.
+
+This engine runs every block the compiler (:mod:`.compile`) does not: blocks
+holding control flow, and the nested blocks of ``cond`` and ``while_loop``,
+which it hands to their kernels as a bound block runner.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from .checks import check_shape, kernel_failure, wrong_output_count
+from .dtypes import store
+from .plan import BlockPlan, Step
+from .registry import Value
+
+#: Variable values of one run, by MIL variable name.
+Env = dict[str, Value]
+
+
+def run_block(block: BlockPlan, env: Env, values: tuple[Value, ...] = ()) -> list[Value]:
+    """Run ``block`` with its inputs bound to ``values``; return its outputs.
+
+    This is the hot loop: everything that can be decided once lives on the
+    step (see :class:`~.plan.Step`), so each op costs one kernel call, one
+    rounding per output and one shape comparison.
+    """
+    for name, value, dtype in zip(block.inputs, values, block.input_dtypes, strict=True):
+        env[name] = store(value, dtype) if dtype is not None else value
+    for step in block.steps:
+        kwargs = step.consts.copy() if step.consts else {}
+        for key, name in step.refs:
+            kwargs[key] = env[name]
+        for key, items in step.tuples:
+            kwargs[key] = tuple([env[v] if kind == "ref" else v for kind, v in items])
+        try:
+            if step.control_flow:
+                ctx = step.ctx.with_block_runner(partial(_run_nested, env))
+                result = step.fn(ctx, **kwargs)
+            else:
+                result = step.fn(step.ctx, **kwargs)
+            if step.single_output:
+                storer = step.storers[0]
+                assert storer is not None  # single_output means one tensor output
+                held = storer(result)
+                if held.shape != step.shapes[0]:  # also when only partly static
+                    check_shape(step, 0, held)
+                env[step.outputs[0]] = held
+            else:
+                _store_outputs(step, result, env)
+        except Exception as exc:
+            failure = kernel_failure(step.ctx, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+    return [env[v] if kind == "ref" else v for kind, v in block.outputs]
+
+
+def _run_nested(env: Env, block: BlockPlan, values: tuple[Value, ...]) -> list[Value]:
+    """The block runner bound into a control-flow op's context: nested blocks share
+    the run's environment, since they read outer values by name."""
+    return run_block(block, env, values)
+
+
+def _store_outputs(step: Step, result: Value, env: Env) -> None:
+    if len(step.outputs) == 1:  # a single non-tensor output, such as a list
+        result = (result,)
+    elif not isinstance(result, (tuple, list)) or len(result) != len(step.outputs):
+        raise wrong_output_count(step.ctx)
+    for index, (name, value, storer) in enumerate(
+        zip(step.outputs, result, step.storers, strict=True)
+    ):
+        if storer is None:  # lists and other non-tensor values are kept as they are
+            env[name] = value
+            continue
+        held = storer(value)
+        if held.shape != step.shapes[index]:
+            check_shape(step, index, held)
+        env[name] = held
