@@ -59,7 +59,12 @@ sys.path.insert(0, str(ROOT))  # the shared conversion helper lives with the tes
 from tests.emulator.support import convert  # noqa: E402
 
 from pytest_coreml_parity._coremltools import import_coremltools  # noqa: E402
-from pytest_coreml_parity.emulator import Emulator, EmulatorError, UnsupportedOpError  # noqa: E402
+from pytest_coreml_parity.emulator import (  # noqa: E402
+    Emulator,
+    EmulatorError,
+    UnsupportedFeatureError,
+    UnsupportedOpError,
+)
 
 ct = import_coremltools()
 # Conversion chatter ("output renamed to var_24") is not what this script reports on.
@@ -307,6 +312,8 @@ def bench_family(family: Family, precision: str, *, repeats: int, budget: float)
         emulator.run(feed)
     except UnsupportedOpError as exc:
         row.status = f"unsupported (op {exc.op_type})"
+    except UnsupportedFeatureError as exc:
+        row.status = f"unsupported ({exc.feature})"
         return row
     except EmulatorError as exc:
         row.status = f"emulator error: {str(exc).splitlines()[0][:100]}"

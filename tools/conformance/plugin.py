@@ -294,7 +294,7 @@ def _predict(self: Any, data: Any, state: Any = None) -> Any:
     record = _STATE.current
     try:
         emulator = _emulator(self)
-        opset = emulator.plan.opset
+        opset = emulator.opset
         outputs = emulator.run(_feed(self, data, opset), state=state)
     except UNSUPPORTED as exc:
         record.unsupported = unsupported_name(exc)
