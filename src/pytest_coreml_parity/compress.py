@@ -1,0 +1,274 @@
+"""Compressed precisions: ``ct.optimize.coreml`` applied to the converted fp16 program.
+
+Users ship int8, palettized, pruned and W8A8 models built on top of fp16, so a
+compressed precision is the fp16 conversion followed by one compression step,
+exactly as coremltools' post-training API does it. :mod:`.convert` calls
+:func:`compress` (the one conversion path); nothing here traces or converts.
+
+``w8a8`` calibrates its activation ranges by running the fp16 program on the
+example inputs. coremltools does that through ``MLModel.predict``, which does not
+exist on Linux; :func:`emulated_predictions` routes those calls to the emulator
+for the duration of the calibration, in the calling thread only, on every OS (so
+the calibrated model, and its cache entry, do not depend on where it was built).
+
+Cheap to import: coremltools and numpy load inside the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import threading
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from . import messages
+from .errors import ConversionError, SettingError
+from .settings import COMPRESSED_PRECISIONS, CUSTOM_PRECISION
+
+#: Per compressed precision: what it is, in words (docs and descriptions).
+RECIPES: dict[str, str] = {
+    "int8": 'weights int8, per channel (OpLinearQuantizerConfig(mode="linear_symmetric", '
+    'dtype="int8", granularity="per_channel"))',
+    "palettize4": 'weights 4-bit k-means LUT (OpPalettizerConfig(nbits=4, mode="kmeans"))',
+    "prune50": "weights 50% magnitude-pruned (OpMagnitudePrunerConfig(target_sparsity=0.5))",
+    "w8a8": "activations int8 calibrated on the example inputs "
+    "(linear_quantize_activations), then weights int8 per channel",
+    CUSTOM_PRECISION: "the OptimizationConfig given with @pytest.mark.coreml(optimization=...)",
+}
+
+#: The lowest iOS release each precision's ops exist in (constexpr_* ops: iOS16;
+#: quantize/dequantize of activations: iOS17).
+_MINIMUM_IOS: dict[str, int] = {"int8": 16, "palettize4": 16, "prune50": 16, "w8a8": 17, CUSTOM_PRECISION: 16}
+#: Deployment-target families and the offset of their release numbers from iOS's.
+_FAMILIES: dict[str, int] = {"iOS": 0, "macOS": -3, "watchOS": -7, "tvOS": 0}
+
+
+def is_compressed(precision: str) -> bool:
+    return precision in COMPRESSED_PRECISIONS or precision == CUSTOM_PRECISION
+
+
+def effective_target(target: str, precision: str) -> str:
+    """``target``, raised to the first release of its family that runs ``precision``.
+
+    ``int8`` at ``iOS15`` converts at ``iOS16``, ``w8a8`` at ``macOS13`` at ``macOS14``:
+    a program with compressed weights cannot declare an older target. Raising
+    (rather than erroring) keeps a session-wide ``--coreml-target iOS15`` usable with
+    every precision; :meth:`ConversionOptions.describe` says when it happened.
+    """
+    minimum = _MINIMUM_IOS.get(precision)
+    if minimum is None:
+        return target
+    for family, offset in _FAMILIES.items():
+        version = target[len(family):]
+        if target.startswith(family) and version.isdigit():
+            floor = minimum + offset
+            return target if int(version) >= floor else f"{family}{floor}"
+    return target
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def _canonical(value: Any, depth: int = 0) -> Any:
+    """A deterministic, repr-able image of a config value (for :func:`optimization_key`).
+
+    attrs classes (coremltools' configs) by their fields, mappings sorted, arrays by
+    content hash, functions by module, name, bytecode, constants and closure: never
+    by ``id()``, so the key is stable across sessions and differs when the config does.
+    """
+    if depth > 20:
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    if isinstance(value, Mapping):
+        items = [(repr(_canonical(k, depth + 1)), _canonical(v, depth + 1)) for k, v in value.items()]
+        return ["mapping", sorted(items, key=lambda kv: kv[0])]
+    if isinstance(value, (list, tuple)):
+        return [type(value).__name__, [_canonical(v, depth + 1) for v in value]]
+    attributes = getattr(type(value), "__attrs_attrs__", None)
+    if attributes is not None:
+        return [
+            type(value).__qualname__,
+            [(a.name, _canonical(getattr(value, a.name), depth + 1)) for a in attributes],
+        ]
+    if hasattr(value, "tobytes") and hasattr(value, "dtype") and hasattr(value, "shape"):
+        digest = hashlib.sha256(value.tobytes()).hexdigest()[:16]
+        return ["array", str(value.dtype), list(value.shape), digest]
+    code = getattr(value, "__code__", None)
+    if code is not None:
+        closure = [
+            _canonical(cell.cell_contents, depth + 1) for cell in (getattr(value, "__closure__", None) or ())
+        ]
+        consts = [_canonical(c, depth + 1) if not hasattr(c, "co_code") else "code" for c in code.co_consts]
+        body = hashlib.sha256(code.co_code).hexdigest()[:16]
+        return ["function", getattr(value, "__module__", ""), value.__qualname__, body, consts, closure]
+    return [type(value).__qualname__, repr(value)]
+
+
+def optimization_key(optimization: Any) -> str | None:
+    """Stable text identifying a user's ``OptimizationConfig`` (or sequence of them); part
+    of the cache key, so changing any field of the config converts again."""
+    if optimization is None:
+        return None
+    return repr(_canonical(optimization))
+
+
+# ------------------------------------------------------------------- calibration
+
+
+_LOCAL = threading.local()
+_PATCH_LOCK = threading.Lock()
+_patch_depth = 0
+_original_predict: Any = None
+
+
+def _routed_predict(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+    if getattr(_LOCAL, "active", 0):
+        from .emulator import emulate
+
+        return emulate(self, data)
+    return _original_predict(self, data, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def emulated_predictions() -> Iterator[None]:
+    """Within the block, ``MLModel.predict`` in this thread runs the emulator.
+
+    What coremltools' calibration needs on Linux, where ``predict`` cannot run. Other
+    threads keep the original ``predict``, and the class attribute is restored when
+    the last block exits (also on error), so nothing is left patched.
+    """
+    global _patch_depth, _original_predict
+    from ._coremltools import import_coremltools
+
+    mlmodel_class = import_coremltools().models.MLModel
+    with _PATCH_LOCK:
+        if _patch_depth == 0:
+            _original_predict = mlmodel_class.predict
+            mlmodel_class.predict = _routed_predict
+        _patch_depth += 1
+    _LOCAL.active = getattr(_LOCAL, "active", 0) + 1
+    try:
+        yield
+    finally:
+        _LOCAL.active -= 1
+        with _PATCH_LOCK:
+            _patch_depth -= 1
+            if _patch_depth == 0:
+                mlmodel_class.predict = _original_predict
+                _original_predict = None
+
+
+# ------------------------------------------------------------------- compression
+
+
+def builtin_configs(precision: str) -> list[tuple[str, Any]]:
+    """The steps of a built-in compressed precision: (coremltools function name, config)."""
+    from ._coremltools import import_coremltools
+
+    cto = import_coremltools().optimize.coreml
+    int8 = cto.OptimizationConfig(
+        global_config=cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel"
+        )
+    )
+    if precision == "int8":
+        return [("linear_quantize_weights", int8)]
+    if precision == "palettize4":
+        config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(nbits=4, mode="kmeans"))
+        return [("palettize_weights", config)]
+    if precision == "prune50":
+        config = cto.OptimizationConfig(global_config=cto.OpMagnitudePrunerConfig(target_sparsity=0.5))
+        return [("prune_weights", config)]
+    if precision == "w8a8":
+        activations = cto.OptimizationConfig(
+            global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+        )
+        return [("linear_quantize_activations", activations), ("linear_quantize_weights", int8)]
+    raise SettingError(messages.UNKNOWN_COMPRESSION.format(precision=precision))
+
+
+_FUNCTION_FOR = {
+    "OpLinearQuantizerConfig": "linear_quantize_weights",
+    "OpPalettizerConfig": "palettize_weights",
+    "OpMagnitudePrunerConfig": "prune_weights",
+    "OpThresholdPrunerConfig": "prune_weights",
+}
+
+
+def custom_steps(optimization: Any) -> list[tuple[str, Any]]:
+    """A user's config(s) as steps: the function follows from the op configs' type.
+
+    Raises :class:`ConversionError` when one config mixes kinds (coremltools applies
+    one kind per call; pass a list of configs to chain them, e.g. prune then palettize).
+    """
+    configs = list(optimization) if isinstance(optimization, (list, tuple)) else [optimization]
+    steps = []
+    for config in configs:
+        op_configs = [config.global_config, *config.op_type_configs.values(), *config.op_name_configs.values()]
+        kinds = {_FUNCTION_FOR.get(type(c).__name__, type(c).__name__) for c in op_configs if c is not None}
+        if len(kinds) != 1 or not kinds <= set(_FUNCTION_FOR.values()):
+            raise ConversionError(messages.BAD_OPTIMIZATION_KINDS.format(kinds=sorted(kinds) or "none"))
+        steps.append((kinds.pop(), config))
+    return steps
+
+
+def calibration_feed(mlmodel: Any, example_inputs: Sequence[Any]) -> dict[str, Any]:
+    """The example inputs keyed by the program's input names, in its declared dtypes."""
+    import numpy as np
+
+    from .emulator import Emulator
+
+    specs = Emulator(mlmodel).inputs
+    feed = {}
+    for spec, x in zip(specs, example_inputs, strict=True):
+        array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        feed[spec.name] = array.astype(spec.dtype)
+    return feed
+
+
+def compress(mlmodel: Any, precision: str, optimization: Any, example_inputs: Sequence[Any]) -> Any:
+    """Apply ``precision``'s compression (or the user's ``optimization``) to an fp16 MLModel.
+
+    Returns the compressed MLModel (coremltools' untyped object). Raises
+    :class:`ConversionError` when coremltools refuses; the caller adds which model.
+    """
+    from ._coremltools import import_coremltools
+
+    cto = import_coremltools().optimize.coreml
+    if precision == CUSTOM_PRECISION:
+        if optimization is None:
+            raise SettingError(messages.CUSTOM_NEEDS_OPTIMIZATION.format(where="ConversionOptions"))
+        steps = custom_steps(optimization)
+    else:
+        steps = builtin_configs(precision)
+    for function, config in steps:
+        with warnings.catch_warnings():
+            # numpy warnings from inside coremltools' compression (np.quantile of fp16
+            # weights, k-means) are not about the user's model; docs/compression.md.
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
+            if function == "linear_quantize_activations":
+                feed = calibration_feed(mlmodel, example_inputs)
+                with emulated_predictions():
+                    mlmodel = cto.experimental.linear_quantize_activations(mlmodel, config, [feed])
+            else:
+                mlmodel = getattr(cto, function)(mlmodel, config)
+    return mlmodel
+
+
+__all__ = [
+    "RECIPES",
+    "builtin_configs",
+    "calibration_feed",
+    "compress",
+    "custom_steps",
+    "effective_target",
+    "emulated_predictions",
+    "is_compressed",
+    "optimization_key",
+]
