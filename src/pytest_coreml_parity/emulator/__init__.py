@@ -40,7 +40,7 @@ from .errors import (
 from .execute import Array, EmulatorState, execute
 from .plan import InputSpec, OpInfo, ProgramPlan, plan_function
 from .program import ModelLike, load_program
-from .registry import Value
+from .registry import FP16_EXECUTION_MODES, Value
 from .slots import StateSlot
 
 __all__ = [
@@ -110,20 +110,15 @@ def _op_named(ops: tuple[OpInfo, ...], name: str) -> OpInfo:
     raise KeyError(f"no op named {name!r} in the program")
 
 
-#: ``typed`` (default): every fp16-typed op output is stored as binary16, as the program
-#: declares (GPU and Neural Engine behaviour). ``float32``: fp16-typed intermediates are
-#: kept in float32, as Core ML's CPU may execute them; model inputs and outputs keep
-#: their declared dtypes. See docs/emulator.md.
-FP16_EXECUTION_MODES = ("typed", "float32")
-
-
 class Emulator:
     """A model loaded and planned once; ``run`` it as often as you like, from any thread.
 
     A stateful model (iOS18 state inputs) runs with a state from :meth:`make_state`,
     which each run reads and updates; concurrent runs need different states.
 
-    ``fp16_execution`` chooses how fp16-typed ops execute (see :data:`FP16_EXECUTION_MODES`).
+    ``fp16_execution`` is the execution profile, how fp16-typed ops execute:
+    ``"typed"`` (default), ``"float32"`` or ``"fp16-sequential"`` (see
+    :data:`FP16_EXECUTION_MODES` and docs/emulator.md, "Execution profiles").
     """
 
     def __init__(
@@ -142,7 +137,7 @@ class Emulator:
             function_name=loaded.function_name,
             opset=loaded.opset,
             source=loaded.source,
-            fp16_as_fp32=fp16_execution == "float32",
+            fp16_execution=fp16_execution,
         )
         self._compiled: CompiledBlock | None = compile_block(self.plan.block)
 
@@ -272,7 +267,9 @@ def emulate(
     program order (the model outputs among them, in their declared shapes).
     The plan is cached per model, so repeated calls pay no setup.
     ``fp16_execution="float32"`` keeps fp16-typed intermediates in float32, as Core
-    ML's CPU may; the default ``"typed"`` stores them as binary16.
+    ML's CPU may; the default ``"typed"`` stores them as binary16;
+    ``"fp16-sequential"`` also accumulates fp16 matmul/linear/einsum in fp16, left
+    to right, as Apple's Core AI interpreter does.
     A stateful model needs ``state``, made by ``Emulator(model).make_state()``
     (any emulator of the same model: a state holds arrays, not a plan).
     """

@@ -22,7 +22,7 @@ from .catalog import lookup
 from .checks import kernel_failure
 from .dtypes import F16, F32, MIL_TO_NUMPY, store, storer
 from .errors import UnsupportedFeatureError, UnsupportedOpError
-from .registry import EXACT_OPS, KernelFn, OpContext, Value
+from .registry import EXACT_OPS, FP16_EXECUTION_MODES, KernelFn, OpContext, Value
 
 #: MIL objects (``Function``, ``Block``, ``Operation``, ``Var``) come from coremltools,
 #: which ships no type information: ``Any`` is forced on us there.
@@ -154,9 +154,10 @@ def const_value(var: MilObject) -> Value:
 
 
 class _Planner:
-    def __init__(self, opset: str, fp16_as_fp32: bool = False) -> None:
+    def __init__(self, opset: str, fp16_execution: str = "typed") -> None:
         self.opset = opset
-        self.fp16_as_fp32 = fp16_as_fp32
+        self.fp16_execution = fp16_execution
+        self.fp16_as_fp32 = fp16_execution == "float32"
         self.var_dtypes: dict[str, np.dtype[Any] | None] = {}
         self.ops: list[OpInfo] = []
         self.folded: dict[str, Value] = {}
@@ -217,6 +218,7 @@ class _Planner:
             output_shapes=tuple(static_shape(v) for v in op.outputs),
             blocks=blocks,
             location=location,
+            fp16_execution=self.fp16_execution,
         )
         exact = op.op_type in EXACT_OPS and _float_operands_all_fp16(op)
         if op.op_type.startswith("constexpr_") and not refs and not blocks:
@@ -296,16 +298,27 @@ def _location(op: MilObject) -> str | None:
 
 
 def plan_function(
-    function: MilObject, *, function_name: str, opset: str, source: str, fp16_as_fp32: bool = False
+    function: MilObject,
+    *,
+    function_name: str,
+    opset: str,
+    source: str,
+    fp16_execution: str = "typed",
 ) -> ProgramPlan:
     """Plan a MIL function; raises :class:`UnsupportedOpError` before anything runs.
 
-    With ``fp16_as_fp32`` the outputs of fp16-typed ops (and nested block inputs) are
-    held in float32 without rounding; the function's inputs and outputs keep their types.
+    ``fp16_execution`` is the profile (:data:`~.registry.FP16_EXECUTION_MODES`): with
+    ``"float32"`` the outputs of fp16-typed ops (and nested block inputs) are held in
+    float32 without rounding, the function's inputs and outputs keeping their types;
+    every op's context carries it, for kernels whose accumulation it changes.
     """
     from coremltools.converters.mil.mil import types
 
-    planner = _Planner(opset, fp16_as_fp32)
+    if fp16_execution not in FP16_EXECUTION_MODES:
+        raise ValueError(
+            f"fp16_execution={fp16_execution!r}; expected one of {FP16_EXECUTION_MODES}"
+        )
+    planner = _Planner(opset, fp16_execution)
     inputs = []
     states = []
     for name, var in function.inputs.items():

@@ -39,6 +39,16 @@ Value = Any
 #: ``fn(ctx, **inputs) -> output or tuple of outputs``; inputs vary by op type.
 KernelFn = Callable[..., Value]
 
+#: How fp16-typed ops execute (docs/emulator.md, "Execution profiles"). ``typed``
+#: (default): every fp16 op output stored as binary16, interiors in float32.
+#: ``float32``: fp16-typed intermediates held in float32, as Core ML's CPU may run
+#: them. ``fp16-sequential``: typed, and fp16 matmul/linear/einsum accumulate in fp16
+#: left to right over k, as Apple's Core AI interpreter was measured to.
+FP16_EXECUTION_MODES = ("typed", "float32", "fp16-sequential")
+
+#: The profile whose fp16 matmul, linear and einsum accumulate sequentially in fp16.
+FP16_SEQUENTIAL = "fp16-sequential"
+
 
 class BlockRunner(Protocol):
     """Runs a nested block with its inputs bound to ``values``; returns its outputs."""
@@ -58,6 +68,9 @@ class OpContext:
     output_shapes: tuple[tuple[int | None, ...] | None, ...]
     blocks: tuple[BlockPlan, ...] = field(default=())
     location: str | None = None
+    #: The execution profile (one of :data:`FP16_EXECUTION_MODES`); kernels whose
+    #: accumulation it changes read it, the others ignore it.
+    fp16_execution: str = "typed"
     block_runner: BlockRunner | None = field(default=None, compare=False, repr=False)
 
     @property
