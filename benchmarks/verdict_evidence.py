@@ -4,7 +4,10 @@ Healthy: real architectures built in plain torch with random weights and batch n
 calibrated on a few random batches, converted at fp16 and run on the emulator.
 Broken: the complex division whose denominator overflows (outputs all 0 where the
 truth is ~0.005), and a single wrong op (a missing scale, swapped operands).
-Prints, per case, the metrics a verdict could gate on.
+Prints, per case, the metrics a verdict could gate on (computed by
+``pytest_coreml_parity.verdict.metrics``, the implementation assert_parity uses) and
+the verdict of the old fp16 preset (rtol 1e-2, atol 1e-2) and of the current preset.
+docs/tolerances.md records a run.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +23,10 @@ from torch import nn
 
 from pytest_coreml_parity.convert import ConversionOptions, convert_model
 from pytest_coreml_parity.emulator import emulate
+from pytest_coreml_parity.verdict import Gates, judge, preset
+from pytest_coreml_parity.verdict import metrics as verdict_metrics
+
+OLD_FP16 = Gates(rtol=1e-2, atol=1e-2)
 
 
 def calibrate(model: nn.Module, shape: tuple[int, ...], batches: int = 4) -> nn.Module:
@@ -78,17 +86,18 @@ class InvRes(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6()]
-        cin = 32
+        w = lambda c: int(c * width)  # noqa: E731
+        layers: list[nn.Module] = [nn.Conv2d(3, w(32), 3, 2, 1, bias=False), nn.BatchNorm2d(w(32)), nn.ReLU6()]
+        cin = w(32)
         for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
             for i in range(n):
-                layers.append(InvRes(cin, c, s if i == 0 else 1, t))
-                cin = c
-        layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6()]
+                layers.append(InvRes(cin, w(c), s if i == 0 else 1, t))
+                cin = w(c)
+        layers += [nn.Conv2d(cin, w(1280), 1, bias=False), nn.BatchNorm2d(w(1280)), nn.ReLU6()]
         self.features = nn.Sequential(*layers)
-        self.fc = nn.Linear(1280, 1000)
+        self.fc = nn.Linear(w(1280), 1000)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x).mean((2, 3)))
@@ -117,7 +126,7 @@ class Encoder(nn.Module):
         x = self.ln0(self.tok(ids) + self.pos[:n])
         d = x.shape[-1]
         hd = d // self.heads
-        for qkv, o, ln1, ff, ln2 in zip(self.qkv, self.o, self.ln1, self.ff, self.ln2):
+        for qkv, o, ln1, ff, ln2 in zip(self.qkv, self.o, self.ln1, self.ff, self.ln2, strict=True):
             q, k, v = qkv(x).reshape(b, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
             s = q @ k.transpose(-2, -1)
             if self.scale:
@@ -128,21 +137,16 @@ class Encoder(nn.Module):
         return x
 
 
-def metrics(a: np.ndarray, e: np.ndarray) -> dict[str, float]:
-    a = a.astype(np.float64).ravel()
-    e = e.astype(np.float64).ravel()
-    err = np.abs(a - e)
-    peak = float(np.max(np.abs(e)))
-    rms = float(np.sqrt(np.mean(e * e)))
-    mse = float(np.mean((a - e) ** 2))
-    cos = float(a @ e / (np.linalg.norm(a) * np.linalg.norm(e) + 1e-300))
-    psnr = 10 * math.log10(peak**2 / mse) if mse > 0 else math.inf
-    snr = 10 * math.log10(float(np.mean(e * e)) / mse) if mse > 0 else math.inf
-    out_old = float(np.mean(err > 1e-2 + 1e-2 * np.abs(e)))
+def metrics(a: np.ndarray, e: np.ndarray, precision: str = "fp16") -> dict[str, Any]:
+    m = verdict_metrics(a, e)
+    err = np.abs(a.astype(np.float64) - e.astype(np.float64)).ravel()
+    old = judge(a, e, OLD_FP16)
+    new = judge(a, e, preset(precision))
     return {
-        "peak": peak, "rms": rms, "maxabs": float(err.max()), "max/peak": float(err.max()) / peak,
-        "max/rms": float(err.max()) / rms, "p99/rms": float(np.quantile(err, 0.99)) / rms,
-        "cos": cos, "psnr": psnr, "snr": snr, "old_fail_frac": out_old,
+        "peak": m.peak, "rms": m.rms, "maxabs": m.max_abs, "max/peak": m.max_abs / m.peak,
+        "max/rms": m.max_abs / m.rms, "p99/rms": float(np.quantile(err, 0.99)) / m.rms,
+        "cos": m.cosine, "psnr": m.psnr, "snr": m.snr, "old_fail_frac": old.n_mismatched / old.mismatch.size,
+        "old": "pass" if old.passed else "FAIL", precision: "pass" if new.passed else "FAIL:" + "+".join(new.failed),
     }
 
 
@@ -151,7 +155,7 @@ def run_case(name: str, model: nn.Module, inputs: tuple[torch.Tensor, ...], torc
     t0 = time.perf_counter()
     ml = convert_model(model, inputs, ConversionOptions(precision=precision))
     spec_in = [i.name for i in ml.get_spec().description.input]
-    out = emulate(ml, {n: x.numpy().astype(np.int32) if not x.dtype.is_floating_point else x.numpy() for n, x in zip(spec_in, inputs)})
+    out = emulate(ml, {n: x.numpy().astype(np.int32) if not x.dtype.is_floating_point else x.numpy() for n, x in zip(spec_in, inputs, strict=True)})
     got = next(iter(out.values()))
     ref_model = torch_ref if torch_ref is not None else model
     with torch.no_grad():
@@ -160,14 +164,17 @@ def run_case(name: str, model: nn.Module, inputs: tuple[torch.Tensor, ...], torc
         if torch_ref is None and all(x.dtype.is_floating_point for x in inputs):
             half = model.half()(*(x.half() for x in inputs)).float().numpy()
             model.float()
-    m = metrics(got.reshape(want.shape), want)
-    line = f"{name:34s} {precision} " + " ".join(f"{k}={v:.4g}" for k, v in m.items())
+    m = metrics(got.reshape(want.shape), want, precision)
+    line = f"{name:34s} {precision} " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
     if want.ndim == 2 and want.shape[-1] >= 10:
         top1 = float(np.mean(got.reshape(want.shape).argmax(-1) == want.argmax(-1)))
         line += f" top1={top1:.3f}"
     if half is not None:
         mh = metrics(half, want)
-        line += f" | torch.half: max/rms={mh['max/rms']:.4g} psnr={mh['psnr']:.4g} cos={mh['cos']:.6f}"
+        line += (
+            f" | torch.half: max/rms={mh['max/rms']:.4g} psnr={mh['psnr']:.4g} snr={mh['snr']:.4g} "
+            f"cos={mh['cos']:.6f} fp16={mh['fp16']}"
+        )
     print(line + f" ({time.perf_counter() - t0:.1f}s)", flush=True)
 
 
@@ -195,6 +202,8 @@ def main() -> None:
         img = torch.randn((1, 3, 224, 224), generator=g)
         run_case("resnet18 (bn calibrated)", calibrate(ResNet18(), (1, 3, 224, 224)), (img,))
         run_case("mobilenet_v2 (bn calibrated)", calibrate(MobileNetV2(), (1, 3, 224, 224)), (img,))
+        small = torch.randn((1, 3, 64, 64), generator=g)
+        run_case("mobilenet_v2 x0.5 @64 (bn calib.)", calibrate(MobileNetV2(0.5), (1, 3, 64, 64)), (small,))
         ids = torch.randint(0, 1000, (2, 64), generator=g)
         enc = Encoder()
         run_case("bert-style encoder", enc, (ids,))

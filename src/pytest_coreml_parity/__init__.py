@@ -10,7 +10,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .compare import ParityFailure, assert_finite, assert_parity
+    from .compare import (
+        ParityFailure,
+        PreprocessingMismatch,
+        assert_finite,
+        assert_parity,
+        assert_rollout,
+    )
     from .convert import ConversionOptions, convert_model
     from .emulator import (
         Emulator,
@@ -37,9 +43,11 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "assert_parity": "compare",
+    "assert_rollout": "compare",
     "assert_finite": "compare",
     "TOLERANCES": "verdict",
     "ParityFailure": "compare",
+    "PreprocessingMismatch": "compare",
     "ConversionError": "errors",
     "CoreMLParityError": "errors",
     "SettingError": "errors",
@@ -77,12 +85,14 @@ __all__ = [
     "ModelLoadError",
     "NotBoundError",
     "ParityFailure",
+    "PreprocessingMismatch",
     "SettingError",
     "UnspecifiedResultError",
     "UnsupportedFeatureError",
     "UnsupportedOpError",
     "assert_finite",
     "assert_parity",
+    "assert_rollout",
     "convert_model",
     "emulate",
 ]

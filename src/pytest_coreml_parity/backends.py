@@ -1,8 +1,9 @@
-"""Where converted models run: the real Core ML runtime (macOS) or the emulator.
+"""Where converted models run: the real Core ML runtime (macOS) or the emulator, and,
+for the ``coreai`` target, Apple's Core AI (its interpreter, or the system runtime on macOS).
 
 ``resolve_backend`` turns the ``--coreml-backend`` choice into a backend, or
-into the reason it cannot run here; the plugin skips (never passes) tests
-whose backend is unavailable.
+into the reason it cannot run here; ``resolve_coreai_backend`` does the same for
+the coreai target. The plugin skips (never passes) tests whose backend is unavailable.
 """
 
 from __future__ import annotations
@@ -30,9 +31,20 @@ class Backend(Protocol):
 
 
 class EmulatorBackend:
-    """Runs ML Programs with Core ML's typed fp16 storage, on any OS (see docs/emulator.md)."""
+    """Runs ML Programs with Core ML's typed fp16 storage, on any OS (see docs/emulator.md).
+
+    ``profile`` is the emulator's execution profile (``fp16_execution``: typed,
+    float32 or fp16-sequential), chosen by ``--coreml-emulator-profile``.
+    """
 
     name = "emulator"
+
+    def __init__(self, profile: str = "typed") -> None:
+        self.profile = profile
+
+    def with_profile(self, profile: str) -> EmulatorBackend:
+        """This backend under ``profile`` (itself when unchanged)."""
+        return self if profile == self.profile else EmulatorBackend(profile)
 
     def load(self, package: Path, compute_units: str) -> Any:
         from ._coremltools import import_coremltools
@@ -43,7 +55,27 @@ class EmulatorBackend:
     def predict(self, mlmodel: Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .emulator import emulate
 
-        return emulate(mlmodel, feed)
+        # A multi-function package opened with function_name= runs that function.
+        function = getattr(mlmodel, "function_name", None) or "main"
+        return emulate(mlmodel, feed, function_name=function, fp16_execution=self.profile)
+
+    def make_state(self, mlmodel: Any, initial: Mapping[str, np.ndarray]) -> Any:
+        """A fresh ``EmulatorState`` for a stateful program, buffers set to ``initial``
+        (rounded to the declared float16), the others zero as Core ML's ``make_state``."""
+        from .emulator import _emulator_for
+
+        state = _emulator_for(mlmodel, "main", self.profile).make_state()
+        for name, value in initial.items():
+            state[name] = value
+        return state
+
+    def predict_stateful(
+        self, mlmodel: Any, feed: Mapping[str, np.ndarray], state: Any
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict` reading and advancing ``state`` (from :meth:`make_state`)."""
+        from .emulator import emulate
+
+        return emulate(mlmodel, feed, fp16_execution=self.profile, state=state)
 
 
 class CoreMLBackend:
@@ -63,6 +95,61 @@ class CoreMLBackend:
 
         result = mlmodel.predict(dict(feed))
         return {name: np.asarray(value) for name, value in result.items()}
+
+    def make_state(self, mlmodel: Any, initial: Mapping[str, np.ndarray]) -> Any:
+        """``MLModel.make_state()``, buffers written with ``initial`` (untested: needs macOS)."""
+        import numpy as np
+
+        state = mlmodel.make_state()
+        for name, value in initial.items():
+            state.write_state(name, np.asarray(value, dtype=np.float16))
+        return state
+
+    def predict_stateful(
+        self, mlmodel: Any, feed: Mapping[str, np.ndarray], state: Any
+    ) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        result = mlmodel.predict(dict(feed), state=state)
+        return {name: np.asarray(value) for name, value in result.items()}
+
+
+class CoreAIBackend:
+    """Core AI programs, run in the isolated worker process (see docs/coreai.md).
+
+    ``coreai-interpreter``: coreai-core's bundled interpreter (Linux x86_64, and macOS
+    before the OS framework exists). ``coreai-runtime``: the same worker on macOS, where
+    ``AIModelAsset.executable()`` uses Core AI's system framework. A crash or hang of
+    either becomes a CoreAIRuntimeError in the test; the pytest process survives.
+    """
+
+    def __init__(self, name: str = "coreai-interpreter") -> None:
+        self.name = name
+
+    def load(self, package: Path, compute_units: str) -> Any:
+        """Open a cached program directory; verifies main.hash (CacheEntryError if bad)."""
+        from .coreai.program import CoreAIProgram
+
+        return CoreAIProgram.load(package)
+
+    def predict(self, mlmodel: Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result: dict[str, np.ndarray] = mlmodel.run(feed)
+        return result
+
+
+def coreai_backend_name() -> str:
+    """``coreai-runtime`` on macOS (the OS framework, untested here), else ``coreai-interpreter``."""
+    return "coreai-runtime" if sys.platform == "darwin" else "coreai-interpreter"
+
+
+def resolve_coreai_backend() -> tuple[Backend | None, str | None]:
+    """(the Core AI backend, None), or (None, why Core AI cannot run here)."""
+    from .coreai.availability import coreai_unavailable_reason
+
+    reason = coreai_unavailable_reason(deep=True)
+    if reason is not None:
+        return None, reason
+    return CoreAIBackend(coreai_backend_name()), None
 
 
 @lru_cache(maxsize=1)

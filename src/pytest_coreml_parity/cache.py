@@ -14,6 +14,11 @@ for the one that converts instead of converting too. Loading verifies the
 manifest first: a truncated, garbled, half-written (no manifest) or foreign
 (another key or format) entry, or one missing a sidecar, is a miss. It is
 rebuilt, and the reason is reported (``Entry.rebuilt``, ``CacheStats.rebuilt``).
+
+Entries of kind ``coreai`` (the coreai target) hold ``program/`` (a saved
+``CoreAIProgram``: ``model.aimodel/`` and ``coreai.json``) instead of the package and
+scopes; the same manifest, lock and healing apply, and loading also checks the
+asset's own ``main.hash``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,15 @@ ERROR = "error.json"
 SCOPES = "torch_scopes.json"
 #: Files every converted-model entry must list in its manifest.
 REQUIRED = (META, SCOPES, f"{PACKAGE}/Manifest.json")
+#: Entry kinds: Core ML packages, or Core AI programs (the coreai target).
+KINDS = ("coreml", "coreai")
+COREAI_PROGRAM = "program"
+COREAI_REQUIRED = (
+    META,
+    f"{COREAI_PROGRAM}/coreai.json",
+    f"{COREAI_PROGRAM}/model.aimodel/main.mlirb",
+    f"{COREAI_PROGRAM}/model.aimodel/main.hash",
+)
 
 #: ``convert()`` gives (an untyped coremltools ``MLModel``, the torch output structure).
 Convert = Callable[[], tuple[Any, Structure]]
@@ -171,18 +185,21 @@ class ConversionCache:
         self._memory: dict[str, Entry] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str, convert: Convert, load: Load) -> tuple[Entry, str]:
+    def get(
+        self, key: str, convert: Convert, load: Load, kind: str = "coreml"
+    ) -> tuple[Entry, str]:
         """Return (entry, event). ``convert()`` gives (mlmodel, structure); ``load(path)`` an MLModel.
 
         A cached failure is returned as an entry with ``error`` set. An entry that
-        replaced a damaged disk entry has ``rebuilt`` set to the reason.
+        replaced a damaged disk entry has ``rebuilt`` set to the reason. ``kind``
+        ``coreai``: ``convert()`` gives a ``CoreAIProgram`` and ``load`` opens one.
         """
         with self._lock:
             entry = self._memory.get(key)
             if entry is not None:
                 self.stats.memory += 1
                 return entry, "memory"
-            entry, event = self._from_disk_or_convert(key, convert, load)
+            entry, event = self._from_disk_or_convert(key, convert, load, kind)
             self._memory[key] = entry
             self.stats.keys.add(key)
             setattr(self.stats, event, getattr(self.stats, event) + 1)
@@ -190,14 +207,16 @@ class ConversionCache:
                 self.stats.rebuilt.append(entry.rebuilt)
             return entry, event
 
-    def _from_disk_or_convert(self, key: str, convert: Convert, load: Load) -> tuple[Entry, str]:
+    def _from_disk_or_convert(
+        self, key: str, convert: Convert, load: Load, kind: str = "coreml"
+    ) -> tuple[Entry, str]:
         if self.directory is None:
             return self._convert(convert)
         final = self.directory / key
         with file_lock(self.directory / f"{key}.lock"):
             rebuilt = None
             try:
-                found = self._read(final, key, load)
+                found = self._read(final, key, load, kind)
             except CacheEntryError as exc:
                 rebuilt = exc.reason
                 _remove(final)
@@ -206,9 +225,10 @@ class ConversionCache:
                 return found, "failed" if found.error else "disk"
             entry, event = self._convert(convert)
             entry.rebuilt = rebuilt
-            self._publish(final, key, entry)
-            if entry.path is None and entry.error is None and (final / PACKAGE).is_dir():
-                entry.path = final / PACKAGE
+            self._publish(final, key, entry, kind)
+            stored = final / (COREAI_PROGRAM if kind == "coreai" else PACKAGE)
+            if entry.path is None and entry.error is None and stored.is_dir():
+                entry.path = stored
             return entry, event
 
     @staticmethod
@@ -220,7 +240,7 @@ class ConversionCache:
         return Entry(mlmodel=mlmodel, structure=structure), "converted"
 
     @staticmethod
-    def _read(final: Path, key: str, load: Load) -> Entry | None:
+    def _read(final: Path, key: str, load: Load, kind: str = "coreml") -> Entry | None:
         """The verified entry in ``final``, None if there is none; CacheEntryError if damaged."""
         if not final.exists():
             return None
@@ -232,13 +252,23 @@ class ConversionCache:
                 return Entry(error=ConversionError(str(data["summary"]), str(data.get("detail", ""))))
             except (OSError, ValueError, TypeError, KeyError):
                 raise CacheEntryError(f"{ERROR}: garbled", where) from None
-        for required in REQUIRED:
+        for required in COREAI_REQUIRED if kind == "coreai" else REQUIRED:
             if required not in listed:
                 raise CacheEntryError(f"{Path(required).name}: not in {MANIFEST}", where)
         try:
             structure = json.loads((final / META).read_text())["structure"]
         except (OSError, ValueError, TypeError, KeyError):
             raise CacheEntryError(f"{META}: garbled", where) from None
+        if kind == "coreai":
+            program = final / COREAI_PROGRAM
+            try:
+                return Entry(mlmodel=load(program), structure=structure, path=program)
+            except CacheEntryError as exc:  # CoreAIProgram.load: meta or main.hash
+                raise CacheEntryError(f"{COREAI_PROGRAM}: {exc.reason}", where) from None
+            except Exception as exc:
+                raise CacheEntryError(
+                    f"{COREAI_PROGRAM}: does not load ({type(exc).__name__})", where
+                ) from exc
         try:
             json.loads((final / SCOPES).read_text())
         except (OSError, ValueError):
@@ -250,7 +280,7 @@ class ConversionCache:
             raise CacheEntryError(f"{PACKAGE}: does not load ({type(exc).__name__})", where) from exc
         return Entry(mlmodel=mlmodel, structure=structure, path=package)
 
-    def _publish(self, final: Path, key: str, entry: Entry) -> None:
+    def _publish(self, final: Path, key: str, entry: Entry, kind: str = "coreml") -> None:
         assert self.directory is not None
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.directory))
@@ -259,6 +289,9 @@ class ConversionCache:
                 (tmp / ERROR).write_text(
                     json.dumps({"summary": entry.error.summary, "detail": entry.error.detail})
                 )
+            elif kind == "coreai":
+                entry.mlmodel.save(tmp / COREAI_PROGRAM)  # a CoreAIProgram
+                (tmp / META).write_text(json.dumps({"structure": entry.structure}))
             else:
                 entry.mlmodel.save(str(tmp / PACKAGE))
                 (tmp / META).write_text(json.dumps({"structure": entry.structure}))

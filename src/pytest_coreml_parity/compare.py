@@ -7,21 +7,31 @@ The failure report follows numpy's ``assert_allclose``, torch's ``assert_close``
 and pytest-regressions' ``ndarrays_regression``: which output, precision and
 backend; the tolerance; k/n mismatched; the worst absolute and relative errors
 with their index and both values; nan/inf counts per side; a table of the
-first mismatches; and for fp16 a hint naming the fix. See docs/tolerances.md.
+first mismatches; the metrics table (one row per metric: value, gate, pass/FAIL,
+computed by :func:`.verdict.judge`); and a hint. See docs/tolerances.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from . import messages
-from .verdict import ResolvedTolerance, mismatch_mask, resolve_tolerance
+from .verdict import (
+    GATES,
+    Judgement,
+    ResolvedGates,
+    align_rank0,
+    judge,
+    mismatch_mask,
+    resolve_gates,
+)
 
 if TYPE_CHECKING:
-    from .model import CoreMLModel
+    from .model import CoreMLModel, Step
 
 _TABLE_ROWS = 5
 _SHOW_INPUT_ELEMENTS = 64
@@ -32,9 +42,10 @@ class ParityFailure(AssertionError):
 
     ``model`` is the :class:`~.model.CoreMLModel` (None when ``assert_finite`` could
     not tell which model made the outputs), ``inputs`` the prepared inputs of the
-    failing call, ``output`` the failing output's label, and ``rtol``/``atol`` the
-    tolerance the verdict used (None for ``assert_finite``). The plugin's report
-    hook diagnoses from these, once per failed test.
+    failing call, ``output`` the failing output's label, ``rtol``/``atol`` the
+    tolerance the verdict used and ``judgement`` its :class:`~.verdict.Judgement`
+    (None for ``assert_finite``). The plugin's report hook diagnoses from these,
+    once per failed test.
     """
 
     def __init__(
@@ -46,8 +57,10 @@ class ParityFailure(AssertionError):
         output: str | None = None,
         rtol: float | None = None,
         atol: float | None = None,
+        judgement: Judgement | None = None,
     ) -> None:
         super().__init__(message)
+        self.judgement = judgement
         self.model = model
         self.inputs = inputs
         self.output = output
@@ -58,22 +71,72 @@ class ParityFailure(AssertionError):
         return (type(self), self.args)
 
 
-def tolerance_for(
-    precision: str, rtol: Any = None, atol: Any = None, *, model: CoreMLModel | None = None
-) -> ResolvedTolerance:
-    """(rtol, atol, origin): argument, then the model's configured settings, then preset.
+class PreprocessingMismatch(ParityFailure):
+    """An image input's program preprocessing is not PyTorch's (raised before any output
+    is compared, and not diagnosed as model drift: see :mod:`.images`)."""
+
+
+def gates_for(
+    precision: str, arguments: dict[str, Any], *, model: CoreMLModel | None = None
+) -> ResolvedGates:
+    """Every gate: argument, then the model's configured settings, then the preset.
 
     A malformed value raises :class:`~.errors.SettingError` naming its source.
     """
-    return resolve_tolerance(
+    configured: dict[str, Any] = {}
+    if model is not None:
+        configured = {"rtol": model.rtol, "atol": model.atol, **getattr(model, "gates", {})}
+    return resolve_gates(
         precision,
-        rtol,
-        atol,
-        configured_rtol=model.rtol if model is not None else None,
-        configured_atol=model.atol if model is not None else None,
+        arguments,
+        configured,
         argument_where=messages.ARGUMENT_TOLERANCE,
         configured_where=messages.CONFIGURED_TOLERANCE,
     )
+
+
+_METRIC_ROWS = (
+    ("max abs err", "max_abs", None),
+    ("max rel err", "max_rel", None),
+    ("cosine", "cosine", "min_cosine"),
+    ("PSNR (dB)", "psnr", "min_psnr"),
+    ("SNR (dB)", "snr", "min_snr"),
+    ("top-1", "top1", "min_top1"),
+    ("top-5", "top5", "min_top5"),
+)
+
+
+def describe_metrics(judgement: Judgement, origin: str) -> list[str]:
+    """The metrics table: one row per metric with its gate and pass/FAIL (docs/tolerances.md)."""
+    m, g = judgement.metrics, judgement.gates
+    lines = [messages.METRICS_HEADER.format(gates=origin)]
+    n = judgement.mismatch.size
+    lines.append(
+        messages.METRICS_ROW.format(
+            metric="elements",
+            value=f"{judgement.n_mismatched}/{n} off",
+            gate=f"tol {_fmt(judgement.allowed)}",
+            verdict=messages.GATE_FAILED if "elements" in judgement.failed else messages.GATE_PASSED,
+        )
+    )
+    for label, attribute, gate in _METRIC_ROWS:
+        value = getattr(m, attribute)
+        if value is None:
+            continue
+        minimum = getattr(g, gate) if gate is not None else None
+        if minimum is None:
+            shown, verdict = messages.GATE_NOT_SET, ""
+        else:
+            shown = f">= {minimum:g}"
+            verdict = (
+                messages.GATE_FAILED if gate in judgement.failed
+                else messages.GATE_PASSED if gate in judgement.judged
+                else messages.GATE_NOT_JUDGED
+            )  # fmt: skip
+        lines.append(
+            messages.METRICS_ROW.format(metric=label, value=_fmt(value), gate=shown, verdict=verdict).rstrip()
+        )
+    return lines
 
 
 @dataclass
@@ -95,8 +158,8 @@ def _as_float(a: np.ndarray) -> np.ndarray:
 
 def compare_arrays(actual: Any, expected: Any, rtol: float, atol: float) -> Comparison:
     """The verdict's mismatch mask (:func:`.verdict.mismatch_mask`) with both arrays kept."""
-    a = _as_float(np.asarray(actual))
     e = _as_float(np.asarray(expected))
+    a = align_rank0(_as_float(np.asarray(actual)), e)
     if a.shape != e.shape:
         raise AssertionError(f"shape mismatch: Core ML {a.shape}, PyTorch {e.shape}")
     return Comparison(actual=a, expected=e, mismatch=mismatch_mask(a, e, rtol, atol))
@@ -197,45 +260,302 @@ def _describe_output(model: CoreMLModel, index: int, count: int) -> str:
     return f"{index} ({name!r})" if count > 1 else repr(name)
 
 
-def assert_parity(coreml_model: CoreMLModel, *inputs: Any, rtol: Any = None, atol: Any = None) -> Any:
+def _check_images(model: CoreMLModel, arrays: tuple[Any, ...]) -> list[str]:
+    """Fail on a preprocessing mismatch of any image input (images.py); else return the
+    lines saying how PyTorch got each image, for the model-drift report."""
+    __tracebackhide__ = True
+    images = getattr(model, "images", None)
+    if not images:
+        return []
+    from .images import preprocessing_mismatch
+
+    preps = model.preprocessing()
+    used = []
+    for i, (tensor, side) in model.torch_images(arrays).items():
+        name = model.input_names[i]
+        used.append(f"{name}: " + messages.PREPROCESSING_USED.format(torch_side=side))
+        lines = preprocessing_mismatch(arrays[i], preps[name], tensor, side)
+        if lines is not None:
+            # No inputs on the failure: the plugin then runs no diagnosis of the model.
+            raise PreprocessingMismatch("\n".join([*lines, *_input_lines(model, arrays)]), model=model)
+    return used
+
+
+def assert_parity(
+    coreml_model: CoreMLModel,
+    *inputs: Any,
+    rtol: Any = None,
+    atol: Any = None,
+    scale_atol: Any = None,
+    min_snr: Any = None,
+    min_psnr: Any = None,
+    min_cosine: Any = None,
+    min_top1: Any = None,
+    min_top5: Any = None,
+) -> Any:
     """Run PyTorch and Core ML on ``inputs``; fail on disagreement or Core ML nan/inf.
 
-    Returns the Core ML outputs. Tolerances: the arguments, else the marker,
-    command line or ini setting, else the preset for the precision.
+    Returns the Core ML outputs. Each gate (docs/tolerances.md): the argument,
+    else the marker, command line or ini setting, else the precision's preset;
+    ``"off"`` turns a preset's gate off.
     """
     __tracebackhide__ = True
     model = coreml_model
-    r, a, origin = tolerance_for(model.precision, rtol, atol, model=model)  # a bad value fails first
+    given = {
+        "rtol": rtol, "atol": atol, "scale_atol": scale_atol, "min_snr": min_snr,
+        "min_psnr": min_psnr, "min_cosine": min_cosine, "min_top1": min_top1, "min_top5": min_top5,
+    }  # fmt: skip
+    resolved = gates_for(model.precision, given, model=model)  # a bad value fails first
+    gates = resolved.gates
+    r, a = gates.rtol, gates.atol
+    elementwise = {k: v for k, v in resolved.origins.items() if k in ("rtol", "atol")}
+    origin = f"{model.precision} preset" if not elementwise else ", ".join(
+        f"{k} {v}" for k, v in elementwise.items()
+    )
+    others = {k: v for k, v in resolved.origins.items() if k in GATES}
+    gates_origin = f"{model.precision} preset" + "".join(f", {k} {v}" for k, v in others.items())
     arrays = model.prepare(inputs)
+    image_lines = _check_images(model, arrays)  # a preprocessing mismatch fails first
     expected = _flat(model.reference(*arrays))
-    result = model(*arrays)
+    guided = _guided(model)
+    result = model.run_prepared(arrays, peaks=guided)
     actual = _flat(result)
     backend = model.backend.name if model.backend is not None else "?"
+    stateful = getattr(model, "torch_state_model", None) is not None
+    judged: list[Judgement] = []
+    if stateful:  # one step of the test's sequence: recorded before any verdict fails
+        step, judged = _judged_step(len(model.steps) + 1, actual, expected, gates)
+        model.steps.append(step)
+    worst = 0.0
     for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
-        comp = compare_arrays(got, want, r, a)
-        if not comp.n_mismatched:
+        e = _as_float(np.asarray(want))
+        g = align_rank0(_as_float(np.asarray(got)), e)
+        if g.shape != e.shape:  # e.g. a flexible-shape program that lost a dim
+            raise AssertionError(
+                messages.OUTPUT_SHAPE_MISMATCH.format(
+                    label=_describe_output(model, i, len(actual)),
+                    inputs=", ".join(str(tuple(a.shape)) for a in arrays),
+                    got=g.shape,
+                    want=e.shape,
+                )
+            )
+        judgement = judged[i] if judged else judge(g, e, gates)
+        comp = Comparison(actual=g, expected=e, mismatch=judgement.mismatch)
+        if guided:
+            worst = max(worst, _error_ratio(comp, r, judgement.allowed))
+        if judgement.passed:
             continue
+        if guided:
+            _observe(model, worst)
         label = _describe_output(model, i, len(actual))
-        head = messages.PARITY_HEADER.format(output=label, precision=model.precision, backend=backend)
+        coreai = getattr(model, "framework", "coreml") == "coreai"
+        header = messages.COREAI_PARITY_HEADER if coreai else messages.PARITY_HEADER
+        head = header.format(output=label, precision=model.precision, backend=backend)
+        converted = (
+            messages.COREAI_CONVERTED.format(
+                precision=model.precision,
+                fp32_ops=", ".join(sorted(model.options.fp32_ops or ())) or "none",
+            )
+            if coreai
+            else model.options.describe()
+        )
+        model_line = f"model: {type(model.torch_model).__name__}, converted at {converted}"
+        if model.settings.package is not None:  # package=: built elsewhere, not converted here
+            model_line = messages.PACKAGE_MODEL_LINE.format(
+                model=type(model.torch_model).__name__, package=model.package_path,
+                precision=model.precision, why=model.precision_origin,
+            )  # fmt: skip
         lines = [
             head,
-            f"model: {type(model.torch_model).__name__}, converted at {model.options.describe()}",
+            model_line,
             f"tolerance: rtol={r:g}, atol={a:g} ({origin})",
+            messages.ELEMENT_RULE.format(
+                scale_atol=gates.scale_atol, rms=judgement.scale, allowed=judgement.allowed
+            ),
             *describe_mismatch(comp),
+            *describe_metrics(judgement, gates_origin),
         ]
+        if stateful:
+            buffers = ", ".join(repr(name) for name, _shape in model.state_buffers) or "states"
+            lines.insert(2, messages.STATE_LINE.format(buffers=buffers, step=len(model.steps)))
+        frozen = getattr(model, "frozen_buffers", ())
+        for name, shape in reversed(frozen):
+            lines.insert(0, messages.FROZEN_STATE.format(name=name, shape=shape))
         ref_finite = np.isfinite(comp.expected)
         # Blame the reference only when every mismatch sits where PyTorch is non-finite.
-        ref_bad = not (comp.mismatch & ref_finite).any()
+        ref_bad = judgement.failed == ("elements",) and not (comp.mismatch & ref_finite).any()
         ours_bad = bool((~np.isfinite(comp.actual) & ref_finite).any())
         if ref_bad:
             lines.insert(0, messages.REFERENCE_NONFINITE.format(output=label))
         elif ours_bad:
-            lines.append(messages.COREML_NONFINITE + ".")
+            lines.append((messages.COREAI_NONFINITE if coreai else messages.COREML_NONFINITE) + ".")
+        lines.extend(image_lines)
         lines.extend(_input_lines(model, arrays))
-        if model.precision != "fp32" and not ref_bad:
-            lines.append(messages.FP16_HINT)
-        _fail(lines, model, arrays, output=label, rtol=r, atol=a)
+        if not ref_bad and not stateful:  # a stateful step is not diagnosed (plugin.py)
+            lines.append(messages.PARITY_HINT)  # what happened: the diagnosis section says
+        if stateful and not frozen and model.precision == "fp32":
+            lines.append(messages.STATE_FP32_HINT)
+        if stateful:
+            lines.extend(describe_drift(model.steps))
+        _fail(lines, model, arrays, output=label, rtol=r, atol=a, judgement=judgement)
+    if guided:
+        _observe(model, worst)
     return result
+
+
+def _judged_step(
+    step: int, actual: list[Any], expected: list[Any], gates: Any
+) -> tuple[Step, list[Judgement]]:
+    """The :class:`~.model.Step` of one ``assert_parity`` call (worst errors over every
+    output, the worst error / allowed ratio, whether every output passed) and the
+    judgements, which the caller reuses; none when a shape differs."""
+    from .model import Step
+
+    worst_abs = worst_rel = ratio = 0.0
+    passed = True
+    judgements: list[Judgement] = []
+    for got, want in zip(actual, expected, strict=True):
+        e = _as_float(np.asarray(want))
+        g = align_rank0(_as_float(np.asarray(got)), e)
+        if g.shape != e.shape:
+            return Step(step, float("nan"), float("nan"), None, False), []
+        judgement = judge(g, e, gates)
+        judgements.append(judgement)
+        passed = passed and judgement.passed
+        ratio = max(ratio, _error_ratio(Comparison(g, e, judgement.mismatch), gates.rtol, judgement.allowed))
+        finite = np.isfinite(g) & np.isfinite(e)
+        if finite.any():
+            with np.errstate(all="ignore"):
+                err = np.abs(g[finite] - e[finite])
+                rel = err / np.abs(e[finite])
+            worst_abs = max(worst_abs, float(err.max()))
+            nonzero = e[finite] != 0
+            if nonzero.any():
+                worst_rel = max(worst_rel, float(rel[nonzero].max()))
+    return Step(step, worst_abs, worst_rel, ratio, passed), judgements
+
+
+_DRIFT_ROWS = 24
+
+
+def describe_drift(steps: list[Step]) -> list[str]:
+    """The drift table: per step, the worst abs/rel error and error/allowed, with the first
+    step beyond tolerance named (long rollouts keep the first, failing and last rows)."""
+    first = next((s.step for s in steps if s.passed is False), None)
+    lines = [
+        messages.DRIFT_HEADER.format(first=first if first is not None else "none"),
+        messages.DRIFT_COLUMNS.format(
+            step="step", max_abs="max abs err", max_rel="max rel err", ratio="err/allowed",
+            verdict="verdict",
+        ),
+    ]  # fmt: skip
+    shown = set(range(8)) | set(range(len(steps) - (_DRIFT_ROWS - 9), len(steps)))
+    for i, s in enumerate(steps):
+        if s.step == first:  # the failing step with the steps leading to it
+            shown |= set(range(i - 3, i + 2))
+    skipped = False
+    for i, s in enumerate(steps):
+        if i not in shown:
+            if not skipped:
+                lines.append("  ...")
+            skipped = True
+            continue
+        skipped = False
+        if s.passed is None:
+            verdict, ratio = messages.DRIFT_NOT_JUDGED, "-"
+        else:
+            verdict = messages.GATE_PASSED if s.passed else messages.GATE_FAILED
+            ratio = "non-finite" if (s.ratio or 0.0) >= _SCORE_CAP else _fmt(s.ratio or 0.0)
+        lines.append(
+            messages.DRIFT_COLUMNS.format(
+                step=s.step, max_abs=_fmt(s.max_abs), max_rel=_fmt(s.max_rel), ratio=ratio,
+                verdict=verdict,
+            ).rstrip()
+        )  # fmt: skip
+    return lines
+
+
+def assert_rollout(
+    coreml_model: CoreMLModel, steps_inputs: Sequence[Any], **gates: Any
+) -> list[Any]:
+    """Run ``steps_inputs`` as one sequence of a stateful model, judging every step as
+    ``assert_parity`` does (``gates``: its keyword arguments); fail after the last step
+    when any step was beyond tolerance, with the drift table of every step and the
+    first failing step's report. Returns each step's Core ML outputs."""
+    __tracebackhide__ = True
+    if isinstance(steps_inputs, (str, bytes)) or not isinstance(steps_inputs, Sequence):
+        raise TypeError(messages.ROLLOUT_BAD_STEPS.format(got=type(steps_inputs).__name__))
+    outputs: list[Any] = []
+    first: ParityFailure | None = None
+    first_step = 0
+    for feed in steps_inputs:
+        feed = tuple(feed) if isinstance(feed, (tuple, list)) else (feed,)
+        try:
+            outputs.append(assert_parity(coreml_model, *feed, **gates))
+        except ParityFailure as failure:
+            outputs.append(coreml_model.last_outputs)
+            if first is None:
+                first, first_step = failure, len(coreml_model.steps)
+    if first is None:
+        return outputs
+    report = str(first)
+    table = describe_drift(coreml_model.steps)
+    cut = report.find(table[0].split("(")[0])
+    body = report[:cut].rstrip() if cut >= 0 else report
+    lines = [
+        messages.ROLLOUT_FAILED.format(n=len(coreml_model.steps), step=first_step), body, *table
+    ]
+    raise ParityFailure(
+        "\n".join(lines), model=first.model, inputs=first.inputs, output=first.output,
+        rtol=first.rtol, atol=first.atol, judgement=first.judgement,
+    )  # fmt: skip
+
+
+#: hypothesis.target() labels; ``--hypothesis-show-statistics`` prints their highest scores.
+TARGET_ERROR = "coreml-parity: error / tolerance"
+TARGET_PEAK = "coreml-parity: fp16 peak |value| / 65504"
+_SCORE_CAP = 1e300  # target() takes finite observations only
+
+
+def _guided(model: CoreMLModel) -> bool:
+    """Guide hypothesis only inside a ``@given`` test, on the emulator, when enabled."""
+    if not model.guide or model.backend is None or model.backend.name != "emulator":
+        return False
+    try:
+        from hypothesis.control import currently_in_test_context
+    except ImportError:  # hypothesis older than currently_in_test_context: see _observe
+        return True
+    return currently_in_test_context()
+
+
+def _error_ratio(comp: Comparison, rtol: float, atol: float) -> float:
+    """max |a - e| / (atol + rtol |e|) over finite pairs: above 1 fails (the verdict's rule,
+    with ``atol`` the judgement's ``allowed``, scale term included);
+    Core ML nan/inf where PyTorch is finite scores the cap."""
+    a, e = comp.actual, comp.expected
+    finite_e = np.isfinite(e)
+    finite = finite_e & np.isfinite(a)
+    if (finite_e & ~finite).any():
+        return _SCORE_CAP
+    if not finite.any():
+        return 0.0
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ratio = np.abs(a[finite] - e[finite]) / (atol + rtol * np.abs(e[finite]))
+    worst = float(np.nan_to_num(ratio, nan=0.0, posinf=_SCORE_CAP).max())
+    return min(worst, _SCORE_CAP)
+
+
+def _observe(model: CoreMLModel, error_ratio: float) -> None:
+    """Feed hypothesis the error and the fp16 peak, so the search climbs toward overflow."""
+    from hypothesis import target
+    from hypothesis.errors import InvalidArgument
+
+    try:
+        target(min(error_ratio, _SCORE_CAP), label=TARGET_ERROR)
+        if model.last_peak is not None:
+            target(min(model.last_peak, _SCORE_CAP), label=TARGET_PEAK)
+    except InvalidArgument:  # outside a test, or this label already observed in this example
+        pass
 
 
 def _find_model(outputs: Any) -> CoreMLModel | None:
@@ -270,9 +590,9 @@ def assert_finite(outputs: Any) -> None:
     model = _find_model(outputs)
     if model is not None:
         backend = model.backend.name if model.backend is not None else "?"
-        lines.insert(0, f"Core ML outputs at {model.precision} on the {backend} backend:")
+        stack = "Core AI" if getattr(model, "framework", "coreml") == "coreai" else "Core ML"
+        lines.insert(0, f"{stack} outputs at {model.precision} on the {backend} backend:")
         if model.last_inputs is not None:
             lines.extend(_input_lines(model, model.last_inputs))
-        if model.precision != "fp32":
-            lines.append(messages.FP16_HINT)
+        lines.append(messages.PARITY_HINT)
     _fail(lines, model, model.last_inputs if model is not None else None)

@@ -10,25 +10,34 @@ of crashing the session.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import inspect
 import io
 import logging
+import os
 import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import messages
+from .compress import compress, effective_target, is_compressed, optimization_key
 
 # The accepted values live with the settings that validate them (a module the plugin
 # imports cheaply); conversion uses the same lists.
 from .errors import ConversionError as ConversionError  # re-exported for callers
-from .settings import COMPUTE_UNITS, INPUT_DTYPES, PRECISIONS, TARGETS  # noqa: F401
+from .settings import (  # noqa: F401
+    COMPUTE_UNITS,
+    INPUT_DTYPES,
+    PRECISIONS,
+    TARGETS,
+    USER_CONVERT_FIXTURE,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -48,16 +57,61 @@ class ConversionOptions:
     input_names: tuple[str, ...] | None = None
     use_export: bool = False
     fp32_ops: frozenset[str] | None = None
+    #: Precision ``custom``: the user's OptimizationConfig (or list). Compared and keyed
+    #: through ``optimization_key``, its stable text (compress.optimization_key).
+    optimization: Any = field(default=None, compare=False, repr=False)
+    optimization_key: str | None = None
+    #: Extra ``ct.convert`` keywords (marker ``convert_kwargs=``), keyed by their
+    #: canonical text in ``convert_kwargs_key``; ``inputs`` replaces the plugin's.
+    convert_kwargs: Any = field(default=None, compare=False, repr=False)
+    convert_kwargs_key: str | None = None
+    #: The user's ``coreml_convert`` callable, keyed by :func:`function_key`.
+    user_convert: Any = field(default=None, compare=False, repr=False)
+    user_convert_key: str | None = None
+    #: Declare the buffers ``forward`` updates as iOS18 states (the default recipe).
+    #: False converts as coremltools does without ``states=``: it freezes them.
+    declare_states: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimization is not None and self.optimization_key is None:
+            object.__setattr__(self, "optimization_key", optimization_key(self.optimization))
+        if self.convert_kwargs and self.convert_kwargs_key is None:
+            object.__setattr__(self, "convert_kwargs_key", canonical_text(self.convert_kwargs))
+        if self.user_convert is not None and self.user_convert_key is None:
+            object.__setattr__(self, "user_convert_key", function_key(self.user_convert))
+
+    @property
+    def conversion_target(self) -> str:
+        """The target converted at: ``target``, raised when a compressed precision needs it."""
+        return effective_target(self.target, self.precision)
 
     def describe(self) -> str:
         """Short human form used in messages, e.g. ``fp16 (target iOS16)``."""
         extra = ", torch.export" if self.use_export else ""
+        if self.user_convert is not None:
+            extra += ", coreml_convert"
         if self.fp32_ops:
             extra += f", {len(self.fp32_ops)} ops kept in fp32"
+        target = self.conversion_target
+        if target != self.target:
+            where = messages.TARGET_RAISED.format(
+                target=target, configured=self.target, precision=self.precision
+            )
+            return f"{self.precision} ({where}{extra})"
         return f"{self.precision} (target {self.target}{extra})"
 
     def key_material(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(
+            dataclasses.replace(self, optimization=None, convert_kwargs=None, user_convert=None)
+        )
+        for name in ("optimization", "convert_kwargs", "user_convert"):
+            data.pop(name)
+        # Keys of conversions without these stay as they were.
+        for name in ("optimization_key", "convert_kwargs_key", "user_convert_key"):
+            if data[name] is None:
+                data.pop(name)
+        if self.declare_states:  # keys stay as they were
+            data.pop("declare_states")
         data["fp32_ops"] = sorted(self.fp32_ops) if self.fp32_ops is not None else None
         data["input_names"] = list(self.input_names) if self.input_names else None
         return data
@@ -153,6 +207,147 @@ def _hash_constants(h: Any, source: object) -> None:
             h.update(f"constant {i}: {node.f('value')!r}\0".encode())
 
 
+#: ct's generated shape symbols (``is28``) are numbered per process; keys must not be.
+_DIGITS = re.compile(r"\d+")
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+#: At most this many values are visited for one key: a closure holding pytest's
+#: ``request`` reaches the whole session; past the budget, values count by type only.
+_KEY_BUDGET = 2000
+#: Objects nest at most this deep (containers and attributes alike).
+_KEY_DEPTH = 6
+
+
+class _Walk:
+    """One key's traversal: the values left to visit, and the functions being keyed."""
+
+    def __init__(self) -> None:
+        self.budget = _KEY_BUDGET
+        self.active: set[int] = set()
+
+
+def canonical_text(value: object) -> str:
+    """Stable text of a value for a cache key: primitives by repr, tensors and arrays by
+    bytes, containers in order (dicts sorted), code by :func:`function_key`, other objects
+    by their type and attributes (reprs of coremltools' input types are unreliable)."""
+    return _canonical(value, 0, frozenset(), _Walk())
+
+
+def _canonical(value: object, depth: int, seen: frozenset[int], walk: _Walk) -> str:
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return repr(value)
+    kind = type(value)
+    walk.budget -= 1
+    if depth > _KEY_DEPTH or walk.budget < 0 or id(value) in seen:
+        return f"<{kind.__module__}.{kind.__qualname__}>"
+    seen = seen | {id(value)}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_canonical(v, depth + 1, seen, walk) for v in value]
+        if isinstance(value, (set, frozenset)):
+            items.sort()
+        return f"{kind.__name__}[{', '.join(items)}]"
+    if isinstance(value, dict):
+        pairs = sorted(
+            (_canonical(k, depth + 1, seen, walk), _canonical(v, depth + 1, seen, walk))
+            for k, v in value.items()
+        )
+        return "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+    if isinstance(value, type):
+        return f"class {value.__module__}.{value.__qualname__}"
+    if kind.__module__.startswith("sympy"):  # a symbolic dimension, e.g. EnumeratedShapes'
+        return f"symbol {_DIGITS.sub('#', str(value))}"
+    if inspect.ismodule(value):
+        return f"module {value.__name__}"
+    if inspect.isfunction(value) or isinstance(value, functools.partial):
+        return "function " + _function_key(value, walk)
+    if hasattr(value, "detach") and hasattr(value, "dtype"):  # a torch tensor
+        h = hashlib.sha256()
+        tensor: Any = value
+        _hash_tensor(h, "tensor", tensor)
+        return f"tensor {h.hexdigest()}"
+    if kind.__module__ == "numpy" and hasattr(value, "tobytes"):
+        array: Any = value
+        digest = hashlib.sha256(array.tobytes()).hexdigest()
+        return f"ndarray {getattr(value, 'shape', ())} {getattr(value, 'dtype', '')} {digest}"
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict):
+        return f"{kind.__module__}.{kind.__qualname__}{_canonical(attributes, depth + 1, seen, walk)}"
+    return f"{kind.__module__}.{kind.__qualname__}:{_ADDRESS.sub('', repr(value))}"
+
+
+def _code_text(code: Any, walk: _Walk) -> str:
+    """A code object's bytecode, names and constants; nested code (lambdas, inner
+    functions, comprehensions) recursively. Not its file name or line numbers."""
+    consts = [
+        _code_text(c, walk) if inspect.iscode(c) else _canonical(c, 0, frozenset(), walk)
+        for c in code.co_consts
+    ]
+    return repr(
+        (code.co_code.hex(), code.co_names, code.co_varnames, code.co_freevars, consts)
+    )
+
+
+def function_key(function: Any) -> str:
+    """The identity of the user's ``coreml_convert`` callable, for the cache key.
+
+    Covers its code (bytecode, names and constants, nested code included), its
+    defaults, the values in its closure cells, the full source file of the module
+    that defines it (so a helper edited in the same ``conftest.py`` counts) and a
+    ``cache_key`` attribute, the escape hatch for what none of these can see
+    (helpers in other modules, files it reads). See docs/usage.md.
+    """
+    return _function_key(function, _Walk())
+
+
+def _function_key(function: Any, walk: _Walk) -> str:
+    if id(function) in walk.active:  # recursion through a closure or a default
+        return "recursive"
+    h = hashlib.sha256()
+    h.update(f"cache_key {getattr(function, 'cache_key', None)!r}\0".encode())
+    walk.active.add(id(function))
+    try:
+        _hash_function(h, function, walk)
+    finally:
+        walk.active.discard(id(function))
+    return h.hexdigest()[:32]
+
+
+def _update(h: Any, text: str | bytes) -> None:
+    h.update(text.encode() if isinstance(text, str) else text)
+
+
+def _hash_function(h: Any, function: Any, walk: _Walk) -> None:
+    if isinstance(function, functools.partial):
+        _update(h, _canonical((function.args, function.keywords), 0, frozenset(), walk))
+        function = function.func
+    if not inspect.isfunction(function) and not inspect.ismethod(function):
+        # A callable object: its class's __call__, and its attributes.
+        _update(h, _canonical(getattr(function, "__dict__", {}), 0, frozenset(), walk))
+        function = type(function).__call__
+    function = inspect.unwrap(function)
+    code = getattr(function, "__code__", None)
+    if code is None:
+        _update(h, f"callable {getattr(function, '__qualname__', repr(function))}")
+        return
+    _update(h, _code_text(code, walk))
+    defaults = (function.__defaults__, function.__kwdefaults__)
+    _update(h, _canonical(defaults, 0, frozenset(), walk))
+    for cell in function.__closure__ or ():
+        try:
+            contents: object = cell.cell_contents
+        except ValueError:  # an empty cell
+            contents = "<empty cell>"
+        _update(h, _canonical(contents, 0, frozenset(), walk))
+    try:
+        source = inspect.getsourcefile(function)
+        if source is not None:
+            with open(source, "rb") as file:
+                _update(h, file.read())
+    except (OSError, TypeError):
+        _update(h, b"no source file")
+
+
 def conversion_key(captured: Captured, options: ConversionOptions) -> str:
     """The cache key of converting ``captured`` with ``options``.
 
@@ -171,6 +366,8 @@ def conversion_key(captured: Captured, options: ConversionOptions) -> str:
     h.update(repr(input_signature(captured.example_inputs)).encode())
     h.update(repr(captured.names).encode())
     h.update(repr((captured.structure, captured.leaf_dtypes)).encode())
+    if captured.states:  # declared as states: a different program (stateless keys unchanged)
+        h.update(repr(("states", captured.states)).encode())
     h.update(repr(sorted(options.key_material().items())).encode())
     h.update(repr(versions()).encode())
     return h.hexdigest()[:32]
@@ -319,6 +516,62 @@ def _model_name(torch_model: Any) -> str:
     return type(torch_model).__name__
 
 
+@contextlib.contextmanager
+def restored_buffers(torch_model: torch.nn.Module) -> Iterator[list[str]]:
+    """Put every buffer back as it was on exit, and name (in the yielded list) those the
+    body updated: in place, by value or by reassignment.
+
+    Capturing runs ``forward``, which advances a stateful model's buffers (a KV cache);
+    the test's model must start where the user made it, and the conversion must see
+    the initial values, not those of a step already taken.
+    """
+    import torch
+
+    before = [
+        (name, tensor, tensor._version, tensor.detach().clone())
+        for name, tensor in torch_model.named_buffers()
+    ]
+    changed: list[str] = []
+    try:
+        yield changed
+    finally:
+        now = dict(torch_model.named_buffers())
+        with torch.no_grad():
+            for name, tensor, version, value in before:
+                current = now.get(name)
+                if current is not tensor:
+                    owner, _, leaf = name.rpartition(".")
+                    setattr(torch_model.get_submodule(owner), leaf, tensor)
+                elif tensor._version == version:
+                    continue
+                changed.append(name)
+                tensor.copy_(value)
+                if tensor.grad_fn is not None:  # updated outside no_grad (a user's trace)
+                    tensor.detach_()
+
+
+#: The first release of each family whose ML Programs hold states (iOS18's opset).
+_STATE_RELEASES = {"iOS": 18, "macOS": 15, "watchOS": 11, "tvOS": 18}
+
+
+def state_target(target: str) -> str:
+    """``target``, raised to the first release of its family with states (``iOS16`` -> ``iOS18``)."""
+    for family, floor in _STATE_RELEASES.items():
+        version = target[len(family):]
+        if target.startswith(family) and version.isdigit():
+            return target if int(version) >= floor else f"{family}{floor}"
+    return target
+
+
+def state_specs(torch_model: torch.nn.Module, names: Sequence[str]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(name, shape) of the floating-point buffers among ``names``: the states a stateful
+    conversion declares (Core ML states hold float16; an integer counter cannot be one)."""
+    buffers = dict(torch_model.named_buffers())
+    return tuple(
+        (name, tuple(buffers[name].shape)) for name in names if buffers[name].is_floating_point()
+    )
+
+
 @dataclass(frozen=True)
 class Captured:
     """A torch model captured once: the program to convert and key, and its output structure."""
@@ -330,6 +583,8 @@ class Captured:
     structure: Structure
     leaf_dtypes: tuple[str, ...]
     names: tuple[str, ...]
+    #: (name, shape) of each buffer ``forward`` updates: the states to declare.
+    states: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -354,8 +609,9 @@ def capture(
     torch_model = torch_model.eval()
     with quiet_conversion():
         try:
-            with torch.no_grad():
+            with torch.no_grad(), restored_buffers(torch_model) as updated:
                 reference = torch_model(*examples)
+            with torch.no_grad(), restored_buffers(torch_model):
                 if options.use_export:
                     exported = torch.export.export(torch_model, examples)
                     if options.target not in ("iOS15",):
@@ -387,6 +643,7 @@ def capture(
         structure=structure,
         leaf_dtypes=tuple(str(t.dtype).replace("torch.", "") for t in leaves),
         names=tuple(names),
+        states=state_specs(torch_model, updated),
     )
 
 
@@ -418,6 +675,8 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
     from ._coremltools import import_coremltools
 
     ct = import_coremltools()
+    if options.user_convert is not None:  # the test's own recipe (coreml_convert)
+        return convert_with_user_function(captured, options)
     where = f"{captured.model_name} at {options.describe()}"
     inputs = []
     for name, x in zip(captured.names, captured.example_inputs, strict=True):
@@ -433,21 +692,13 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
             kwargs["dtype"] = bool
         inputs.append(ct.TensorType(**kwargs))
 
-    if options.precision == "fp32":
-        precision: object = ct.precision.FLOAT32
-    elif options.precision == "fp16":
-        if options.fp32_ops:
-            keep = frozenset(options.fp32_ops)
-            precision = ct.transform.FP16ComputePrecision(op_selector=lambda op: op.name not in keep)
-        else:
-            precision = ct.precision.FLOAT16
-    else:
-        raise ConversionError(f"unknown precision {options.precision!r}")
+    compressed = is_compressed(options.precision)
+    precision = compute_precision(ct, options)
 
     convert_kwargs: dict[str, object] = {
         "inputs": inputs,
         "convert_to": "mlprogram",
-        "minimum_deployment_target": getattr(ct.target, options.target),
+        "minimum_deployment_target": getattr(ct.target, options.conversion_target),
         "compute_precision": precision,
         "compute_units": getattr(ct.ComputeUnit, options.compute_units),
     }
@@ -457,11 +708,31 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
         convert_kwargs["outputs"] = [
             ct.TensorType(name=f"output{i}", dtype=io_dtype) for i in range(len(captured.leaf_dtypes))
         ]
+    if options.convert_kwargs:  # the marker's convert_kwargs= win over the plugin's
+        if "outputs" in options.convert_kwargs:
+            convert_kwargs.pop("outputs", None)
+        convert_kwargs.update(options.convert_kwargs)
+    if captured.states and options.declare_states and "states" not in convert_kwargs:
+        # Core ML states hold float16 only (ct: "State only support fp16 dtype"), also in
+        # an fp32 program, which then casts around each state access. iOS18 brought states.
+        convert_kwargs["states"] = [
+            ct.StateType(wrapped_type=ct.TensorType(shape=shape, dtype=np.float16), name=name)
+            for name, shape in captured.states
+        ]
+        if "minimum_deployment_target" not in (options.convert_kwargs or {}):
+            convert_kwargs["minimum_deployment_target"] = getattr(
+                ct.target, state_target(options.conversion_target)
+            )
     if sys.platform != "darwin":
         convert_kwargs["skip_model_load"] = True
     with quiet_conversion():
         try:
-            return ct.convert(captured.source, **convert_kwargs)
+            mlmodel = ct.convert(captured.source, **convert_kwargs)
+            if compressed:
+                mlmodel = compress(
+                    mlmodel, options.precision, options.optimization, captured.example_inputs
+                )
+            return mlmodel
         except Exception as exc:
             op, reason = summarize_error(exc)
             op_part = f": op '{op}'" if op else ""
@@ -471,6 +742,73 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
             raise ConversionError(
                 f"coremltools could not convert {where}{op_part}: {reason}", detail=str(exc)
             ) from exc
+
+
+def compute_precision(ct: Any, options: ConversionOptions) -> object:
+    """The ``compute_precision`` for ct.convert (or ``coreml_convert``): FLOAT32, FLOAT16, or
+    ``FP16ComputePrecision(op_selector=...)`` keeping ``options.fp32_ops`` in float32."""
+    if options.precision == "fp32":
+        return ct.precision.FLOAT32
+    if options.precision == "fp16" or is_compressed(options.precision):  # built on fp16
+        if options.fp32_ops:
+            keep = frozenset(options.fp32_ops)
+            return ct.transform.FP16ComputePrecision(op_selector=lambda op: op.name not in keep)
+        return ct.precision.FLOAT16
+    raise ConversionError(f"unknown precision {options.precision!r}")
+
+
+def convert_with_user_function(captured: Captured, options: ConversionOptions) -> Any:
+    """Convert by calling the test's ``coreml_convert`` (``options.user_convert``).
+
+    It gets the torch model, the example inputs and the ``compute_precision`` this
+    precision (or the fix search) asks for, and returns an ``MLModel`` or a path to an
+    ``.mlpackage``. Compressed precisions compress what it returns, as for our own
+    conversion. Its exceptions become :class:`ConversionError` naming the fixture.
+    """
+    from ._coremltools import import_coremltools
+
+    ct = import_coremltools()
+    where = f"{captured.model_name} at {options.describe()}"
+    precision = compute_precision(ct, options)
+    # restored_buffers: its trace runs forward, which advances a stateful model's buffers.
+    with quiet_conversion(), restored_buffers(captured.torch_model):
+        try:
+            result = options.user_convert(captured.torch_model, captured.example_inputs, precision)
+        except Exception as exc:
+            _op, reason = summarize_error(exc)
+            raise ConversionError(
+                messages.USER_CONVERT_FAILED.format(
+                    fixture=USER_CONVERT_FIXTURE, where=where, reason=reason
+                ),
+                detail=str(exc),
+            ) from exc
+    if isinstance(result, (str, os.PathLike)):
+        path = os.fspath(result)
+        if not os.path.isdir(path):
+            raise ConversionError(
+                messages.USER_CONVERT_BAD_RETURN.format(
+                    fixture=USER_CONVERT_FIXTURE, where=where, got=f"{path!r}, which does not exist"
+                )
+            )
+        result = ct.models.MLModel(path, skip_model_load=sys.platform != "darwin")
+    if not isinstance(result, ct.models.MLModel):
+        raise ConversionError(
+            messages.USER_CONVERT_BAD_RETURN.format(
+                fixture=USER_CONVERT_FIXTURE, where=where, got=f"a {type(result).__name__}"
+            )
+        )
+    if is_compressed(options.precision):
+        with quiet_conversion():
+            try:
+                result = compress(
+                    result, options.precision, options.optimization, captured.example_inputs
+                )
+            except Exception as exc:
+                _op, reason = summarize_error(exc)
+                raise ConversionError(
+                    f"coremltools could not compress {where}: {reason}", detail=str(exc)
+                ) from exc
+    return result
 
 
 # ------------------------------------------------------------- numpy >= 2.4

@@ -8,6 +8,7 @@ Every error says what was wrong and where it came from; docs/errors.md lists the
     ├── SettingError          an option, ini value or marker keyword is invalid (ValueError)
     ├── ConversionError       tracing/exporting or ct.convert failed; ``summary`` is one line
     ├── InputMismatchError    inputs given to coreml_model do not fit the model (ValueError)
+    ├── PackageError          a package= model does not load or does not fit torch_model
     ├── NotBoundError         a coreml_model used outside a test that bound it (RuntimeError)
     ├── CacheEntryError       a disk-cache entry failed verification (it is rebuilt, not raised)
     └── EmulatorError         (pytest_coreml_parity.emulator.errors) every emulator error
@@ -40,6 +41,10 @@ class InputMismatchError(CoreMLParityError, ValueError):
     """The inputs passed to ``coreml_model`` do not match the converted model."""
 
 
+class PackageError(CoreMLParityError):
+    """A ``package=`` model does not load, or its inputs/outputs do not fit ``torch_model``."""
+
+
 class NotBoundError(CoreMLParityError, RuntimeError):
     """A ``coreml_model`` was used before the plugin bound it to a test's torch model."""
 
@@ -63,5 +68,6 @@ __all__ = [
     "CoreMLParityError",
     "InputMismatchError",
     "NotBoundError",
+    "PackageError",
     "SettingError",
 ]

@@ -4,19 +4,26 @@ A ``CoreMLModel`` is created per (test function, precision) at collection and
 bound to the test's ``torch_model`` and ``example_inputs`` at setup. Binding
 goes through the session's :class:`Runtime` (conversion cache + backend), so
 every hypothesis example and every test sharing a model reuses one conversion.
+
+The target axis (``framework``: ``coreml`` or ``coreai``) is dispatched here, at
+bind: a ``coreai`` model is exported once, keyed, converted with coreai-torch
+through the same cache, and run on Core AI (see docs/coreai.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import messages
-from .backends import Backend, resolve_backend
+from .backends import Backend, EmulatorBackend, resolve_backend, resolve_coreai_backend
 from .cache import ConversionCache, Entry
 from .convert import (
     ConversionError,
@@ -26,12 +33,16 @@ from .convert import (
     convert_captured,
     default_input_names,
     input_signature,
+    restored_buffers,
+    state_specs,
     unflatten,
 )
 from .errors import InputMismatchError, NotBoundError
+from .shapes import AllowedShapes, Shape, combined, read_allowed
 
 if TYPE_CHECKING:
-    from .verdict import ToleranceValue
+    from .headroom import HeadroomLog
+    from .verdict import GateValue, ToleranceValue
 
 
 @dataclass(frozen=True)
@@ -41,8 +52,47 @@ class ModelSettings:
     options: ConversionOptions
     rtol: ToleranceValue = None
     atol: ToleranceValue = None
+    #: Configured verdict gates by name (settings.GATES); None values: the preset's.
+    gates: Mapping[str, GateValue] = dataclasses.field(default_factory=dict)
     search_fix: bool = False
     report_dir: Path | None = None
+    #: The target stack: ``coreml`` (Core ML) or ``coreai`` (Apple's Core AI).
+    framework: str = "coreml"
+    #: Guide hypothesis with ``target()`` inside ``@given`` (emulator backend only).
+    guide: bool = True
+    #: Headroom gate: fail (``headroom_action``) when an fp16 op peaks above 65504 / headroom.
+    headroom: float | None = None
+    headroom_action: str = "fail"
+    #: The emulator backend's execution profile (settings.EMULATOR_PROFILES).
+    emulator_profile: str = "typed"
+    #: ``package=``: a built .mlpackage to test instead of converting (package.py).
+    package: Path | None = None
+    #: ``precision=`` with ``package=``: the verdict's precision (None: read from the program).
+    package_precision: str | None = None
+    #: The function of a multi-function package to run (None: the package's default).
+    function: str | None = None
+    #: False (marker cache=False): memory cache only, never the disk cache.
+    disk_cache: bool = True
+
+
+#: Precisions the coreai target converts (coreai-opt's casting; mixed keeps ops in fp32).
+COREAI_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "mixed")
+
+
+def coreai_precision(options: ConversionOptions) -> tuple[str, frozenset[str] | None]:
+    """(precision, fp32_ops) to convert with for the coreai target.
+
+    ``mixed`` without ``fp32_ops`` keeps elementwise arithmetic in fp32
+    (``ARITHMETIC_FP32_OPS``); ``fp16`` with ``fp32_ops`` converts as mixed
+    (:func:`~.coreai.convert.convert_exported` records it so).
+    """
+    if options.precision == "fp32":
+        return "fp32", None
+    if options.precision == "mixed" and not options.fp32_ops:
+        from .coreai.convert import ARITHMETIC_FP32_OPS
+
+        return "fp16", ARITHMETIC_FP32_OPS
+    return options.precision, options.fp32_ops or None
 
 
 class Runtime:
@@ -52,8 +102,19 @@ class Runtime:
         self.cache = cache
         self.backend_choice = backend_choice
         self._resolved: tuple[Backend | None, str | None] | None = None
+        self._coreai: tuple[Backend | None, str | None] | None = None
         #: Why the last :meth:`obtain` rebuilt a damaged disk-cache entry, else None.
         self.last_rebuilt: str | None = None
+        #: (name, shape) of the buffers the last captured model's ``forward`` updates.
+        self.last_states: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        self._memory_only: ConversionCache | None = None
+
+    def _memory_cache(self) -> ConversionCache:
+        """The session-only cache of tests that opt out of the disk cache (cache=False)."""
+        if self._memory_only is None:
+            self._memory_only = ConversionCache(None)
+            self._memory_only.stats = self.cache.stats  # one count for the summary
+        return self._memory_only
 
     def backend(self) -> tuple[Backend | None, str | None]:
         """(backend, None), or (None, why it cannot run here)."""
@@ -61,13 +122,59 @@ class Runtime:
             self._resolved = resolve_backend(self.backend_choice)
         return self._resolved
 
-    def obtain(
+    def coreai_backend(self) -> tuple[Backend | None, str | None]:
+        """(the Core AI backend, None), or (None, why Core AI cannot run here)."""
+        if self._coreai is None:
+            self._coreai = resolve_coreai_backend()
+        return self._coreai
+
+    def obtain_coreai(
         self, torch_model: Any, example_inputs: Sequence[Any], options: ConversionOptions
+    ) -> tuple[Entry, str]:
+        """The Core AI program for the coreai target: export once, key it, convert on a miss."""
+        from .coreai.convert import convert_exported, export_for_coreai, program_key
+
+        backend, reason = self.coreai_backend()
+        if backend is None:
+            raise NotBoundError(str(reason))
+        self.last_rebuilt = None
+        precision, fp32_ops = coreai_precision(options)
+        name = type(torch_model).__name__
+        try:
+            exported = export_for_coreai(torch_model.eval(), example_inputs)
+        except ConversionError as exc:
+            self.cache.stats.failed += 1
+            return Entry(error=exc), "failed"
+        names = options.input_names or default_input_names(torch_model, len(example_inputs))
+        key = program_key(exported, torch_model, example_inputs, names, options, fp32_ops)
+
+        def convert() -> tuple[Any, Any]:
+            program = convert_exported(exported, name, precision, fp32_ops)
+            return program, program.output_tree
+
+        entry, event = self.cache.get(
+            key,
+            convert=convert,
+            load=lambda path: backend.load(path, options.compute_units),
+            kind="coreai",
+        )
+        if event != "memory":
+            self.last_rebuilt = entry.rebuilt
+        return entry, event
+
+    def obtain(
+        self,
+        torch_model: Any,
+        example_inputs: Sequence[Any],
+        options: ConversionOptions,
+        *,
+        disk: bool = True,
     ) -> tuple[Entry, str]:
         backend, reason = self.backend()
         if backend is None:
             raise NotBoundError(str(reason))
         self.last_rebuilt = None
+        self.last_states = ()
         # Capture once: the key is computed from the captured program, and a miss
         # converts that same program (no second trace).
         try:
@@ -75,7 +182,9 @@ class Runtime:
         except ConversionError as exc:
             self.cache.stats.failed += 1
             return Entry(error=exc), "failed"
-        entry, event = self.cache.get(
+        self.last_states = captured.states
+        cache = self.cache if disk else self._memory_cache()
+        entry, event = cache.get(
             conversion_key(captured, options),
             convert=lambda: (convert_captured(captured, options), captured.structure),
             load=lambda path: backend.load(path, options.compute_units),
@@ -110,14 +219,33 @@ class CoreMLModel:
     """
 
     def __init__(self, settings: ModelSettings, runtime: Runtime | None = None) -> None:
+        if settings.framework == "coreai" and settings.options.precision == "mixed":
+            # An fp16 program with some ops in fp32: judged as fp16, like Core ML's fp32_ops.
+            precision, fp32 = coreai_precision(settings.options)
+            settings = dataclasses.replace(
+                settings,
+                options=dataclasses.replace(settings.options, precision=precision, fp32_ops=fp32),
+            )
         self.settings = settings
         self.runtime = runtime
         self.options: ConversionOptions = settings.options
         self.precision: str = settings.options.precision
         self.rtol: ToleranceValue = settings.rtol
         self.atol: ToleranceValue = settings.atol
+        self.gates: Mapping[str, GateValue] = settings.gates
         self.search_fix: bool = settings.search_fix
         self.report_dir: Path | None = settings.report_dir
+        #: ``coreml`` or ``coreai``: the target stack this model is converted for.
+        self.framework: str = settings.framework
+        #: The ``CoreAIProgram`` of a bound coreai model (``mlmodel`` stays None).
+        self.program: Any = None
+        self.guide: bool = settings.guide
+        self.emulator_profile: str = settings.emulator_profile
+        #: Set by the plugin for a test that wants headroom; every emulator call then
+        #: records per-op peaks into it (see :mod:`.headroom`).
+        self.headroom: HeadroomLog | None = None
+        #: Largest finite |value| of an fp16-typed op over 65504 in the last recorded call.
+        self.last_peak: float | None = None
         self.node_id: str | None = None
         self.mlmodel: Any = None
         self.backend: Backend | None = None
@@ -130,19 +258,77 @@ class CoreMLModel:
         self.last_inputs: tuple[Any, ...] | None = None
         self.last_outputs: Any = None
         self.event: str | None = None
+        #: The input shapes the program allows, by Core ML input name (flexible shapes).
+        self.allowed_shapes: dict[str, AllowedShapes] = {}
+        #: With ``package=``: why the verdict uses :attr:`precision` (read from the program).
+        self.precision_origin: str | None = None
         self._structure: Any = None
+        #: Inputs the program declares as images (``ct.ImageType``), by name: they take
+        #: uint8 pixels or PIL images (see :mod:`.images`).
+        self.images: dict[str, Any] = {}
+        #: The test's ``torch_preprocess(pixels) -> tensor`` fixture, if any: how PyTorch
+        #: gets an image input (else the ImageType's declared scale and bias).
+        self.torch_preprocess: Any = None
+        #: (name, shape) of each torch buffer ``forward`` updates (a stateful model).
+        self.state_buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        #: Those of :attr:`state_buffers` the program holds no state for (frozen).
+        self.frozen_buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        #: The backend's state (``EmulatorState`` / ``MLState``) of this test's sequence.
+        self.state: Any = None
+        #: This test's deep copy of ``torch_model``, whose buffers advance with the steps.
+        self.torch_state_model: Any = None
+        #: Every step of this test's sequence so far (a stateful model), in order.
+        self.steps: list[Step] = []
+        self._program_states: tuple[str, ...] | None = None
         _LIVE.add(self)
 
     def __repr__(self) -> str:
         name = type(self.torch_model).__name__ if self.torch_model is not None else "unbound"
         backend = self.backend.name if self.backend is not None else "?"
+        if self.framework != "coreml":
+            return f"CoreMLModel({name}, {self.framework}-{self.precision}, {backend})"
         return f"CoreMLModel({name}, {self.precision}, {backend})"
+
+    def resolve_backend(self) -> tuple[Backend | None, str | None]:
+        """(backend, None) for this model's target, or (None, why it cannot run here)."""
+        if self.runtime is None:
+            raise NotBoundError(messages.NOT_BOUND)
+        if self.framework == "coreai":
+            return self.runtime.coreai_backend()
+        backend, reason = self.runtime.backend()
+        if isinstance(backend, EmulatorBackend):
+            backend = backend.with_profile(self.emulator_profile)
+        return backend, reason
+
+    def skip_reason(self) -> str | None:
+        """Why this target cannot run this precision at all, else None."""
+        from .settings import COREAI_ONLY_PRECISIONS
+
+        if self.framework == "coreai" and self.precision not in COREAI_PRECISIONS:
+            return messages.COREAI_PRECISION_UNSUPPORTED.format(
+                precision=self.precision, known=", ".join(COREAI_PRECISIONS)
+            )
+        if self.framework == "coreml" and self.precision in COREAI_ONLY_PRECISIONS:
+            return messages.COREML_PRECISION_UNSUPPORTED.format(precision=self.precision)
+        return None
 
     # ------------------------------------------------------------------ binding
 
-    def bind(self, torch_model: Any, example_inputs: Any, node_id: str | None = None) -> str:
+    def bind(
+        self,
+        torch_model: Any,
+        example_inputs: Any,
+        node_id: str | None = None,
+        *,
+        convert: Any = None,
+        convert_kwargs: Mapping[str, Any] | None = None,
+    ) -> str:
         """Convert (or fetch from cache) for these fixtures; return how it was obtained.
 
+        ``convert`` is the test's ``coreml_convert`` callable, if it has one: it then
+        converts instead of the plugin's recipe (keyed by its code, convert.function_key).
+        ``convert_kwargs`` (the ``coreml_convert_kwargs`` fixture, validated) apply unless
+        the marker gave its own.
         Raises :class:`ConversionError` when the model does not convert.
         """
         import torch
@@ -170,25 +356,216 @@ class CoreMLModel:
         self.example_inputs = example_inputs
         self.node_id = node_id
         self.last_inputs = self.last_outputs = None
-        entry, event = self.runtime.obtain(torch_model, example_inputs, options)
+        self.last_peak = None
+        if self.settings.package is not None:
+            return self._bind_package(self.settings.package, torch_model, example_inputs, options)
+        if self.framework == "coreai":
+            return self._bind_coreai(torch_model, example_inputs, options)
+        if convert is not None:  # re-keyed at every bind: the fixture may have changed
+            options = dataclasses.replace(options, user_convert=convert, user_convert_key=None)
+        if convert_kwargs and self.settings.options.convert_kwargs is None:
+            options = dataclasses.replace(
+                options, convert_kwargs=dict(convert_kwargs), convert_kwargs_key=None
+            )
+        entry, event = self.runtime.obtain(
+            torch_model, example_inputs, options, disk=self.settings.disk_cache
+        )
         self.event = event
         if entry.error is not None:
             self.mlmodel = None
             raise entry.error
         self.options = options
-        self.backend = self.runtime.backend()[0]
+        self.backend = self.resolve_backend()[0]
         self.mlmodel = entry.mlmodel
+        if self.settings.function is not None:
+            self.mlmodel = self._select_function(entry, self.settings.function)
         self.package_path = entry.path
         self._structure = entry.structure
-        description = self.mlmodel.get_spec().description
+        description = _description(self.mlmodel.get_spec(), self.settings.function)
         self.input_names = tuple(i.name for i in description.input)
         self.output_names = tuple(o.name for o in description.output)
         self.input_dtypes = tuple(
             _DTYPE_CODES.get(i.type.multiArrayType.dataType) for i in description.input
         )
+        self.allowed_shapes = {a.name: a for a in read_allowed(description)}
+        from .emulator.image_inputs import read_images
+
+        self.images = read_images(description, self.settings.function or "main")
+        self._bind_state(self.runtime.last_states, description)
         if event != "memory":
             # Plan (emulator) or compile (Core ML) now, so the first hypothesis example
             # is not slower than the rest; this also proves the model runs.
+            self(*self._warmup_inputs(example_inputs))
+            self.last_inputs = self.last_outputs = None
+            self.reset_state()
+        return event
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def stateful(self) -> bool:
+        """Whether ``forward`` updates buffers, or the program declares states."""
+        return bool(self.state_buffers) or self._program_states is not None
+
+    def _bind_state(
+        self, updated: tuple[tuple[str, tuple[int, ...]], ...], description: Any
+    ) -> None:
+        """Match the buffers ``forward`` updates with the program's states; start fresh."""
+        declared = tuple(s.name for s in getattr(description, "state", ()))
+        self._program_states = declared or None
+        self.state_buffers = updated
+        self.frozen_buffers = tuple(
+            (name, shape) for name, shape in updated
+            if name not in declared and name.replace(".", "_") not in declared
+        )  # fmt: skip
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """Start a new sequence: the torch side a fresh deep copy of ``torch_model``, the
+        Core ML side a fresh state holding the torch buffers' initial values (zeros for
+        any state no buffer matches). Binding calls it, so each test starts fresh;
+        call it yourself to start over within a test (e.g. per Hypothesis example)."""
+        self.steps = []
+        self.state = None
+        self.torch_state_model = (
+            copy.deepcopy(self.torch_model) if self.state_buffers else None
+        )
+        if not self._program_states or self.backend is None:
+            return
+        make_state = getattr(self.backend, "make_state", None)
+        if make_state is None:
+            raise NotBoundError(messages.STATE_UNSUPPORTED_BACKEND.format(backend=self.backend.name))
+        buffers = dict(self.torch_model.named_buffers())
+        by_state = {name.replace(".", "_"): tensor for name, tensor in buffers.items()}
+        initial = {}
+        for name in self._program_states:
+            tensor = buffers.get(name, by_state.get(name))
+            if tensor is not None:
+                initial[name] = tensor.detach().cpu().numpy()
+        self.state = make_state(self.mlmodel, initial)
+
+    def _bind_package(
+        self, path: Path, torch_model: Any, example_inputs: tuple[Any, ...], options: ConversionOptions
+    ) -> str:
+        """Bind to a built package (no conversion): load, map inputs, read the precision."""
+        import torch
+
+        from .convert import output_structure
+        from .package import load_package
+
+        backend = self.resolve_backend()[0]
+        assert options.input_names is not None
+        loaded = load_package(
+            path, torch_model, example_inputs, options.input_names, backend,
+            options.compute_units, self.emulator_profile,
+        )  # fmt: skip
+        with torch.no_grad(), restored_buffers(torch_model) as updated:
+            reference = torch_model(*example_inputs)
+        structure = output_structure(reference)
+        want = len(_to_flat_list(reference))
+        if want != len(loaded.output_names):
+            from .errors import PackageError
+
+            raise PackageError(
+                messages.PACKAGE_OUTPUT_COUNT.format(
+                    package=path.name, got=len(loaded.output_names),
+                    names=list(loaded.output_names), model=type(torch_model).__name__, want=want,
+                )
+            )  # fmt: skip
+        precision = self.settings.package_precision
+        self.precision_origin = "marker precision=" if precision is not None else loaded.why
+        self.precision = precision if precision is not None else loaded.precision
+        self.options = dataclasses.replace(options, precision=self.precision)
+        self.backend = backend
+        self.mlmodel = loaded.mlmodel
+        self.package_path = path
+        self._structure = structure
+        self.input_names = loaded.input_names
+        self.output_names = loaded.output_names
+        self.input_dtypes = loaded.input_dtypes
+        self.allowed_shapes = loaded.allowed
+        from .emulator.image_inputs import read_images
+
+        self.images = read_images(self.mlmodel.get_spec().description)
+        self.event = "package"
+        self._bind_state(
+            state_specs(torch_model, updated), _description(self.mlmodel.get_spec(), None)
+        )
+        return "package"
+
+    # ------------------------------------------------------------------ flexible shapes
+
+    def declared_shapes(self) -> tuple[tuple[Shape, ...], ...]:
+        """The input shapes to test at, one tuple (a shape per input) per call: every
+        enumerated shape; for ranged dims, the lower bounds, an interior value and the
+        upper bounds (see :func:`.shapes.combined`). Fixed inputs keep their shape."""
+        if self.mlmodel is None and self.program is None:
+            raise NotBoundError(messages.NOT_BOUND)
+        allowed = [
+            self.allowed_shapes.get(name) or AllowedShapes(name, tuple(example.shape))
+            for name, example in zip(self.input_names, self.example_inputs, strict=False)
+        ]
+        return combined(allowed)
+
+    def inputs_for_shapes(self, seed: int = 0) -> list[tuple[Any, ...]]:
+        """Inputs at every :meth:`declared_shapes`, derived from ``example_inputs``: the
+        example itself where its shape matches, else seeded ``torch.randn`` (floats) or
+        ``randint`` over the example's range (integers) of that shape."""
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        calls = []
+        for shapes in self.declared_shapes():
+            call = []
+            for shape, example in zip(shapes, self.example_inputs, strict=True):
+                if tuple(example.shape) == shape:
+                    call.append(example)
+                elif example.is_floating_point():
+                    call.append(torch.randn(shape, generator=generator).to(example.dtype))
+                else:
+                    low, high = int(example.min()), int(example.max()) + 1
+                    call.append(
+                        torch.randint(low, high, shape, generator=generator, dtype=example.dtype)
+                    )
+            calls.append(tuple(call))
+        return calls
+
+    def _select_function(self, entry: Entry, name: str) -> Any:
+        """The package's function ``name`` (marker ``function=``) as its own MLModel."""
+        from ._coremltools import import_coremltools
+
+        ct = import_coremltools()
+        spec = entry.mlmodel.get_spec()
+        functions = [f.name for f in spec.description.functions]
+        if name not in functions:
+            where = f"@pytest.mark.coreml in {self.node_id}: function"
+            raise ConversionError(
+                messages.FUNCTION_NOT_FOUND.format(
+                    where=where, name=name, known=", ".join(functions) or "one function, main"
+                )
+            )
+        path = entry.path or getattr(entry.mlmodel, "package_path", None)
+        on_device = self.backend is not None and self.backend.name == "coreml"
+        return ct.models.MLModel(str(path), function_name=name, skip_model_load=not on_device)
+
+    def _bind_coreai(
+        self, torch_model: Any, example_inputs: tuple[Any, ...], options: ConversionOptions
+    ) -> str:
+        assert self.runtime is not None
+        entry, event = self.runtime.obtain_coreai(torch_model, example_inputs, options)
+        self.event = event
+        if entry.error is not None:
+            self.program = None
+            raise entry.error
+        self.options = options
+        self.backend = self.runtime.coreai_backend()[0]
+        self.program = entry.mlmodel
+        self.mlmodel = None
+        self.package_path = entry.path
+        self.input_names = tuple(spec.name for spec in self.program.inputs)
+        self.output_names = tuple(spec.name for spec in self.program.outputs)
+        self.input_dtypes = tuple(spec.dtype for spec in self.program.inputs)
+        if event != "memory":  # compile in the worker now; this also proves the program runs
             self(*example_inputs)
             self.last_inputs = self.last_outputs = None
         return event
@@ -208,7 +585,7 @@ class CoreMLModel:
         """Validate ``inputs`` against the example inputs; return them as numpy arrays."""
         import numpy as np
 
-        if self.mlmodel is None:
+        if self.mlmodel is None and self.program is None:
             raise NotBoundError(messages.NOT_BOUND)
         model = type(self.torch_model).__name__
         if len(inputs) != len(self.example_inputs):
@@ -222,8 +599,26 @@ class CoreMLModel:
             )
         arrays = []
         for i, (x, example) in enumerate(zip(inputs, self.example_inputs, strict=True)):
+            image = self.images.get(self.input_names[i]) if i < len(self.input_names) else None
+            if image is not None:  # pixels, checked against the declared image
+                from .emulator.image_inputs import pixels
+
+                try:
+                    arrays.append(pixels(x, image))
+                except ValueError as exc:
+                    raise InputMismatchError(str(exc)) from exc
+                continue
             array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-            if tuple(array.shape) != tuple(example.shape):
+            allowed = self.allowed_shapes.get(self.input_names[i]) if i < len(self.input_names) else None
+            if allowed is not None and allowed.flexible:
+                if not allowed.allows(array.shape):
+                    raise InputMismatchError(
+                        messages.FLEXIBLE_INPUT_SHAPE.format(
+                            index=i, name=self.input_names[i], got=tuple(array.shape),
+                            allowed=allowed.describe(),
+                        )
+                    )  # fmt: skip
+            elif tuple(array.shape) != tuple(example.shape):
                 raise InputMismatchError(
                     messages.WRONG_INPUT_SHAPE.format(
                         index=i,
@@ -236,10 +631,77 @@ class CoreMLModel:
             arrays.append(array)
         return tuple(arrays)
 
-    def run_named(self, feed: dict[str, Any]) -> dict[str, Any]:
-        """Run on a feed keyed by Core ML input names; outputs keyed by output name."""
+    # ------------------------------------------------------------------ image inputs
+
+    def _warmup_inputs(self, example_inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The example inputs, with a mid-grey image (of the example's size) for each
+        image input: its example is the float tensor the model was traced with."""
+        if not self.images:
+            return example_inputs
         import numpy as np
 
+        out = list(example_inputs)
+        for i, name in enumerate(self.input_names[: len(out)]):
+            image = self.images.get(name)
+            if image is not None:
+                h, w = tuple(out[i].shape)[-2:]
+                dtype = np.float32 if image.color_space == "GRAYSCALE_FLOAT16" else np.uint8
+                out[i] = np.full((h, w, image.channels), 128, dtype)
+        return tuple(out)
+
+    def torch_tensors(self, arrays: tuple[Any, ...]) -> list[Any]:
+        """The torch inputs for Core ML inputs ``arrays`` (as :meth:`prepare` returns them):
+        the same values in the example dtypes; image inputs through :meth:`torch_images`."""
+        import torch
+
+        tensors = [
+            torch.from_numpy(a.copy()).to(example.dtype)
+            for a, example in zip(arrays, self.example_inputs, strict=True)
+        ]
+        for i, (array, _side) in self.torch_images(arrays).items():
+            tensors[i] = torch.from_numpy(array).to(self.example_inputs[i].dtype)
+        return tensors
+
+    def example_feed(self) -> tuple[Any, ...]:
+        """Core ML inputs standing for the example inputs: a mid-grey image for an image input."""
+        return self._warmup_inputs(self.example_inputs)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """Per image input, the scale and bias its program applies (:class:`.images.Preprocessing`)."""
+        if not self.images or self.mlmodel is None:
+            return {}
+        from .headroom import emulator_for
+        from .images import read_preprocessing
+
+        ops = emulator_for(self.mlmodel, self.emulator_profile).ops
+        return {name: read_preprocessing(ops, image) for name, image in self.images.items()}
+
+    def torch_images(self, arrays: tuple[Any, ...]) -> dict[int, tuple[Any, str]]:
+        """Per image input (by position), the tensor PyTorch gets for its pixels in
+        ``arrays`` and which preprocessing made it (``torch_preprocess`` or the declared one)."""
+        if not self.images:
+            return {}
+        from .images import torch_input
+
+        preps = self.preprocessing()
+        return {
+            i: torch_input(arrays[i], preps[name], self.torch_preprocess)
+            for i, name in enumerate(self.input_names)
+            if name in preps and i < len(arrays)
+        }
+
+    def run_named(self, feed: dict[str, Any]) -> dict[str, Any]:
+        """Run on a feed keyed by Core ML input names; outputs keyed by output name."""
+        return self._run_named(feed, peaks=False)
+
+    def _run_named(self, feed: dict[str, Any], *, peaks: bool) -> dict[str, Any]:
+        """Run; on the emulator, record the run when ``peaks`` or a headroom log asks."""
+        import numpy as np
+
+        if self.program is not None and self.backend is not None:
+            with np.errstate(over="ignore"):  # fp16 inputs overflow to inf, as on device
+                arrays = self.program.feed(*[feed[name] for name in self.input_names])
+            return self.backend.predict(self.program, arrays)
         if self.mlmodel is None or self.backend is None:
             raise NotBoundError(messages.NOT_BOUND)
         cast = {}
@@ -248,13 +710,52 @@ class CoreMLModel:
             with np.errstate(over="ignore"):  # fp16 inputs overflow to inf, as on device
                 cast[name] = value.astype(dtype) if dtype is not None else value
         extra = {k: v for k, v in feed.items() if k not in cast}
-        return self.backend.predict(self.mlmodel, {**cast, **extra})
+        full = {**cast, **extra}
+        if self.images and self.backend.name != "emulator":  # Core ML's predict takes PIL images
+            from PIL import Image
+
+            for name in self.images:
+                pixels = np.asarray(full[name])
+                full[name] = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        with _one_thread_if_small(self.torch_model, list(cast.values())):
+            if (peaks or self.headroom is not None) and self.backend.name == "emulator":
+                from .headroom import emulator_for, fp16_peak_ratio
+
+                recording = emulator_for(self.mlmodel, self.emulator_profile).record(
+                    full, state=self.state
+                )
+                self.last_peak = fp16_peak_ratio(recording)
+                if self.headroom is not None:
+                    self.headroom.add(recording)
+                return recording.outputs
+            if self.state is not None:
+                stateful: Any = self.backend  # EmulatorBackend or CoreMLBackend (reset_state)
+                return dict(stateful.predict_stateful(self.mlmodel, full, self.state))
+            return self.backend.predict(self.mlmodel, full)
 
     def __call__(self, *inputs: Any) -> Any:
         arrays = self.prepare(inputs)
-        outputs = self.run_named(dict(zip(self.input_names, arrays, strict=True)))
+        if self.torch_state_model is None:
+            return self.run_prepared(arrays)
+        # A stateful model advances both sides, so a later assert_parity compares the
+        # same step of the same sequence; the step is recorded unjudged.
+        expected = self.reference_prepared(arrays)
+        result = self.run_prepared(arrays)
+        self.steps.append(unjudged_step(len(self.steps) + 1, result, expected))
+        return result
+
+    def run_prepared(self, arrays: tuple[Any, ...], *, peaks: bool = False) -> Any:
+        """``self(*arrays)`` for arrays :meth:`prepare` returned; ``peaks`` records the run
+        on the emulator and sets :attr:`last_peak` (what guided fuzzing targets)."""
+        outputs = self._run_named(dict(zip(self.input_names, arrays, strict=True)), peaks=peaks)
         leaves = [outputs[name] for name in self.output_names]
-        result = unflatten(self._structure, iter(leaves))
+        if self.program is not None:
+            # fp16 programs return float16: widen (exactly) so the verdict compares
+            # against torch fp32, never against torch at the program's dtype.
+            leaves = [_widen(leaf) for leaf in leaves]
+            result = self.program.structure(dict(zip(self.output_names, leaves, strict=True)))
+        else:
+            result = unflatten(self._structure, iter(leaves))
         self.last_inputs = arrays
         self.last_outputs = result
         return result
@@ -267,16 +768,121 @@ class CoreMLModel:
 
     def reference(self, *inputs: Any) -> Any:
         """The torch model's output on ``inputs`` (validated like a Core ML call), as numpy."""
+        return self.reference_prepared(self.prepare(inputs))
+
+    def reference_prepared(self, arrays: tuple[Any, ...]) -> Any:
+        """:meth:`reference` for arrays :meth:`prepare` returned; a stateful model's torch
+        side (:attr:`torch_state_model`) advances one step."""
         import torch
 
-        arrays = self.prepare(inputs)
-        tensors = [
-            torch.from_numpy(a.copy()).to(example.dtype)
-            for a, example in zip(arrays, self.example_inputs, strict=True)
-        ]
-        with torch.no_grad():
-            result = self.torch_model(*tensors)
+        torch_model = self.torch_state_model if self.torch_state_model is not None else self.torch_model
+        tensors = self.torch_tensors(arrays)
+        with _one_thread_if_small(self.torch_model, tensors), torch.no_grad():
+            result = torch_model(*tensors)
+        if self.torch_state_model is not None:  # outputs may alias buffers the next step updates
+            return copy.deepcopy(_to_numpy(result))
         return _to_numpy(result)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call of a stateful model's sequence: its errors against torch, and the verdict.
+
+    ``ratio`` is the worst error over the allowed error (the verdict's rule: above 1 is
+    beyond tolerance); ``passed`` is None for a bare ``coreml_model(...)`` call, which
+    is measured but not judged.
+    """
+
+    step: int
+    max_abs: float
+    max_rel: float
+    ratio: float | None = None
+    passed: bool | None = None
+
+
+def unjudged_step(step: int, result: Any, expected: Any) -> Step:
+    """The :class:`Step` of a bare call: worst abs/rel error over every output."""
+    import numpy as np
+
+    worst_abs = worst_rel = 0.0
+    actual: list[Any] = []
+    wanted: list[Any] = []
+    _flatten(result, actual)
+    _flatten(expected, wanted)
+    for got, want in zip(actual, wanted, strict=False):
+        g = np.asarray(got, dtype=np.float64).reshape(-1)
+        w = np.asarray(want, dtype=np.float64).reshape(-1)
+        if g.shape != w.shape:
+            continue
+        with np.errstate(all="ignore"):
+            err = np.abs(g - w)
+            rel = err / np.abs(w)
+        finite = np.isfinite(err)
+        if finite.any():
+            worst_abs = max(worst_abs, float(err[finite].max()))
+        rel_ok = finite & (w != 0)
+        if rel_ok.any():
+            worst_rel = max(worst_rel, float(rel[rel_ok].max()))
+    return Step(step=step, max_abs=worst_abs, max_rel=worst_rel)
+
+
+#: A reference run at most this big (input elements + parameters) uses one torch thread.
+#: Measured (docs/performance.md, "Fuzzing throughput"): a 16-wide transformer block
+#: takes 3000 µs CPU with 2 intra-op threads on a loaded host and 180 µs with one, with
+#: identical outputs; threads only pay off on tensors far larger than this.
+SMALL_REFERENCE = 1 << 18
+_SIZES: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _one_thread_if_small(torch_model: Any, inputs: Sequence[Any]) -> Iterator[None]:
+    """One torch intra-op thread while a small model runs (the torch reference, and the
+    torch calls some emulator kernels make): waking torch's pool costs more than the work."""
+    torch = sys.modules.get("torch")
+    if torch is None or torch_model is None or torch.get_num_threads() == 1:
+        yield
+        return
+    if not _small(torch_model, inputs):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _small(torch_model: Any, inputs: Sequence[Any]) -> bool:
+    size = _SIZES.get(torch_model)
+    if size is None:
+        size = _SIZES[torch_model] = sum(p.numel() for p in torch_model.parameters()) + sum(
+            b.numel() for b in torch_model.buffers()
+        )
+    elements = sum(int(x.numel()) if hasattr(x, "numel") else int(x.size) for x in inputs)
+    return size + elements <= SMALL_REFERENCE
+
+
+def _description(spec: Any, function: str | None) -> Any:
+    """The I/O description of ``function`` in a multi-function package, else the model's."""
+    if function is not None:
+        for described in spec.description.functions:
+            if described.name == function:
+                return described
+    return spec.description
+
+
+def _widen(array: Any) -> Any:
+    """float16 -> float32 (exact); anything else unchanged."""
+    import numpy as np
+
+    return array.astype(np.float32) if array.dtype == np.float16 else array
+
+
+def _to_flat_list(value: Any) -> list[Any]:
+    out: list[Any] = []
+    _flatten(value, out)
+    return out
 
 
 def _flatten(value: Any, out: list[Any]) -> None:
@@ -295,4 +901,6 @@ def _to_numpy(value: Any) -> Any:
     return value.detach().cpu().numpy()
 
 
-__all__ = ["ConversionError", "CoreMLModel", "InputMismatchError", "ModelSettings", "Runtime"]
+__all__ = [
+    "ConversionError", "CoreMLModel", "InputMismatchError", "ModelSettings", "Runtime", "Step",
+]

@@ -26,10 +26,16 @@ import pytest
 from . import messages
 from .errors import SettingError
 from .settings import (
+    DEFAULT_TARGET_STACKS,
+    GATES,
     MARKER_KEYWORDS,
     OPTIONS,
+    USER_CONVERT_FIXTURE,
+    USER_CONVERT_KWARGS_FIXTURE,
     Settings,
     apply_marker,
+    parametrize_ids,
+    parse_convert_kwargs,
     resolve_session,
 )
 
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
 FIXTURE = "coreml_model"
 SUMMARY_TITLE = "coreml-parity"
 REPORT_ATTR = "coreml_parity"
+HEADROOM_ATTR = "coreml_parity_headroom"
 
 
 @dataclass
@@ -49,26 +56,41 @@ class PluginState:
     events: Counter[str] = field(default_factory=Counter)
     backends: set[str] = field(default_factory=set)
     rebuilt: list[str] = field(default_factory=list)
+    headroom: list[dict[str, Any]] = field(default_factory=list)
 
 
 STATE = pytest.StashKey[PluginState]()
 BIND_FAILURE = pytest.StashKey[str]()
 BIND_EVENT = pytest.StashKey[dict[str, Any]]()
+BOUND_MODEL = pytest.StashKey[Any]()
+HEADROOM_DATA = pytest.StashKey[dict[str, Any]]()
 
 _HELP = {
-    "precisions": ("LIST", "precisions to run coreml_model at, comma-separated (fp32, fp16). Default: fp32,fp16"),
+    "precisions": ("LIST", "precisions to run coreml_model at, comma-separated (fp32, fp16, int8, palettize4, prune50, w8a8). Default: fp32,fp16"),
+    "targets": ("LIST", "targets to convert for and run on, comma-separated (coreml, coreai). Default: coreml"),
     "rtol": ("RTOL", "relative tolerance for assert_parity, one number or fp16=..,fp32=... Default: per-precision preset"),
     "atol": ("ATOL", "absolute tolerance for assert_parity, one number or fp16=..,fp32=... Default: per-precision preset"),
     "target": ("TARGET", "minimum deployment target for conversion (iOS15..iOS18, macOS12..). Default: iOS16"),
     "compute_units": ("UNITS", "Core ML compute units on macOS (ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE). Default: ALL"),
     "input_dtypes": ("DTYPES", "float I/O dtypes: auto (coremltools' choice), fp32 or fp16. Default: auto"),
     "backend": ("NAME", "where converted models run: auto, coreml (macOS) or emulator. Default: auto"),
+    "emulator_profile": ("PROFILE", "how the emulator backend runs fp16: typed, float32 or fp16-sequential (fp16 matmul accumulation, as Core AI's interpreter). Default: typed"),
     "report_dir": ("DIR", "write diagnosis reports (JSON, plots) for failures to DIR. Default: none"),
     "cache_dir": ("DIR", "disk cache of converted models, or 'none'. Default: pytest's cache dir, else .coreml-parity-cache"),
+    "headroom": ("M", "fail (or warn) a test whose fp16 op peaks above 65504/M on its inputs (M >= 1). Default: no gate"),
+    "headroom_action": ("ACTION", "what --coreml-headroom does below the margin: fail or warn. Default: fail"),
+    "guide": ("BOOL", "inside @given, hypothesis.target() the error and the fp16 peak (emulator). Default: true"),
+    "scale_atol": ("S", "element-wise allowance as a fraction of the reference's rms, a number, off or fp16=..,fp32=... Default: per-precision preset"),
+    "min_snr": ("DB", "fail an output whose SNR (dB) is below this; a number, off or fp16=..,fp32=... Default: per-precision preset"),
+    "min_psnr": ("DB", "fail an output whose PSNR (dB, peak of the reference) is below this. Default: per-precision preset"),
+    "min_cosine": ("C", "fail an output whose cosine similarity to PyTorch is below this (0..1). Default: per-precision preset"),
+    "min_top1": ("F", "fail a score output whose argmax agrees on fewer than this fraction of rows. Default: per-precision preset"),
+    "min_top5": ("F", "fail a score output whose torch argmax is in Core ML's top 5 on fewer than this fraction of rows. Default: per-precision preset"),
 }
 _FLAG_HELP = {
     "export": "convert via torch.export instead of torch.jit.trace. Default: off (trace)",
     "search_fix": "on failure, search for the ops to keep in fp32 (mixed precision). Default: off",
+    "headroom_report": "list the ops closest to 65504 and the most underflow in the summary. Default: off",
 }
 
 
@@ -141,7 +163,30 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     warning = numpy_coremltools_warning(_version("numpy"), _version("coremltools"))
     if warning is not None:
         lines.append(warning)
+    if backend.startswith("emulator"):  # which fp16 semantics the emulator runs
+        origin = settings.origins.get("emulator_profile", "default")
+        lines.append(f"coreml-parity: emulator profile {settings.emulator_profile} ({origin})")
+    if settings.targets != DEFAULT_TARGET_STACKS:
+        lines.append(_targets_header(settings.targets))
     return lines
+
+
+def _targets_header(targets: Sequence[str]) -> str:
+    """``coreml-parity: targets coreml, coreai; coreai: coreai-core 1.0.0b3, ..., backend coreai-interpreter``."""
+    line = f"coreml-parity: targets {', '.join(targets)}"
+    if "coreai" not in targets:
+        return line
+    from .coreai.availability import coreai_unavailable_reason  # cheap: no torch
+
+    reason = coreai_unavailable_reason()
+    versions = ", ".join(
+        f"{dist} {_version(dist)}" for dist in ("coreai-core", "coreai-torch", "coreai-opt")
+    )
+    if reason is not None:
+        return f"{line}; coreai: {versions}; UNAVAILABLE ({reason}): coreai tests skip"
+    from .backends import coreai_backend_name
+
+    return f"{line}; coreai: {versions}, backend {coreai_backend_name()}"
 
 
 def _runtime(config: pytest.Config) -> Runtime:
@@ -174,6 +219,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except SettingError as exc:
         raise pytest.Collector.CollectError(str(exc)) from None
     runtime = _runtime(config)
+    axis = [(framework, precision) for framework in settings.targets for precision in settings.precisions]
     slots = [
         CoreMLModel(
             ModelSettings(
@@ -183,17 +229,65 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     compute_units=settings.compute_units,
                     input_dtypes=settings.input_dtypes,
                     use_export=settings.export,
+                    optimization=settings.optimization if precision == "custom" else None,
+                    fp32_ops=frozenset(settings.fp32_ops)
+                    if settings.fp32_ops and precision != "fp32"
+                    else None,
+                    convert_kwargs=settings.convert_kwargs,
                 ),
                 rtol=settings.rtol,
                 atol=settings.atol,
+                gates={gate: getattr(settings, gate) for gate in GATES},
                 search_fix=settings.search_fix,
                 report_dir=settings.report_dir,
+                framework=framework,
+                guide=settings.guide,
+                headroom=settings.headroom,
+                headroom_action=settings.headroom_action,
+                emulator_profile=settings.emulator_profile,
+                function=settings.function,
+                disk_cache=settings.cache,
             ),
             runtime,
         )
-        for precision in settings.precisions
+        for framework, precision in axis
     ]
-    metafunc.parametrize(FIXTURE, slots, ids=list(settings.precisions), scope="session")
+    ids = parametrize_ids(settings.targets, settings.precisions)
+    if settings.package is not None:  # one test against a built package: no precision axis
+        slots, ids = _package_slot(metafunc, settings, slots[0])
+    elif settings.precision is not None:
+        raise pytest.Collector.CollectError(messages.PRECISION_WITHOUT_PACKAGE.format(where=where))
+    metafunc.parametrize(FIXTURE, slots, ids=ids, scope="session")
+
+
+def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> tuple[list[Any], list[str]]:
+    """The one ``coreml_model`` of a ``package=`` test (id ``pkg:Model.mlpackage``); a
+    missing package is a collection error naming the marker and the places looked in."""
+    import dataclasses
+
+    from .errors import PackageError
+    from .model import CoreMLModel
+    from .package import resolve_path
+
+    where = metafunc.definition.nodeid
+    if settings.origins.get("precisions") == "marker":
+        raise pytest.Collector.CollectError(
+            messages.PACKAGE_WITH_PRECISIONS.format(where=where, value=list(settings.precisions))
+        )
+    try:
+        path = resolve_path(
+            settings.package, metafunc.definition.path.parent, metafunc.config.rootpath, where
+        )
+    except PackageError as exc:
+        raise pytest.Collector.CollectError(str(exc)) from None
+    model_settings = dataclasses.replace(
+        like.settings,
+        options=dataclasses.replace(like.settings.options, precision=settings.precision or "fp32"),
+        framework="coreml",
+        package=path,
+        package_precision=settings.precision,
+    )
+    return [CoreMLModel(model_settings, like.runtime)], [f"pkg:{path.name}"]
 
 
 @pytest.fixture
@@ -220,6 +314,16 @@ def _fixture_value(request: pytest.FixtureRequest, name: str, what: str) -> Any:
     )
 
 
+def _optional_fixture(request: pytest.FixtureRequest, name: str) -> Any:
+    """The value of fixture ``name``, or None when no such fixture is defined."""
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError as exc:
+        if exc.argname != name:
+            raise
+    return None
+
+
 @pytest.fixture(autouse=True)
 def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     """Bind this test's ``coreml_model`` to its ``torch_model`` and ``example_inputs``."""
@@ -232,42 +336,119 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     if not isinstance(slot, CoreMLModel):
         return
     assert slot.runtime is not None
-    backend, reason = slot.runtime.backend()
+    unsupported = slot.skip_reason()
+    if unsupported is not None:
+        pytest.skip(unsupported)
+    backend, reason = slot.resolve_backend()
     if backend is None:
-        pytest.skip(messages.BACKEND_UNAVAILABLE.format(reason=reason))
+        template = messages.COREAI_UNAVAILABLE if slot.framework == "coreai" else messages.BACKEND_UNAVAILABLE
+        pytest.skip(template.format(reason=reason))
     torch_model = _fixture_value(request, "torch_model", "an nn.Module to convert")
     example_inputs = _fixture_value(
         request, "example_inputs", "a tuple of tensors to trace and convert with"
     )
     from .convert import ConversionError
+    from .errors import PackageError
 
+    convert = _optional_fixture(request, USER_CONVERT_FIXTURE)
+    if convert is not None and not callable(convert):
+        pytest.fail(messages.USER_CONVERT_NOT_CALLABLE.format(got=type(convert).__name__), pytrace=False)
+    convert_kwargs = _optional_fixture(request, USER_CONVERT_KWARGS_FIXTURE)
+    if convert_kwargs is not None:
+        bad = None
+        try:
+            convert_kwargs = parse_convert_kwargs(convert_kwargs, f"the {USER_CONVERT_KWARGS_FIXTURE} fixture")
+        except SettingError as exc:
+            bad = str(exc)
+        if bad is not None:  # outside the except block: the report shows only our message
+            pytest.fail(bad, pytrace=False)
+    preprocess = _optional_fixture(request, "torch_preprocess")  # image inputs' torch side
+    if preprocess is not None and not callable(preprocess):
+        pytest.fail(messages.TORCH_PREPROCESS_NOT_CALLABLE.format(got=type(preprocess).__name__), pytrace=False)
+    slot.torch_preprocess = preprocess
     item = request.node
     info = {"precision": slot.precision, "backend": backend.name, "model": type(torch_model).__name__}
     try:
-        event = slot.bind(torch_model, example_inputs, item.nodeid)
+        event = slot.bind(
+            torch_model, example_inputs, item.nodeid, convert=convert, convert_kwargs=convert_kwargs
+        )
     except ConversionError as exc:
         item.stash[BIND_FAILURE] = messages.CONVERSION_FAILED.format(summary=exc.summary)
         item.stash[BIND_EVENT] = {**info, "event": slot.event or "failed"}
         if slot.runtime.last_rebuilt is not None:
             item.stash[BIND_EVENT]["rebuilt"] = slot.runtime.last_rebuilt
         return
-    except TypeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    item.stash[BIND_EVENT] = {**info, "event": event}
+    except (TypeError, PackageError) as exc:
+        failed: str | None = str(exc)
+    else:
+        failed = None
+    if failed is not None:  # outside the except block: the report shows only the message
+        pytest.fail(failed, pytrace=False)
+    item.stash[BIND_EVENT] = {**info, "precision": slot.precision, "event": event}
     if slot.runtime.last_rebuilt is not None:  # a damaged disk-cache entry was rebuilt
         item.stash[BIND_EVENT]["rebuilt"] = slot.runtime.last_rebuilt
+    slot.headroom = None
+    session = request.config.stash[STATE].settings
+    wanted = slot.settings.headroom is not None or session.headroom_report or slot.report_dir is not None
+    if wanted and backend.name == "emulator":  # headroom reads the emulator's recording
+        from .headroom import HeadroomLog
+
+        slot.headroom = HeadroomLog()
+        item.stash[BOUND_MODEL] = slot
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
     failure = item.stash.get(BIND_FAILURE, None)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
+    if BOUND_MODEL not in item.stash:
+        return (yield)
+    try:
+        result = yield
+    except BaseException:
+        _headroom(item)  # a failed test's headroom is reported too, never gated
+        raise
+    message = _headroom(item)
+    if message is not None:  # after the body passed: the headroom gate
+        if item.stash[BOUND_MODEL].settings.headroom_action == "warn":
+            import warnings
+
+            from .headroom import HeadroomWarning
+
+            warnings.warn(HeadroomWarning(message), stacklevel=1)
+        else:
+            pytest.fail(message, pytrace=False)
+    return result
+
+
+def _headroom(item: pytest.Item) -> str | None:
+    """Summarize the test's headroom into the item's stash; return the gate's message."""
+    model = item.stash[BOUND_MODEL]
+    log = model.headroom
+    model.headroom = None
+    if log is None or not log.calls:
+        return None
+    from .diagnose.headroom import gate, headroom_data
+
+    margin = model.settings.headroom
+    try:
+        data = headroom_data(model, log)
+    except Exception as error:  # never hide the test's own outcome; never gate silently
+        text = messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")
+        return f"headroom {text}" if margin is not None else None
+    item.stash[HEADROOM_DATA] = data
+    return gate(data, margin) if margin is not None else None
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    if call.when == "call":
+        headroom = item.stash.get(HEADROOM_DATA, None)
+        if headroom is not None:
+            setattr(report, HEADROOM_ATTR, headroom)  # rides to the xdist controller
+            _write_headroom(item, headroom)
     if call.when == "setup":
         info = item.stash.get(BIND_EVENT, None)
         if info is not None:
@@ -278,6 +459,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if text is not None:
             report.sections.append((messages.DIAGNOSIS_SECTION, text))  # rides to xdist too
     return report
+
+
+def _write_headroom(item: pytest.Item, headroom: dict[str, Any]) -> None:
+    report_dir = item.stash[BOUND_MODEL].report_dir
+    if report_dir is not None:
+        from .report import write_headroom
+
+        write_headroom(report_dir, headroom, node_id=item.nodeid)
 
 
 def _diagnosis_section(exc: BaseException, node_id: str) -> str | None:
@@ -295,18 +484,21 @@ def _diagnosis_section(exc: BaseException, node_id: str) -> str | None:
     if not isinstance(exc, ParityFailure) or exc.model is None or exc.inputs is None:
         return None
     model = exc.model
+    if getattr(model, "torch_state_model", None) is not None:  # one step replays wrong
+        return messages.STATEFUL_NO_DIAGNOSIS.format(model=model)
     try:
         try:
-            from .diagnose import diagnose_failure
+            from .diagnose import Diagnosis, diagnose_failure
         except ModuleNotFoundError as missing:  # a build without the diagnose package
             if missing.name == f"{__package__}.diagnose":
                 return None
             raise
-        diagnosis = diagnose_failure(model, exc.inputs, rtol=exc.rtol, atol=exc.atol)
+        gates = exc.judgement.gates if exc.judgement is not None else None
+        diagnosis = diagnose_failure(model, exc.inputs, rtol=exc.rtol, atol=exc.atol, gates=gates)
         if diagnosis is None:
             return None
         written: list[Path] = []
-        if model.report_dir is not None and not diagnosis.healthy:
+        if model.report_dir is not None and not diagnosis.healthy and isinstance(diagnosis, Diagnosis):
             import warnings
 
             from .report import write_report
@@ -334,6 +526,9 @@ class _Recorder:
             self.state.backends.add(info["backend"])
             if info.get("rebuilt"):
                 self.state.rebuilt.append(str(info["rebuilt"]))
+        headroom = getattr(report, HEADROOM_ATTR, None)
+        if headroom and report.when == "call":
+            self.state.headroom.append(headroom)
 
 
 def summary_line(events: Counter[str], backends: set[str], rebuilt: Sequence[str] = ()) -> str:
@@ -347,6 +542,8 @@ def summary_line(events: Counter[str], backends: set[str], rebuilt: Sequence[str
         f"{events['disk']} from disk cache, {events['memory']} reused in session, "
         f"{events['failed']} failed to convert"
     )
+    if events["package"]:  # package= tests: loaded as built, never converted
+        line += f", {events['package']} built package{'s' if events['package'] > 1 else ''} tested"
     if rebuilt:
         counts = Counter(rebuilt)
         reasons = "; ".join(r if n == 1 else f"{r} (x{n})" for r, n in counts.items())
@@ -365,6 +562,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_sep("-", SUMMARY_TITLE)
     line = summary_line(state.events, state.backends, state.rebuilt)
     terminalreporter.write_line(f"{SUMMARY_TITLE}: {line}")
+    if state.settings.headroom_report and state.headroom:
+        from .diagnose.headroom import summary_lines
+
+        terminalreporter.write_sep("-", messages.HEADROOM_SECTION)
+        for text in summary_lines(state.headroom):
+            terminalreporter.write_line(text)
 
 
 __all__ = ["FIXTURE", "MARKER_KEYWORDS", "STATE", "summary_line"]

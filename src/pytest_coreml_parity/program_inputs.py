@@ -36,7 +36,7 @@ _GATHER_OPS = frozenset({"gather", "gather_along_axis"})
 #: Ops that pass an input through unchanged in value (followed when looking for its use).
 _PASS_THROUGH = frozenset({"cast", "reshape", "squeeze", "expand_dims", "identity", "transpose"})
 
-Role = Literal["float", "integer", "mask"]
+Role = Literal["float", "integer", "mask", "image"]
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,9 @@ def input_specs(model: Any) -> tuple[InputSpec, ...]:
     found = []
     for index, feature in enumerate(spec.description.input):
         kind = feature.type.WhichOneof("Type")
+        if kind == "imageType":  # pixels: uint8 (H, W, C), or floats for GRAYSCALE_FLOAT16
+            found.append(_image_spec(feature))
+            continue
         if kind != "multiArrayType":
             raise ValueError(
                 f"model_inputs: input {feature.name!r} is a {kind}; only multi-array inputs are supported"
@@ -259,6 +262,39 @@ def input_specs(model: Any) -> tuple[InputSpec, ...]:
             )
         )
     return tuple(found)
+
+
+def _image_spec(feature: Any) -> InputSpec:
+    """An ``ImageType`` input as the pixels ``coreml_model`` takes: ``(H, W, C)``."""
+    from .emulator.image_inputs import read_images
+
+    image = read_images(_FeatureList(feature))[feature.name]
+    c = image.channels
+    enumerated = tuple((h, w, c) for h, w in image.sizes)
+    ranges: tuple[tuple[int, int], ...] = ()
+    if image.size_range is not None:
+        (hl, hh), (wl, wh) = image.size_range
+        ranges = ((hl, hh), (wl, wh), (c, c))
+    return InputSpec(
+        name=image.name,
+        dtype="float16" if image.color_space == "GRAYSCALE_FLOAT16" else "uint8",
+        shape=(image.height, image.width, c),
+        role="image",
+        float16=image.color_space == "GRAYSCALE_FLOAT16",
+        enumerated_shapes=enumerated,
+        shape_ranges=ranges,
+    )
+
+
+@dataclass(frozen=True)
+class _FeatureList:
+    """A description holding one input, for :func:`.emulator.image_inputs.read_images`."""
+
+    feature: Any
+
+    @property
+    def input(self) -> tuple[Any, ...]:
+        return (self.feature,)
 
 
 def _shapes(
@@ -307,6 +343,13 @@ def _input_strategy(
 
     dtype = _torch_dtype(example, spec)
     default = tuple(example.shape) if example is not None else spec.shape
+    if spec.role == "image":  # uint8 pixels (floats for GRAYSCALE_FLOAT16), as numpy
+        shapes = _shapes(spec, spec.shape, vary_shapes)
+        if spec.float16:
+            return _from_shape(
+                lambda s: hnp.arrays(np.float32, s, elements=fp16_floats()), shapes
+            )
+        return _from_shape(lambda s: hnp.arrays(np.uint8, s), shapes)
     shapes = _shapes(spec, default, vary_shapes)
     name = spec.name
 

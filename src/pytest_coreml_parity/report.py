@@ -69,6 +69,18 @@ def write_report(
     return written
 
 
+def write_headroom(report_dir: str | Path, headroom: dict[str, Any], *, node_id: str | None = None) -> Path:
+    """Write one test's headroom (see ``diagnose/headroom.py``) to ``<stem>.headroom.json``."""
+    from .diagnose.localize import json_safe
+
+    directory = Path(report_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {"version": REPORT_VERSION, "node_id": node_id, "headroom": json_safe(headroom)}
+    path = directory / f"{report_stem(node_id)}.headroom.json"
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return path
+
+
 def plot_profile(localization: Localization, path: str | Path, *, title: str | None = None) -> Path:
     """Plot each op's relative error (fp16 vs fp32) along the program; mark the culprits."""
     import matplotlib

@@ -16,7 +16,20 @@ from typing import Any
 from . import messages
 from .errors import SettingError
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+#: The precisions that run unless others are asked for.
+DEFAULT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+#: Built on fp16 with ct.optimize.coreml (compress.py, docs/compression.md).
+COMPRESSED_PRECISIONS: tuple[str, ...] = ("int8", "palettize4", "prune50", "w8a8")
+#: The user's own OptimizationConfig, given with @pytest.mark.coreml(optimization=...).
+CUSTOM_PRECISION = "custom"
+PRECISIONS: tuple[str, ...] = (*DEFAULT_PRECISIONS, *COMPRESSED_PRECISIONS, CUSTOM_PRECISION)
+#: Precisions only the coreai target runs (the coreml target skips them with a reason).
+COREAI_ONLY_PRECISIONS: tuple[str, ...] = ("mixed",)
+#: Every precision the precision axis accepts (what errors list as known).
+ALL_PRECISIONS: tuple[str, ...] = (*PRECISIONS, *COREAI_ONLY_PRECISIONS)
+#: The target axis: which Apple stack a test's model is converted for and run on.
+TARGET_STACKS: tuple[str, ...] = ("coreml", "coreai")
+DEFAULT_TARGET_STACKS: tuple[str, ...] = ("coreml",)
 #: Accepted values; convert.py uses these lists too (this module stays cheap to import).
 TARGETS: tuple[str, ...] = (
     "iOS15", "iOS16", "iOS17", "iOS18",
@@ -27,28 +40,74 @@ TARGETS: tuple[str, ...] = (
 COMPUTE_UNITS: tuple[str, ...] = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 INPUT_DTYPES: tuple[str, ...] = ("auto", "fp32", "fp16")
 BACKENDS: tuple[str, ...] = ("auto", "coreml", "emulator")
+#: The emulator's execution profiles (emulator.FP16_EXECUTION_MODES; docs/emulator.md).
+EMULATOR_PROFILES: tuple[str, ...] = ("typed", "float32", "fp16-sequential")
+#: The verdict's gates besides rtol/atol (verdict.GATES lists the same; docs/tolerances.md).
+GATES: tuple[str, ...] = ("scale_atol", "min_snr", "min_psnr", "min_cosine", "min_top1", "min_top5")
 MARKER_KEYWORDS: tuple[str, ...] = (
     "precisions", "rtol", "atol", "target", "compute_units", "input_dtypes", "export", "search_fix",
+    "targets", "headroom", "headroom_action", "guide", "optimization", "emulator_profile",
+    *GATES,
+    "convert_kwargs", "fp32_ops", "function", "cache",
+    "package", "precision",
 )  # fmt: skip
+#: The optional user fixture returning the test's own conversion (docs/usage.md).
+USER_CONVERT_FIXTURE = "coreml_convert"
+#: The optional user fixture returning extra ct.convert keywords (the marker's win).
+USER_CONVERT_KWARGS_FIXTURE = "coreml_convert_kwargs"
+#: ct.convert keywords a marker's convert_kwargs= may pass (the plugin sets the rest:
+#: source, convert_to, compute_precision, minimum_deployment_target, compute_units).
+CONVERT_KWARGS: tuple[str, ...] = ("inputs", "outputs", "states", "pass_pipeline", "classifier_config")
+HEADROOM_ACTIONS: tuple[str, ...] = ("fail", "warn")
 
 Tolerance = float | dict[str, float] | None
+Gate = float | str | dict[str, float | str] | None
 
 
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings for a test (or, before markers, for the session)."""
 
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS
+    targets: tuple[str, ...] = DEFAULT_TARGET_STACKS
     rtol: Tolerance = None
     atol: Tolerance = None
+    #: Verdict gates (GATES): a number, "off", or per precision; None: the preset's.
+    scale_atol: Gate = None
+    min_snr: Gate = None
+    min_psnr: Gate = None
+    min_cosine: Gate = None
+    min_top1: Gate = None
+    min_top5: Gate = None
     target: str = "iOS16"
     compute_units: str = "ALL"
     input_dtypes: str = "auto"
     export: bool = False
     search_fix: bool = False
     backend: str = "auto"
+    #: How the emulator backend runs fp16-typed ops (EMULATOR_PROFILES).
+    emulator_profile: str = "typed"
     report_dir: Path | None = None
     cache_dir: str | None = None
+    #: Fail (or warn) when an fp16 op peaks above 65504 / headroom (None: no gate).
+    headroom: float | None = None
+    headroom_action: str = "fail"
+    headroom_report: bool = False
+    guide: bool = True
+    #: A user's ct.optimize.coreml OptimizationConfig (or a list of them): precision ``custom``.
+    optimization: Any = field(default=None, compare=False)
+    #: Extra ct.convert keywords (CONVERT_KWARGS), given with the marker's convert_kwargs=.
+    convert_kwargs: Any = field(default=None, compare=False)
+    #: Op names kept in float32 at fp16 (the fix --coreml-search-fix prints), pinned by marker.
+    fp32_ops: tuple[str, ...] | None = None
+    #: The function of a multi-function package to run (None: the package's default).
+    function: str | None = None
+    #: False: convert in every session (memory cache only), never from the disk cache.
+    cache: bool = True
+    #: A built .mlpackage to test instead of converting (marker package=; package.py).
+    package: str | None = None
+    #: With package=: the verdict's precision (None: read from the program).
+    precision: str | None = None
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -62,12 +121,37 @@ def _known(values: tuple[str, ...]) -> str:
 def parse_precisions(value: Any, where: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     names = [str(v).strip() for v in items if str(v).strip()]
+    known = ALL_PRECISIONS
     if not names:
-        raise SettingError(messages.EMPTY_PRECISIONS.format(where=where, known=_known(PRECISIONS)))
+        raise SettingError(messages.EMPTY_PRECISIONS.format(where=where, known=_known(known)))
     for name in names:
-        if name not in PRECISIONS:
+        if name not in known:
             raise SettingError(
-                messages.UNKNOWN_PRECISION.format(where=where, value=name, known=_known(PRECISIONS))
+                messages.UNKNOWN_PRECISION.format(where=where, value=name, known=_known(known))
+            )
+    return tuple(dict.fromkeys(names))
+
+
+def parametrize_ids(targets: tuple[str, ...], precisions: tuple[str, ...]) -> list[str]:
+    """Parametrization ids, target-major: ``fp16`` alone, ``coreai-fp16`` once a
+    non-default target is in play (so existing ids do not change)."""
+    if targets == DEFAULT_TARGET_STACKS:
+        return list(precisions)
+    return [f"{target}-{precision}" for target in targets for precision in precisions]
+
+
+def parse_targets(value: Any, where: str) -> tuple[str, ...]:
+    """``coreml,coreai`` (or a list): the target stacks, in order, without repeats."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(v).strip() for v in items if str(v).strip()]
+    if not names:
+        raise SettingError(messages.EMPTY_TARGETS.format(where=where, known=_known(TARGET_STACKS)))
+    for name in names:
+        if name not in TARGET_STACKS:
+            raise SettingError(
+                messages.UNKNOWN_TARGET_STACK.format(
+                    where=where, value=name, known=_known(TARGET_STACKS)
+                )
             )
     return tuple(dict.fromkeys(names))
 
@@ -105,6 +189,45 @@ def parse_tolerance(value: Any, where: str, what: str) -> float | dict[str, floa
     return result
 
 
+def _gate_number(value: Any, where: str, what: str, shown: Any) -> float | str:
+    text = str(value).strip().lower()
+    if text == "off":
+        return "off"
+    fraction = what in ("min_cosine", "min_top1", "min_top5")
+    allowed = "a number in [0, 1]" if fraction else "a finite number >= 0"
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number < float("inf") or (fraction and number > 1.0):
+        raise SettingError(
+            messages.BAD_GATE_SETTING.format(where=where, what=what, allowed=allowed, value=shown)
+        )
+    return number
+
+
+def parse_gate(value: Any, where: str, what: str) -> float | str | dict[str, float | str]:
+    """A verdict gate: a number, ``off``, or per precision: ``fp16=30,fp32=off`` / a dict."""
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, str) and "=" in value:
+        pairs = [(k.strip(), v.strip()) for k, _, v in (p.partition("=") for p in value.split(","))]
+    else:
+        return _gate_number(value, where, what, value)
+    result: dict[str, float | str] = {}
+    for key, number in pairs:
+        if key not in PRECISIONS:
+            raise SettingError(
+                messages.UNKNOWN_PRECISION.format(where=where, value=key, known=_known(PRECISIONS))
+            )
+        result[key] = _gate_number(number, where, what, value)
+    return result
+
+
+def _gate_parser(what: str) -> Callable[[Any, str], Any]:
+    return lambda value, where: parse_gate(value, where, what)
+
+
 def _choice(values: tuple[str, ...], what: str) -> Callable[[Any, str], str]:
     def parse(value: Any, where: str) -> str:
         text = str(value).strip()
@@ -128,6 +251,17 @@ def parse_bool(value: Any, where: str) -> bool:
     raise SettingError(messages.BAD_BOOL.format(where=where, value=value))
 
 
+def parse_margin(value: Any, where: str) -> float:
+    """A headroom margin: a finite number >= 1 (1 gates at 65504 itself)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 1.0 <= number < float("inf"):
+        raise SettingError(messages.BAD_MARGIN.format(where=where, value=value))
+    return number
+
+
 def _path(value: Any, where: str) -> Path:
     return Path(str(value)).expanduser()
 
@@ -135,8 +269,13 @@ def _path(value: Any, where: str) -> Path:
 #: setting -> (command-line option, ini name, parser). Flags use store_true with default None.
 OPTIONS: dict[str, tuple[str, str, Callable[[Any, str], Any]]] = {
     "precisions": ("--coreml-precisions", "coreml_precisions", parse_precisions),
+    "targets": ("--coreml-targets", "coreml_targets", parse_targets),
     "rtol": ("--coreml-rtol", "coreml_rtol", lambda v, w: parse_tolerance(v, w, "rtol")),
     "atol": ("--coreml-atol", "coreml_atol", lambda v, w: parse_tolerance(v, w, "atol")),
+    **{
+        gate: (f"--coreml-{gate.replace('_', '-')}", f"coreml_{gate}", _gate_parser(gate))
+        for gate in GATES
+    },
     "target": ("--coreml-target", "coreml_target", _choice(TARGETS, "deployment target")),
     "compute_units": (
         "--coreml-compute-units",
@@ -147,8 +286,21 @@ OPTIONS: dict[str, tuple[str, str, Callable[[Any, str], Any]]] = {
     "export": ("--coreml-export", "coreml_export", parse_bool),
     "search_fix": ("--coreml-search-fix", "coreml_search_fix", parse_bool),
     "backend": ("--coreml-backend", "coreml_backend", _choice(BACKENDS, "backend")),
+    "emulator_profile": (
+        "--coreml-emulator-profile",
+        "coreml_emulator_profile",
+        _choice(EMULATOR_PROFILES, "emulator profile"),
+    ),
     "report_dir": ("--coreml-report", "coreml_report", _path),
     "cache_dir": ("--coreml-cache-dir", "coreml_cache_dir", lambda v, w: str(v)),
+    "headroom": ("--coreml-headroom", "coreml_headroom", parse_margin),
+    "headroom_action": (
+        "--coreml-headroom-action",
+        "coreml_headroom_action",
+        _choice(HEADROOM_ACTIONS, "headroom action"),
+    ),
+    "headroom_report": ("--coreml-headroom-report", "coreml_headroom_report", parse_bool),
+    "guide": ("--coreml-guide", "coreml_guide", parse_bool),
 }
 
 
@@ -192,7 +344,90 @@ def apply_marker(
                 )
             if key in changes or value is None:
                 continue
-            parse = OPTIONS[key][2]
+            parse = OPTIONS[key][2] if key in OPTIONS else MARKER_ONLY[key]
             changes[key] = parse(value, f"{marker_where}: {key}")
             origins[key] = "marker"
-    return replace(base, **changes, origins=origins)
+    return _with_custom(replace(base, **changes, origins=origins), where)
+
+
+def parse_optimization(value: Any, where: str) -> Any:
+    """An ``OptimizationConfig`` or a non-empty list of them (applied in order), as given.
+
+    Duck-typed by class name and module, so this module stays cheap to import.
+    """
+
+    def ok(item: Any) -> bool:
+        cls = type(item)
+        return cls.__name__ == "OptimizationConfig" and cls.__module__.startswith("coremltools.optimize")
+
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items or not all(ok(item) for item in items):
+        raise SettingError(messages.BAD_OPTIMIZATION.format(where=where, got=type(value).__name__))
+    return tuple(items) if isinstance(value, (list, tuple)) else value
+
+
+#: Marker keywords with no command-line or ini form (their values are Python objects).
+MARKER_ONLY: dict[str, Callable[[Any, str], Any]] = {
+    "optimization": parse_optimization,
+    "convert_kwargs": lambda v, w: parse_convert_kwargs(v, w),
+    "fp32_ops": lambda v, w: parse_fp32_ops(v, w),
+    "function": lambda v, w: parse_function(v, w),
+    "cache": parse_bool,
+    "package": lambda v, w: parse_package(v, w),
+    "precision": lambda v, w: parse_package_precision(v, w),
+}
+
+
+def parse_package(value: Any, where: str) -> str:
+    """A path to a built .mlpackage (resolved and checked at collection, package.py)."""
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        raise SettingError(messages.PACKAGE_BAD_VALUE.format(where=where, got=repr(value)))
+    return str(value)
+
+
+def parse_package_precision(value: Any, where: str) -> str:
+    """``package=``'s verdict precision: one of PRECISIONS (not custom)."""
+    return _choice(tuple(p for p in PRECISIONS if p != CUSTOM_PRECISION), "precision")(value, where)
+
+
+def parse_convert_kwargs(value: Any, where: str) -> dict[str, Any]:
+    """A dict of extra ``ct.convert`` keywords, each one of CONVERT_KWARGS."""
+    if not isinstance(value, Mapping):
+        raise SettingError(
+            messages.CONVERT_KWARGS_NOT_MAPPING.format(where=where, got=type(value).__name__)
+        )
+    for key in value:
+        if key not in CONVERT_KWARGS:
+            raise SettingError(
+                messages.CONVERT_KWARGS_UNKNOWN.format(
+                    where=where, value=key, known=_known(CONVERT_KWARGS)
+                )
+            )
+    return dict(value)
+
+
+def parse_fp32_ops(value: Any, where: str) -> tuple[str, ...]:
+    """Op names (strings) to keep in float32, sorted and without repeats."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple, set, frozenset)) or not all(
+        isinstance(item, str) and item for item in items
+    ):
+        raise SettingError(messages.BAD_FP32_OPS.format(where=where, got=repr(value)))
+    return tuple(sorted(set(items)))
+
+
+def parse_function(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingError(messages.BAD_FUNCTION.format(where=where, got=repr(value)))
+    return value.strip()
+
+
+def _with_custom(settings: Settings, where: str) -> Settings:
+    """``optimization=`` adds the precision ``custom``; ``custom`` without it is an error."""
+    if settings.optimization is not None:
+        if CUSTOM_PRECISION not in settings.precisions:
+            return replace(settings, precisions=(*settings.precisions, CUSTOM_PRECISION))
+    elif CUSTOM_PRECISION in settings.precisions:
+        origin = settings.origins.get("precisions", "default")
+        raise SettingError(messages.CUSTOM_NEEDS_OPTIMIZATION.format(where=f"{where} ({origin})"))
+    return settings

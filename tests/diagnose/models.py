@@ -80,6 +80,20 @@ class TransformerBlock(nn.Module):
         return h + x / torch.sqrt((x * x).sum(-1, keepdim=True))  # the bad op: x * x
 
 
+class NormedProjection(nn.Module):
+    """Linear -> nn.RMSNorm -> Linear. coremltools 9.0 lowers the norm as x / max|x| first
+    (#2821): an all-zero row is 0/0 = nan, at fp32 too. Not an fp16 problem."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+        self.norm = nn.RMSNorm(8, eps=1e-6)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.proj(x) * x))  # an all-zero row of x: a zero row into the norm
+
+
 class Healthy(nn.Module):
     """A small MLP that fp16 handles well."""
 
@@ -123,6 +137,14 @@ def transformer_block() -> Case:
     return model, (torch.randn(1, 8, 16),), (torch.randn(1, 8, 16) * 300,)
 
 
+def rmsnorm_zero_row() -> Case:
+    torch.manual_seed(0)
+    x = torch.randn(4, 8)
+    bad = x.clone()
+    bad[1] = 0.0
+    return NormedProjection().eval(), (x,), (bad,)
+
+
 def healthy() -> Case:
     torch.manual_seed(0)
     x = torch.randn(4, 8)
@@ -135,4 +157,5 @@ CASES = {
     "masked_attention": masked_attention,
     "transformer_block": transformer_block,
     "healthy": healthy,
+    "rmsnorm_zero_row": rmsnorm_zero_row,
 }

@@ -30,10 +30,9 @@ def _snippet_model(fix, model, examples):
 
 
 def _parity(mlmodel, model, input_sets):
-    rtol, atol = preset("fp16")
     subject = Subject.from_torch(model, input_sets[0])
     sets = [(str(i), as_arrays(x)) for i, x in enumerate(input_sets)]
-    return passes(mlmodel, sets, [subject.reference(x) for _, x in sets], rtol, atol)
+    return passes(mlmodel, sets, [subject.reference(x) for _, x in sets], preset("fp16"))
 
 
 @pytest.mark.parametrize("name", ["complex_div", "large_activations", "masked_attention", "transformer_block"])
@@ -60,14 +59,14 @@ def test_complex_div_hand_written_selectors_fail():
     """The traps from the issue: real_div alone, or mul/add/sub without real_div."""
     model, examples, failing = complex_div()
     subject = Subject.from_torch(model, examples)
-    rtol, atol = preset("fp16")
+    gates = preset("fp16")
     sets = [("failing", as_arrays(failing))]
     refs = [subject.reference(sets[0][1])]
     div_only = frozenset({"16", "21"})
     arithmetic = frozenset({"8", "9", "den", "12", "13", "15", "17", "18", "20"})
-    assert not passes(subject.model("fp16", div_only), sets, refs, rtol, atol)
-    assert not passes(subject.model("fp16", arithmetic), sets, refs, rtol, atol)
-    assert passes(subject.model("fp16", arithmetic | div_only), sets, refs, rtol, atol)
+    assert not passes(subject.model("fp16", div_only), sets, refs, gates)
+    assert not passes(subject.model("fp16", arithmetic), sets, refs, gates)
+    assert passes(subject.model("fp16", arithmetic | div_only), sets, refs, gates)
 
 
 def test_bisection_alone_finds_a_verified_fix():

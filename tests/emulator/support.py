@@ -34,7 +34,11 @@ TARGETS = {
     "iOS18": ct.target.iOS18,
 }
 PRECISIONS = {"fp32": ct.precision.FLOAT32, "fp16": ct.precision.FLOAT16}
-TOLERANCES = verdict.TOLERANCES  # the one preset table (pytest_coreml_parity.verdict)
+#: This suite's per-op bar (a kernel vs torch, a few ops deep; see the docstring): fp32 is
+#: verdict's preset; fp16 keeps atol 1e-2 x max(1, max|ref|), because the fp16 preset's
+#: scale-aware allowance (0.2 x rms, docs/tolerances.md) is sized for whole networks and
+#: would be looser than a single op needs for outputs of rms above 0.05.
+TOLERANCES = {"fp32": verdict.TOLERANCES["fp32"], "fp16": verdict.Tolerance(rtol=1e-2, atol=1e-2)}
 
 #: Parametrize a family test over every deployment target and precision.
 grid = pytest.mark.parametrize(

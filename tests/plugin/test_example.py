@@ -40,11 +40,22 @@ def test_complex_division_passes_at_fp32_and_overflows_at_fp16(pytester: pytest.
             "E * non-finite in PyTorch: none",
             f"E * {messages.COREML_NONFINITE}.",
             "E * inputs (reproduce with coreml_model(*inputs)):",
-            f"E * {messages.FP16_HINT[:60]}*",
+            f"E * {messages.PARITY_HINT}",
         ]
     )
-    # Hypothesis prints the shrunk counterexample, and the model's readable repr.
-    result.stdout.fnmatch_lines(["*coreml_model=CoreMLModel(ComplexDiv, fp16, emulator),*", "*a=tensor(*"])
+    # The diagnosis section says what happened: an overflow, with the FLOAT32 fix.
+    result.stdout.fnmatch_lines(
+        ["hint: float16 overflow: mul op_* computes *, past float16's max 65504*compute_precision=ct.precision.FLOAT32*"]
+    )
+    # Hypothesis prints the shrunk counterexample, and the model's readable repr. The
+    # inputs come from model_inputs, so they are finite in fp16: the overflow is inside.
+    result.stdout.fnmatch_lines(
+        ["*coreml_model=CoreMLModel(ComplexDiv, fp16, emulator),*", "*Draw 1 (inputs): (tensor(*"]
+    )
+    draw = result.stdout.str().split("Draw 1 (inputs):")[1].split(")")[0]
+    assert "inf" not in draw and "nan" not in draw, draw
+    values = [float(v) for v in re.findall(r"-?\d+\.?\d*(?:e[+-]?\d+)?", draw)]
+    assert values and max(abs(v) for v in values) <= 65504, draw
     result.stdout.fnmatch_lines(["coreml-parity: backend emulator; * failed to convert"])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_coreml_parity import messages
-from pytest_coreml_parity.settings import MARKER_KEYWORDS, PRECISIONS
+from pytest_coreml_parity.settings import ALL_PRECISIONS, MARKER_KEYWORDS
 
 from .conftest import SCALE_CONFTEST
 
@@ -71,7 +71,7 @@ def test_zero_tolerance_from_marker_is_honoured(pytester: pytest.Pytester, run) 
         import pytest, torch
         from pytest_coreml_parity import assert_parity
 
-        @pytest.mark.coreml(precisions=["fp16"], rtol=0, atol=0)
+        @pytest.mark.coreml(precisions=["fp16"], rtol=0, atol=0, scale_atol=0)
         def test_exact(coreml_model):
             assert_parity(coreml_model, torch.full((2, 3), 0.1))
         """
@@ -103,7 +103,7 @@ def test_argument_tolerance_wins(pytester: pytest.Pytester, run) -> None:
             ["--coreml-precisions=fp32,fp8"],
             "",
             messages.UNKNOWN_PRECISION.format(
-                where="--coreml-precisions", value="fp8", known=_known(PRECISIONS)
+                where="--coreml-precisions", value="fp8", known=_known(ALL_PRECISIONS)
             ),
         ),
         (
@@ -168,4 +168,4 @@ def test_bad_marker_value_names_the_keyword(pytester: pytest.Pytester, run) -> N
 
 def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester, run) -> None:
     result = run("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.coreml(precisions=None, rtol=None, atol=None, *search_fix=None)*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.coreml(precisions=None, rtol=None, atol=None, *search_fix=None, targets=None*)*"])

@@ -68,7 +68,7 @@ def test_verdict_is_a_leaf() -> None:
     ours = {m for m in imported if m.startswith("pytest_coreml_parity")}
     assert ours <= {"pytest_coreml_parity.errors", "pytest_coreml_parity.messages"}, ours
     others = {m.split(".")[0] for m in imported - ours}
-    assert others <= {"__future__", "math", "numbers", "collections", "typing", "numpy"}, others
+    assert others <= {"__future__", "math", "numbers", "collections", "dataclasses", "typing", "numpy"}, others
 
 
 def test_diagnose_does_not_import_report_or_compare() -> None:

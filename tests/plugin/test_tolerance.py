@@ -65,8 +65,8 @@ def test_check_tolerance_accepts_what_settings_produce() -> None:
 
 
 def test_unknown_precision_has_no_preset() -> None:
-    with pytest.raises(SettingError, match="no tolerance preset for precision 'int8'"):
-        resolve_tolerance("int8")
+    with pytest.raises(SettingError, match="no tolerance preset for precision 'fp8'"):
+        resolve_tolerance("fp8")
 
 
 # ------------------------------------------------------------------ each source (pytester)

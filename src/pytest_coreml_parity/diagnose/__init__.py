@@ -3,10 +3,14 @@
 Public API (also usable outside pytest):
 
 * :func:`localize` / :func:`localize_models`: record the model at fp16 and at
-  fp32 on the failing inputs and name the first non-finite op and the first
-  op whose error against fp32 is beyond tolerance.
+  fp32 on the failing inputs and name the first non-finite op, the first op
+  whose error against fp32 is beyond tolerance, and the first op whose value
+  departs from torch's own intermediate value.
 * :func:`find_mixed_precision`: search a small set of ops to keep in float32,
   verified by re-conversion, with a paste-ready ``ct.convert`` snippet.
+* :func:`choose_hint`: what happened (overflow, underflow, precision loss, a
+  converter mismatch already present at fp32, an input overflowing fp16, or a
+  compression error), so the advice fits.
 * :func:`diagnose_failure`: what the plugin's report hook calls, once per failed
   test, on the model and inputs a :class:`~pytest_coreml_parity.compare.ParityFailure`
   carries.
@@ -23,20 +27,31 @@ from typing import Any
 
 from ..convert import ConversionOptions
 from ._quiet import quiet
+from .compression import CompressionAttribution, WeightFinding, attribute_compression
+from .departure import Departure
 from .fix import MixedPrecisionFix, search_fix
+from .hints import Hint, HintKind, choose_hint, compression_hint
 from .localize import Localization, OpFinding, ProfilePoint, TensorRange
 from .section import Diagnosis, diagnose_failure
 from .subject import ModelUnderTest, Subject, as_arrays
 from .workflow import localize_models, localize_subject
 
 __all__ = [
+    "CompressionAttribution",
+    "Departure",
     "Diagnosis",
+    "Hint",
+    "HintKind",
     "Localization",
     "MixedPrecisionFix",
     "ModelUnderTest",
     "OpFinding",
     "ProfilePoint",
     "TensorRange",
+    "WeightFinding",
+    "attribute_compression",
+    "choose_hint",
+    "compression_hint",
     "diagnose_failure",
     "find_mixed_precision",
     "localize",

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
+from .. import messages
 from ..emulator import Emulator
-from ..verdict import outputs_match, preset
+from ..verdict import Gates, judge, preset
 from ._quiet import quiet
 from .localize import FP16_MAX, feed_for
 from .names import fp32_name, is_converted, scope_names, selector_names, var_correspondence
@@ -56,18 +57,22 @@ class MixedPrecisionFix:
             f"mixed-precision fix: keep {len(self.kept_ops)} of {self.n_candidates} ops in fp32 "
             f"({', '.join(self.kept_ops)}); verified by re-conversion on "
             f"{', '.join(self.verified_on)}; {self.conversions} conversions, "
-            f"{self.seconds:.1f} s\n{self.snippet}"
+            f"{self.seconds:.1f} s\n{self.pin()}\n{self.snippet}"
         )
+
+    def pin(self) -> str:
+        """The marker form that keeps the fix in the test (the ct.convert form follows it)."""
+        return messages.FIX_PIN.format(names=", ".join(repr(n) for n in self.fp32_ops))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def passes(mlmodel: Any, input_sets: Sequence[InputSet], refs: Sequence[list[np.ndarray]], rtol: float, atol: float) -> bool:
+def passes(mlmodel: Any, input_sets: Sequence[InputSet], refs: Sequence[list[np.ndarray]], gates: Gates) -> bool:
     """True when the emulated model matches torch on every input set.
 
-    Judged by :func:`pytest_coreml_parity.verdict.outputs_match`, the rule
-    ``assert_parity`` uses, so a verified fix passes the assertion too.
+    Judged by :func:`pytest_coreml_parity.verdict.judge` under ``gates``, the
+    verdict ``assert_parity`` uses, so a verified fix passes the assertion too.
     """
     emulator = Emulator(mlmodel)
     for (_label, inputs), want in zip(input_sets, refs, strict=True):
@@ -75,9 +80,16 @@ def passes(mlmodel: Any, input_sets: Sequence[InputSet], refs: Sequence[list[np.
         outs = [got[n] for n in emulator.output_names]
         if len(outs) != len(want):
             return False
-        if not all(outputs_match(g, w, rtol, atol) for g, w in zip(outs, want, strict=True)):
+        if not all(_match(g, w, gates) for g, w in zip(outs, want, strict=True)):
             return False
     return True
+
+
+def _match(got: Any, want: Any, gates: Gates) -> bool:
+    try:
+        return judge(got, want, gates).passed
+    except ValueError:  # shapes differ
+        return False
 
 
 @quiet
@@ -93,12 +105,14 @@ def search_fix(
     """Search, verify and describe a mixed-precision fix for ``subject``.
 
     ``use_seed=False`` skips the range seed (pure bisection + minimization), for
-    comparison; ``rtol``/``atol`` default to the fp16 preset.
+    comparison; ``rtol``/``atol`` default to the fp16 preset, whose other gates
+    (scale_atol, min_snr...) verify the fix as ``assert_parity`` judges.
     """
     start = time.perf_counter()
-    preset_rtol, preset_atol = preset("fp16")
-    rtol = preset_rtol if rtol is None else rtol
-    atol = preset_atol if atol is None else atol
+    base = preset("fp16")
+    gates = replace(
+        base, rtol=base.rtol if rtol is None else rtol, atol=base.atol if atol is None else atol
+    )
     before = subject.conversions
     refs = [subject.reference(inputs) for _label, inputs in input_sets]
     m16 = subject.model("fp16")
@@ -115,9 +129,9 @@ def search_fix(
             **kw,
         )
 
-    if passes(m16, input_sets, refs, rtol, atol):
+    if passes(m16, input_sets, refs, gates):
         return done(False, "fp16 already matches torch on every input set; nothing to fix")
-    if not passes(m32, input_sets, refs, rtol, atol):
+    if not passes(m32, input_sets, refs, gates):
         return done(False, "the fp32 conversion fails too, so no choice of fp32 ops can fix it")
 
     em16 = Emulator(m16)
@@ -129,7 +143,7 @@ def search_fix(
         return frozenset(n for c in kept for n in names[c])
 
     def check(kept: frozenset[str]) -> bool:
-        return passes(subject.model("fp16", selector(kept)), input_sets, refs, rtol, atol)
+        return passes(subject.model("fp16", selector(kept)), input_sets, refs, gates)
 
     checker = Checker(check, budget)
     seed = range_seed(em16, Emulator(m32), candidates, input_sets) if use_seed else frozenset()

@@ -22,10 +22,13 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from ..emulator import Emulator, Recording
+from .departure import Departure
 from .names import fp32_name, var_correspondence
 from .source import CodeLine, describe
 
 FP16_MAX = 65504.0
+#: fp16's smallest normal number: below it values lose precision, then flush to 0.
+FP16_MIN_NORMAL = 2.0**-14
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class OpFinding:
     output: TensorRange
     fp32_output: TensorRange | None
     rel_error: float | None
+    #: Elements whose fp32 value is below fp16's smallest normal and that fp16 got
+    #: wrong beyond tolerance (underflow: flushed to 0 or left with few bits).
+    underflowed: int = 0
 
     def text(self) -> str:
         where = f" ({self.source})" if self.source else " (torch source unknown)"
@@ -79,7 +85,8 @@ class OpFinding:
             out_text = f"output {out.non_finite_text()} in {out.non_finite} of {out.size} elements"
             if out.max_abs is not None and out.non_finite < out.size:
                 out_text += f" (finite max |x| = {_num(out.max_abs)})"
-            out_text += f" (fp16 max {FP16_MAX:.0f})"
+            if self.fp32_output is not None and self.fp32_output.non_finite < out.non_finite:
+                out_text += f" (fp16 max {FP16_MAX:.0f})"
         else:
             out_text = f"output max |x| = {_num(out.max_abs)}"
         line = f"{self.op_type} {self.name}{where}: inputs {ins}; {out_text}"
@@ -87,6 +94,11 @@ class OpFinding:
             line += f"; fp32 run: {self.fp32_output.text()}"
         if self.rel_error is not None:
             line += f"; rel. error vs fp32 {_num(self.rel_error)}"
+        if self.underflowed:
+            line += (
+                f"; {self.underflowed} elements below fp16's smallest normal "
+                f"({FP16_MIN_NORMAL:.3g}) underflowed"
+            )
         return line
 
 
@@ -129,13 +141,32 @@ class Localization:
     first_error: OpFinding | None
     profile: tuple[ProfilePoint, ...]
     input_overflow: tuple[InputFinding, ...] = ()
+    #: The first op whose value departs from torch's own intermediate value (any precision).
+    departure: Departure | None = None
+    #: How many torch intermediate values were matched to ops and compared.
+    compared: int = 0
+    #: The same, for the fp32 conversion, when it fails too (a converter mismatch).
+    fp32_departure: Departure | None = None
+    #: The first op beyond tolerance vs fp32 because values underflowed fp16.
+    first_underflow: OpFinding | None = None
+    #: Whether the fp32 conversion passes the failed assertion on these inputs (None: not
+    #: checked). False means a converter mismatch: float32 cannot fix it.
+    fp32_passes: bool | None = None
 
     @property
     def healthy(self) -> bool:
-        return self.first_non_finite is None and self.first_error is None and not self.input_overflow
+        return (
+            self.first_non_finite is None
+            and self.first_error is None
+            and not self.input_overflow
+            and self.departure is None
+            and self.fp32_departure is None
+        )
 
     def text(self) -> str:
         if self.healthy:
+            if self.precision == "fp32":
+                return f"no op's value departs from PyTorch ({_values(self.compared)} compared)"
             return f"no op's {self.precision} output departs from fp32 beyond rel. error {self.tolerance:g}"
         lines = [finding.text() for finding in self.input_overflow]
         if self.first_non_finite is not None:
@@ -146,6 +177,19 @@ class Localization:
                 lines.append(f"first op beyond rel. error {self.tolerance:g} vs fp32: the same op")
             else:
                 lines.append(f"first op beyond rel. error {self.tolerance:g} vs fp32: " + err.text())
+        under = self.first_underflow
+        if under is not None and (err is None or under.name != err.name):
+            lines.append("first op that underflowed: " + under.text())
+        if self.departure is not None:
+            lines.append(
+                f"first op departing from PyTorch ({_values(self.compared)} compared): "
+                + self.departure.text()
+            )
+        dep32 = self.fp32_departure
+        if dep32 is not None and dep32 != self.departure:
+            same = self.departure is not None and dep32.torch_name == self.departure.torch_name
+            body = dep32.brief() if same else dep32.text()
+            lines.append("the fp32 conversion departs from PyTorch too, at " + body)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,8 +217,13 @@ def localize_recordings(
     lines: Mapping[str, CodeLine] | None = None,
     root_class: str | None = None,
 ) -> Localization:
-    """Localize from two recordings (the model under test, and its fp32 conversion)."""
+    """Localize from two recordings (the model under test, and its fp32 conversion).
+
+    Pass the same recording twice for a model at fp32: only the first non-finite op
+    is sought then (there is nothing to compare it with but torch).
+    """
     scopes = dict(scopes or {})
+    itself = rec32 is rec16
     lines = dict(lines or {})
     consts = _consts_by_op(emulator)
     fp32_ops = {op.name: op for op in rec32.ops}
@@ -182,19 +231,23 @@ def localize_recordings(
     profile: list[ProfilePoint] = []
     first_bad: OpFinding | None = None
     first_err: OpFinding | None = None
+    first_under: OpFinding | None = None
     for index, op in enumerate(rec16.ops):
         outs = [v for v in rec16.op_outputs(op) if _is_float(v)]
         if not outs:
             continue
         twin = fp32_ops.get(fp32_name(op.name))
-        counterpart = twin.name if twin is not None and twin.op_type == op.op_type else None
+        counterpart = twin.name if twin is not None and twin.op_type == op.op_type and not itself else None
         ref = rec32.values.get(vars32[op.outputs[0]]) if counterpart else None
         rel = _rel_error(outs[0], ref) if ref is not None else None
         non_finite = any(not np.all(np.isfinite(v)) for v in outs)
         profile.append(ProfilePoint(index, op.op_type, op.name, rel, non_finite))
+        beyond = rel is not None and rel > tolerance
+        under = _underflowed(outs[0], ref, tolerance) if beyond and ref is not None else 0
         needs_bad = first_bad is None and non_finite and _inputs_finite(rec16, op)
-        needs_err = first_err is None and rel is not None and rel > tolerance
-        if needs_bad or needs_err:
+        needs_err = first_err is None and beyond
+        needs_under = first_under is None and under > 0
+        if needs_bad or needs_err or needs_under:
             finding_args = dict(
                 index=index,
                 op_type=op.op_type,
@@ -205,11 +258,14 @@ def localize_recordings(
                 output=_range("output", outs[0]),
                 fp32_output=_range("output", ref) if ref is not None else None,
                 rel_error=rel,
+                underflowed=under,
             )
             if needs_bad:
                 first_bad = OpFinding(reason="first non-finite", **finding_args)  # type: ignore[arg-type]
             if needs_err:
                 first_err = OpFinding(reason="first error jump", **finding_args)  # type: ignore[arg-type]
+            if needs_under:
+                first_under = OpFinding(reason="first underflow", **finding_args)  # type: ignore[arg-type]
     return Localization(
         precision=precision,
         tolerance=tolerance,
@@ -217,7 +273,8 @@ def localize_recordings(
         first_non_finite=first_bad,
         first_error=first_err,
         profile=tuple(profile),
-        input_overflow=_input_overflow(emulator, rec16, rec32),
+        input_overflow=() if itself else _input_overflow(emulator, rec16, rec32),
+        first_underflow=first_under,
     )
 
 
@@ -274,6 +331,19 @@ def _range(name: str, value: Any, const: bool = False) -> TensorRange:
     return TensorRange(name, max_abs, int(arr.size - finite.size), int(arr.size), const, nan)
 
 
+def _underflowed(got: np.ndarray, ref: Any, tolerance: float) -> int:
+    """Elements below fp16's smallest normal in fp32 that fp16 got wrong beyond ``tolerance``."""
+    ref = np.asarray(ref)
+    if ref.dtype.kind != "f" or ref.shape != got.shape:
+        return 0
+    a = got.astype(np.float64)
+    b = ref.astype(np.float64)
+    tiny = np.isfinite(b) & (b != 0.0) & (np.abs(b) < FP16_MIN_NORMAL)
+    with np.errstate(invalid="ignore", over="ignore"):
+        wrong = ~(np.abs(a - b) <= tolerance * np.abs(b))
+    return int(np.count_nonzero(tiny & wrong))
+
+
 def _rel_error(got: np.ndarray, ref: Any) -> float | None:
     ref = np.asarray(ref)
     if ref.dtype.kind != "f" or ref.shape != got.shape:
@@ -290,6 +360,10 @@ def _rel_error(got: np.ndarray, ref: Any) -> float | None:
     if scale == 0.0:
         return 0.0 if diff == 0.0 else float("inf")
     return diff / scale
+
+
+def _values(n: int) -> str:
+    return f"{n} torch value" + ("" if n == 1 else "s")
 
 
 def _num(x: float | None) -> str:

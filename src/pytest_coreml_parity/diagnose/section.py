@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import messages
-from ..verdict import resolve_tolerance
+from ..compress import is_compressed
+from ..verdict import Gates, resolve_tolerance
 from ._quiet import quiet
+from .compression import CompressionAttribution, attribute_compression
+from .coreai import CoreAIDiagnosis, diagnose_coreai
 from .fix import MixedPrecisionFix, search_fix
+from .hints import FP16_KINDS, Hint, choose_hint
 from .localize import Localization
 from .subject import ModelUnderTest, Subject, as_arrays
 from .workflow import localize_subject
@@ -24,10 +28,14 @@ from .workflow import localize_subject
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """What the diagnosis found: the localization, and the fix search's outcome (if run)."""
+    """What the diagnosis found: the localization, the fix search's outcome (if run), and
+    the hint that says what happened (the compression diagnosis may replace it)."""
 
     localization: Localization
     fix: MixedPrecisionFix | None = None
+    hint: Hint | None = None
+    #: A compressed precision's split of the error and its worst weights (compression.py).
+    compression: CompressionAttribution | None = None
 
     @property
     def healthy(self) -> bool:
@@ -36,9 +44,13 @@ class Diagnosis:
     def text(self, written: Sequence[Path] = ()) -> str:
         """The report section's body; ``written`` are the report files, if any."""
         parts = [self.localization.text()]
+        if self.compression is not None:
+            parts.append(self.compression.text())
+        if self.hint is not None:
+            parts.append(self.hint.text)
         if self.fix is not None:
             parts.append(self.fix.text())
-        elif not self.healthy:
+        elif not self.healthy and (self.hint is None or self.hint.kind in FP16_KINDS):
             parts.append(messages.SEARCH_FIX_HINT)
         if written:
             parts.append(messages.REPORT_WRITTEN.format(paths=", ".join(str(p) for p in written)))
@@ -52,29 +64,34 @@ def diagnose_failure(
     *,
     rtol: float | None = None,
     atol: float | None = None,
-) -> Diagnosis | None:
+    gates: Gates | None = None,
+) -> Diagnosis | CoreAIDiagnosis | None:
     """Diagnose ``model`` on ``inputs``; None when there is nothing to say.
 
-    Nothing to say: the model is fp32, or every op matches fp32 and no fix search
-    ran. ``rtol``/``atol`` are the tolerance the failed assertion used; without
-    them the model's configured tolerance (or the preset) verifies the fix search.
+    Nothing to say: every op matches fp32 and torch, and no fix search ran.
+    ``gates`` (else ``rtol``/``atol``) are what the failed assertion used; without
+    them the model's configured tolerance (or the preset) is used. At fp32 nothing is
+    converted: the test's program is compared with torch's intermediate values.
     May raise; the caller decides how to report that.
     """
-    if model.precision == "fp32":
-        return None
+    if getattr(model, "framework", "coreml") == "coreai":  # Core AI: the interpreter's values
+        return diagnose_coreai(model, as_arrays(inputs), rtol=rtol, atol=atol, gates=gates)
+    precision = model.precision
+    if rtol is None or atol is None:
+        resolved = resolve_tolerance(precision, configured_rtol=model.rtol, configured_atol=model.atol)
+        rtol = resolved.rtol if rtol is None else rtol
+        atol = resolved.atol if atol is None else atol
     arrays = as_arrays(inputs)
     subject = Subject.from_model(model)
-    localization = localize_subject(subject, arrays, model.precision, model.options.fp32_ops)
+    localization = localize_subject(
+        subject, arrays, precision, model.options.fp32_ops, rtol=rtol, atol=atol, gates=gates
+    )
+    compression = attribute_compression(model, arrays) if is_compressed(precision) else None
+    hint = choose_hint(localization, compression=compression.detail if compression is not None else None)
     fix = None
-    if model.search_fix and not localization.healthy:
-        if rtol is None or atol is None:
-            resolved = resolve_tolerance(
-                "fp16", configured_rtol=model.rtol, configured_atol=model.atol
-            )
-            rtol = resolved.rtol if rtol is None else rtol
-            atol = resolved.atol if atol is None else atol
+    if model.search_fix and precision != "fp32" and hint.kind in FP16_KINDS:
         sets = [("failing inputs", arrays), ("example inputs", subject.example_arrays)]
         fix = search_fix(subject, sets, rtol=rtol, atol=atol)
-    if localization.healthy and fix is None:
+    if localization.healthy and fix is None and compression is None:
         return None
-    return Diagnosis(localization, fix)
+    return Diagnosis(localization, fix, hint, compression)

@@ -28,26 +28,49 @@ class CodeLine:
     line: int
     func: str
     code: str
+    #: The innermost frame outside torch itself (the user's line that led here), when
+    #: it differs from this one: ``model.py:12: return self.norm(x)``.
+    caller: str | None = None
 
 
 def code_lines(traced: Any) -> dict[str, CodeLine]:
     """Debug name -> source of the node producing it, from a traced module's graph."""
+    from .torch_values import converter_graph
+
     try:
-        graph = traced.inlined_graph
+        graph = converter_graph(traced)  # numbered as coremltools numbers its op scopes
     except Exception:  # not a ScriptModule: nothing to map
         return {}
     result: dict[str, CodeLine] = {}
+    torch_dir = _torch_dir()
     for node in graph.nodes():
-        first = str(node.sourceRange()).split("\n", 1)[0].strip()
-        match = _FRAME.match(first)
-        if not match:
+        rows = str(node.sourceRange()).split("\n")
+        frames = [m for m in (_FRAME.match(r.strip()) for r in rows) if m]
+        if not frames:
             continue
-        path, line = match["path"], int(match["line"])
+        first = frames[0]
+        path, line = first["path"], int(first["line"])
         code = linecache.getline(path, line).strip()
         kind = node.kind().split("::", 1)[-1]
+        caller = None
+        if torch_dir is not None and path.startswith(torch_dir):
+            user = next((f for f in frames if not f["path"].startswith(torch_dir)), None)
+            if user is not None:
+                user_line = int(user["line"])
+                user_code = linecache.getline(user["path"], user_line).strip()
+                caller = f"{Path(user['path']).name}:{user_line}: {user_code}"
         for out in node.outputs():
-            result[out.debugName()] = CodeLine(kind, path, line, match["func"], code)
+            result[out.debugName()] = CodeLine(kind, path, line, first["func"], code, caller)
     return result
+
+
+def _torch_dir() -> str | None:
+    """torch's install directory: frames inside it are library code, not the user's."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return str(Path(torch.__file__).parent)
 
 
 def describe(
@@ -70,4 +93,5 @@ def describe(
         what = f"torch {types[-1]}" if types else "torch op"
         return f"{where}{owner or 'module'}, {what} {names[-1]!r}"
     head = f"{owner}.{code.func}" if owner else code.func
-    return f"{where}{head}, {Path(code.path).name}:{code.line}: {code.code}"
+    called = f"; called from {code.caller}" if code.caller else ""
+    return f"{where}{head}, {Path(code.path).name}:{code.line}: {code.code}{called}"

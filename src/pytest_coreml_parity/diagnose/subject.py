@@ -20,6 +20,7 @@ import numpy as np
 from ..convert import ConversionOptions, convert_model
 from ..verdict import ToleranceValue
 from .source import CodeLine, code_lines
+from .torch_values import traced_values
 
 
 class ModelUnderTest(Protocol):
@@ -96,7 +97,12 @@ class Subject:
     options: ConversionOptions
     conversions: int = 0
     given: dict[tuple[str, frozenset[str] | None], Any] = field(default_factory=dict)
+    #: For a model with image inputs: the Core ML inputs (pixels) -> torch's tensors, and
+    #: example Core ML inputs (the plugin's ``CoreMLModel.torch_tensors`` / ``example_feed``).
+    torch_inputs: Any = None
+    example_feed: tuple[Any, ...] | None = None
     _lines: dict[str, CodeLine] | None = None
+    _trace: Any = None
 
     @classmethod
     def from_torch(
@@ -110,13 +116,23 @@ class Subject:
     def from_model(cls, model: ModelUnderTest) -> Subject:
         """A subject for a failing test: its torch model, example inputs, options and program."""
         subject = cls(model.torch_model, tuple(model.example_inputs), model.options)
+        if getattr(model, "images", None):  # pixels in, torch_preprocess (or scale/bias) for torch
+            subject.torch_inputs = model.torch_tensors  # type: ignore[attr-defined]
+            subject.example_feed = model.example_feed()  # type: ignore[attr-defined]
         if model.mlmodel is not None:
             subject.given[subject._key(model.options.precision, model.options.fp32_ops)] = model.mlmodel
         return subject
 
     @property
     def example_arrays(self) -> tuple[np.ndarray, ...]:
+        if self.example_feed is not None:
+            return as_arrays(self.example_feed)
         return as_arrays(self.example_inputs)
+
+    def _torch(self, inputs: Sequence[np.ndarray]) -> tuple[Any, ...]:
+        if self.torch_inputs is not None:
+            return tuple(self.torch_inputs(tuple(inputs)))
+        return _tensors(inputs, self.example_inputs)
 
     @staticmethod
     def _key(precision: str, fp32_ops: frozenset[str] | None) -> tuple[str, frozenset[str] | None]:
@@ -133,21 +149,37 @@ class Subject:
 
     def reference(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """torch's outputs on ``inputs``, cast to the example inputs' dtypes."""
-        return torch_reference(self.torch_model, _tensors(inputs, self.example_inputs))
+        return torch_reference(self.torch_model, self._torch(inputs))
+
+    def trace(self) -> Any:
+        """A ``torch.jit`` trace of our own (once), or None when the model does not trace."""
+        if self._trace is None:
+            try:
+                import torch
+
+                with torch.no_grad():
+                    self._trace = torch.jit.trace(  # type: ignore[no-untyped-call]
+                        self.torch_model, self.example_inputs, check_trace=False
+                    )
+            except Exception:
+                self._trace = False
+        return self._trace or None
 
     def code_lines(self) -> dict[str, CodeLine]:
         """Torch source lines from a trace of our own; debug names may differ from the
         conversion's, and :func:`.source.describe` drops a line whose op kind does not match."""
         if self._lines is None:
-            try:
-                import torch
-
-                with torch.no_grad():
-                    traced = torch.jit.trace(self.torch_model, self.example_inputs)  # type: ignore[no-untyped-call]
-                    self._lines = code_lines(traced)
-            except Exception:
-                self._lines = {}
+            traced = self.trace()
+            self._lines = code_lines(traced) if traced is not None else {}
         return self._lines
+
+    def torch_values(self, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """torch's intermediate values on ``inputs`` by debug name (empty for torch.export
+        conversions, whose op names do not come from a trace)."""
+        traced = None if self.options.use_export else self.trace()
+        if traced is None:
+            return {}
+        return traced_values(traced, self._torch(inputs))
 
     def root_class(self) -> str:
         return type(self.torch_model).__name__

@@ -8,7 +8,8 @@ one-call form, caching the plan per model. Diagnosis reads a run through
 Layers, bottom up (each imports only those below it): ``errors``, ``dtypes``,
 ``slots``; ``registry`` (the ``@kernel`` table); ``kernels/``; ``catalog`` (imports
 the kernels, looks them up); ``checks``; ``plan`` (data); the two engines,
-``interpret`` and ``compile``; ``execute`` (one run); this module.
+``interpret`` and ``compile``; ``execute`` (one run); ``image_inputs`` (pixels to
+the tensor an ``ImageType`` input reads, a leaf read by ``program``); this module.
 
 What is modelled, and what is not, is written down in ``docs/emulator.md``.
 """
@@ -38,6 +39,7 @@ from .errors import (
     UnsupportedOpError,
 )
 from .execute import Array, EmulatorState, execute
+from .image_inputs import ImageInput, bind_images
 from .plan import InputSpec, OpInfo, ProgramPlan, plan_function
 from .program import ModelLike, load_program
 from .registry import FP16_EXECUTION_MODES, Value
@@ -49,6 +51,7 @@ __all__ = [
     "Emulator",
     "EmulatorError",
     "EmulatorState",
+    "ImageInput",
     "InputError",
     "InputSpec",
     "KernelError",
@@ -138,8 +141,11 @@ class Emulator:
             opset=loaded.opset,
             source=loaded.source,
             fp16_execution=fp16_execution,
+            allowed=loaded.allowed,
         )
         self._compiled: CompiledBlock | None = compile_block(self.plan.block)
+        #: Inputs declared as images (``ct.ImageType``): a run takes their pixels.
+        self.images: dict[str, ImageInput] = dict(loaded.images)
 
     @property
     def opset(self) -> str:
@@ -183,6 +189,11 @@ class Emulator:
         """The op called ``name``; raises ``KeyError`` if the program has none."""
         return _op_named(self.plan.ops, name)
 
+    def declared_dtype(self, var: str) -> Any:
+        """The numpy dtype the program declares for variable ``var`` (an op output or
+        input), or None for a non-tensor; raises ``KeyError`` for an unknown name."""
+        return self.plan.var_dtypes[var]
+
     def run(
         self, inputs: Mapping[str, Value], *, state: EmulatorState | None = None
     ) -> dict[str, Array]:
@@ -192,6 +203,7 @@ class Emulator:
         A stateful model needs ``state`` (from :meth:`make_state`); the run updates it
         in place, and leaves it unchanged if it raises.
         """
+        inputs = bind_images(inputs, self.images)
         outputs, _env = execute(self.plan, inputs, compiled=self._compiled, state=state)
         return outputs
 
@@ -199,6 +211,7 @@ class Emulator:
         self, inputs: Mapping[str, Value], *, state: EmulatorState | None = None
     ) -> Recording:
         """Run, keeping every value (declared dtype and shape) for diagnosis."""
+        inputs = bind_images(inputs, self.images)
         outputs, env = execute(
             self.plan, inputs, compiled=self._compiled, record=True, state=state
         )

@@ -58,6 +58,12 @@ def _held(value: Value, spec: InputSpec, what: str) -> Array:
     ):
         shown = tuple("?" if d is None else d for d in spec.shape)
         raise InputError(f"{what} {spec.name!r} has shape {arr.shape}; the model declares {shown}")
+    if spec.allowed is not None and not spec.allowed.allows(arr.shape):
+        # Core ML rejects a shape outside the enumeration or range: so do we.
+        raise InputError(
+            f"{what} {spec.name!r} has shape {arr.shape}; the model allows "
+            f"{spec.allowed.describe()}"
+        )
     return store(arr, spec.dtype)
 
 

@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from ..shapes import AllowedShapes
 from .catalog import lookup
 from .checks import kernel_failure
 from .dtypes import F16, F32, MIL_TO_NUMPY, store, storer
@@ -71,6 +72,8 @@ class InputSpec:
     name: str
     dtype: np.dtype[Any]
     shape: tuple[int | None, ...]
+    #: The shapes the model description allows (enumerated or ranged), when known.
+    allowed: AllowedShapes | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,7 @@ def plan_function(
     opset: str,
     source: str,
     fp16_execution: str = "typed",
+    allowed: tuple[AllowedShapes, ...] = (),
 ) -> ProgramPlan:
     """Plan a MIL function; raises :class:`UnsupportedOpError` before anything runs.
 
@@ -319,6 +323,7 @@ def plan_function(
             f"fp16_execution={fp16_execution!r}; expected one of {FP16_EXECUTION_MODES}"
         )
     planner = _Planner(opset, fp16_execution)
+    by_name = {a.name: a for a in allowed}
     inputs = []
     states = []
     for name, var in function.inputs.items():
@@ -331,7 +336,7 @@ def plan_function(
             raise UnsupportedFeatureError(
                 f"input of type {var.sym_type}", f"input {name!r}, opset {opset}"
             )
-        inputs.append(InputSpec(name, dtype, static_shape(var) or ()))
+        inputs.append(InputSpec(name, dtype, static_shape(var) or (), by_name.get(name)))
         planner.var_dtypes[name] = dtype
     block = planner.block(function, depth=0)
     output_names = tuple(v.name for v in function.outputs)

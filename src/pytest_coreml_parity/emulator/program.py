@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..shapes import AllowedShapes, read_allowed
 from .errors import ModelLoadError, UnsupportedFeatureError
+from .image_inputs import ImageInput, read_images
 
 ModelLike = Any  # coremltools.models.MLModel | str | os.PathLike[str]
 
@@ -27,6 +29,10 @@ class LoadedProgram:
     function_name: str
     opset: str
     source: str
+    #: Per multi-array input, the shapes the model description allows.
+    allowed: tuple[AllowedShapes, ...] = ()
+    #: The inputs the description declares as images (``ct.ImageType``), by name.
+    images: dict[str, ImageInput] = field(default_factory=dict)
 
 
 def load_program(model: ModelLike, function_name: str = "main") -> LoadedProgram:
@@ -71,6 +77,9 @@ def load_program(model: ModelLike, function_name: str = "main") -> LoadedProgram
 
     functions = program.functions
     name = function_name
+    chosen = getattr(model, "function_name", None)  # MLModel(path, function_name=...)
+    if name == "main" and isinstance(chosen, str) and chosen in functions:
+        name = chosen
     if name not in functions and name == "main":
         name = spec.description.defaultFunctionName or next(iter(functions), name)
     if name not in functions:
@@ -82,7 +91,23 @@ def load_program(model: ModelLike, function_name: str = "main") -> LoadedProgram
         opset = ct.target(function.opset_version).name
     except (ValueError, TypeError):
         opset = str(function.opset_version)
-    return LoadedProgram(function=function, function_name=name, opset=opset, source=source)
+    return LoadedProgram(
+        function=function,
+        function_name=name,
+        opset=opset,
+        source=source,
+        allowed=read_allowed(_function_description(spec.description, name)),
+        images=read_images(spec.description, name),
+    )
+
+
+def _function_description(description: Any, name: str) -> Any:
+    """A multi-function model's description of function ``name`` (its own inputs), else
+    the model's description."""
+    for function in getattr(description, "functions", ()):
+        if function.name == name:
+            return function
+    return description
 
 
 def _open_package(path: Path, ct: Any) -> Any:

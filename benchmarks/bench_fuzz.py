@@ -1,0 +1,282 @@
+"""Fuzzing speed and guidance: examples per second through ``assert_parity``, and
+examples to the first failure with and without ``hypothesis.target()``.
+
+Run: ``.venv/bin/python benchmarks/bench_fuzz.py`` (from the repo root; ``--quick``
+for a smoke run that writes nothing, ``--profile`` to print where the time goes).
+Writes the '## Fuzzing throughput' section of docs/performance.md and prints the
+guidance table that docs/usage.md quotes.
+
+Everything is real: a coremltools conversion per model and precision, the emulator
+backend, the torch reference and hypothesis, run as a ``@given`` test runs them
+(outside pytest, which adds a fixed per-test cost, not a per-example one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import math
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+SECTION = "## Fuzzing throughput"
+warnings.simplefilter("ignore")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _docs import write_section  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+from tests.diagnose.models import ComplexDiv, TransformerBlock  # noqa: E402
+
+from pytest_coreml_parity import assert_parity  # noqa: E402
+from pytest_coreml_parity.cache import ConversionCache  # noqa: E402
+from pytest_coreml_parity.convert import ConversionOptions  # noqa: E402
+from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime  # noqa: E402
+
+
+class MaskedAttention(torch.nn.Module):
+    """Scores plus an additive finfo(float32).min mask on some rows' keys, softmax, matmul.
+
+    fp16 stores the mask as -inf, which softmax handles on partly masked rows; what
+    breaks is ``q @ k^T`` passing 65504 once the inputs grow.
+    """
+
+    def __init__(self, dim: int = 8, length: int = 6) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.q = torch.nn.Linear(dim, dim)
+        self.k = torch.nn.Linear(dim, dim)
+        self.v = torch.nn.Linear(dim, dim)
+        mask = torch.zeros(length, length)
+        mask[length // 2 :, length - 2 :] = torch.finfo(torch.float32).min  # later rows skip 2 keys
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.q(x) @ self.k(x).transpose(-1, -2) + self.mask
+        return torch.softmax(scores, dim=-1) @ self.v(x)
+
+
+def bound(torch_model: torch.nn.Module, example: torch.Tensor, precision: str, guide: bool) -> CoreMLModel:
+    model = CoreMLModel(
+        ModelSettings(ConversionOptions(precision=precision), guide=guide),
+        Runtime(ConversionCache(ROOT / ".coreml-parity-cache" / "bench"), "emulator"),
+    )
+    model.bind(torch_model, (example,))
+    return model
+
+
+def floats(low: float, high: float) -> st.SearchStrategy[float]:
+    return st.floats(low, high, width=32, allow_nan=False, allow_infinity=False)
+
+
+def fuzz_test(model: CoreMLModel, strategy: st.SearchStrategy[np.ndarray], n: int,
+              body: bool = True) -> Callable[[], None]:
+    """A passing ``@given`` test of ``n`` examples (generate phase only: no failure, no shrink)."""
+
+    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(a=strategy)
+    def fuzz(a: np.ndarray) -> None:
+        if body:
+            assert_parity(model, a)
+
+    return fuzz
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for ``repeat`` calls of ``fn``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(repeat):
+        fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def elementwise(shape: tuple[int, ...], low: float, high: float) -> st.SearchStrategy[np.ndarray]:
+    """What users write: one hypothesis draw per element."""
+    return arrays(np.float32, shape, elements=floats(low, high))
+
+
+def one_draw(shape: tuple[int, ...], low: float, high: float) -> st.SearchStrategy[np.ndarray]:
+    """One hypothesis draw per example (a seed for numpy): hypothesis's cost out of the way."""
+    def make(s: int) -> np.ndarray:
+        return np.random.default_rng(s).uniform(low, high, shape).astype(np.float32)
+
+    return st.integers(0, 2**32 - 1).map(make)
+
+
+def breakdown(model: CoreMLModel, a: np.ndarray, guided: bool, n: int) -> dict[str, float]:
+    """CPU µs per call of assert_parity and of its parts, outside hypothesis."""
+    arrays_ = model.prepare((a,))
+    parts = {
+        "assert_parity": lambda: assert_parity(model, a),
+        "torch reference": lambda: model.reference(*arrays_),
+        "Core ML run" + (" (recorded)" if guided else ""): lambda: model.run_prepared(arrays_, peaks=guided),
+    }
+    out = {}
+    for label, fn in parts.items():
+        fn()
+        out[label] = timed(fn, n)[1] / n * 1e6
+    return out
+
+
+def first_failure(model: CoreMLModel, shape: tuple[int, ...], elements: st.SearchStrategy[float],
+                  run_seed: int, budget: int) -> int | None:
+    """Examples hypothesis runs up to and including the first failing one (None: none failed)."""
+    count = [0, 0]
+
+    @seed(run_seed)
+    @settings(max_examples=budget, database=None, deadline=None, derandomize=False,
+              phases=[Phase.generate, Phase.target], suppress_health_check=list(HealthCheck))
+    @given(a=arrays(np.float32, shape, elements=elements))
+    def fuzz(a: np.ndarray) -> None:
+        count[0] += 1
+        try:
+            assert_parity(model, a)
+        except AssertionError:
+            if not count[1]:
+                count[1] = count[0]
+            raise
+
+    with contextlib.suppress(AssertionError):
+        fuzz()
+    return count[1] or None
+
+
+def profile(fn: Callable[[], Any], top: int = 14) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="few examples, write nothing")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the fuzz loop")
+    parser.add_argument("--no-guidance", action="store_true", help="throughput only")
+    args = parser.parse_args()
+    load_start = os.getloadavg()[0]
+    seeds = range(2 if args.quick else 6)
+    budget = 200 if args.quick else 1500
+
+    cdiv, block = ComplexDiv().eval(), TransformerBlock().eval()
+    torch.manual_seed(0)
+    cases = [
+        ("complex division", cdiv, torch.rand(8, 4) + 0.5, (8, 4), 0.5, 2.0, 1000),
+        ("transformer block", block, torch.randn(1, 8, 16), (1, 8, 16), -3.0, 3.0, 200),
+    ]
+    rows, parts_rows = [], []
+    for name, torch_model, example, shape, low, high, n in cases:
+        n = 50 if args.quick else n
+        for precision in ("fp32", "fp16"):
+            for guide in (False, True):
+                model = bound(torch_model, example, precision, guide)
+                for label, strategy in (("per element", elementwise(shape, low, high)),
+                                        ("one draw", one_draw(shape, low, high))):
+                    fuzz_test(model, strategy, 20)()  # warm up
+                    wall, cpu = timed(fuzz_test(model, strategy, n))
+                    _, draw_cpu = timed(fuzz_test(model, strategy, n, body=False))
+                    rows.append((name, precision, "on" if guide else "off", label, f"{n / wall:.0f}",
+                                 f"{n / cpu:.0f}", f"{1e6 * cpu / n:.0f}", f"{1e6 * draw_cpu / n:.0f}"))
+                    print(rows[-1], flush=True)
+                parts = breakdown(model, example.numpy(), guide, 50 if args.quick else n)
+                parts_rows.append((name, precision, "on" if guide else "off",
+                                   *(f"{v:.0f}" for v in parts.values())))
+                print(parts_rows[-1], flush=True)
+    profile_text = ""
+    if args.profile:
+        model = bound(cdiv, torch.rand(8, 4) + 0.5, "fp16", True)
+        profile_text = profile(fuzz_test(model, elementwise((8, 4), 0.5, 2.0), 500))
+        print(profile_text)
+
+    # Guidance: examples to the first failure, per seed, with and without target().
+    attention = MaskedAttention().eval()
+    guided_cases = [
+        ("complex division", cdiv, torch.rand(8, 4) + 0.5, (8, 4), floats(-120.0, 120.0), 1),
+        ("masked attention", attention, torch.randn(1, 6, 8), (1, 6, 8), floats(-25.0, 25.0), 1),
+        ("masked attention", attention, torch.randn(1, 6, 8), (1, 6, 8), floats(-25.0, 25.0), 4000),
+    ]
+    guidance = []
+    for name, torch_model, example, shape, elements, own in [] if args.no_guidance else guided_cases:
+        found: dict[bool, list[int | None]] = {}
+        cap = own if own > 1 and not args.quick else budget
+        name = name if cap == budget else f"{name}, budget {cap}"
+        for guide in (False, True):
+            model = bound(torch_model, example, "fp16", guide)
+            found[guide] = [first_failure(model, shape, elements, s, cap) for s in seeds]
+            print(name, guide, found[guide], flush=True)
+        guidance.append((name, shape, elements, found, cap))
+    if guidance:
+        print("\n".join(guidance_table(guidance)))
+    if args.quick:
+        return
+    lines = [
+        SECTION,
+        "",
+        f"Measured with `benchmarks/bench_fuzz.py` on {platform.machine()} Linux, Python "
+        f"{platform.python_version()}, 2 CPU cores shared with other jobs (load average "
+        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), emulator backend. "
+        "One `@given` test calling "
+        "`assert_parity(coreml_model, a)` on float32 arrays whose values cannot overflow (every "
+        "example passes, none shrinks); hypothesis generate phase, 1000 examples (complex division) "
+        "or 200 (transformer block). Wall-clock "
+        "rates suffer from the shared host; examples per CPU-second (this process's CPU time) "
+        "are what a dedicated core would give. `guide` on: each example records the emulator "
+        "run and calls `hypothesis.target()` twice (the default inside `@given`). "
+        "`per element`: `arrays(np.float32, shape, elements=floats(lo, hi))`, one hypothesis "
+        "draw per element; `one draw`: `integers().map(seeded numpy uniform)`.",
+        "",
+        "| model | precision | guide | strategy | examples/s (wall) | examples/CPU-s | "
+        "CPU µs/example | of which hypothesis draw, µs |",
+        "|---|---|---|---|---|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        "Where the time of one `assert_parity` call goes (CPU µs per call, outside hypothesis, "
+        "on the example inputs):",
+        "",
+        "| model | precision | guide | assert_parity | torch reference | Core ML run (emulator) |",
+        "|---|---|---|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in parts_rows),
+        "",
+        "The rest of `assert_parity` (assert_parity minus reference minus run) is the verdict: "
+        "gate resolution, the metrics (max abs/rel, cosine, PSNR, SNR, top-k) and the mismatch "
+        "mask for every output.",
+        "",
+    ]
+    write_section(ROOT / "docs" / "performance.md", SECTION, "\n".join(lines))
+
+
+def guidance_table(guidance: list[Any]) -> list[str]:
+    lines = ["| model | inputs | target() | examples to first failure, per seed | median | found |",
+             "|---|---|---|---|---|---|"]
+    for name, shape, elements, found, budget in guidance:
+        for guide in (False, True):
+            counts = found[guide]
+            hits = [c for c in counts if c is not None]
+            shown = ", ".join(str(c) if c is not None else f">{budget}" for c in counts)
+            median = statistics.median([c if c is not None else math.inf for c in counts])
+            lines.append(f"| {name} | {shape} {elements!r} | {'on' if guide else 'off'} | {shown} | "
+                         f"{median if median != math.inf else f'>{budget}'} | {len(hits)}/{len(counts)} |")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The diagnosis' hint: say what happened, so the advice fits (one kind per failure).
+
+The kinds, in the order they are decided:
+
+* ``input_overflow``: an fp16 model input past 65504 is inf before any op runs;
+* ``compression``: set by the compression diagnosis (:func:`compression_hint`);
+* ``converter``: the fp32 conversion already fails the assertion, so FLOAT32 cannot
+  fix it (never advised then);
+* ``overflow``: an op computes a value past 65504 (or reads such a constant);
+* ``underflow``: values below fp16's smallest normal flush toward 0;
+* ``precision``: neither; rounding alone.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .. import messages
+from .localize import FP16_MAX, Localization, OpFinding
+
+
+class HintKind(enum.StrEnum):
+    """What happened, as far as the diagnosis can tell."""
+
+    INPUT_OVERFLOW = "input_overflow"
+    COMPRESSION = "compression"
+    CONVERTER = "converter"
+    OVERFLOW = "overflow"
+    UNDERFLOW = "underflow"
+    PRECISION = "precision"
+
+
+#: Kinds that float32 (or mixed precision) can fix; only these advise it.
+FP16_KINDS = frozenset({HintKind.OVERFLOW, HintKind.UNDERFLOW, HintKind.PRECISION})
+
+
+@dataclass(frozen=True)
+class Hint:
+    """One hint line for the diagnosis section."""
+
+    kind: HintKind
+    text: str
+
+
+def compression_hint(detail: str) -> Hint:
+    """The hook for the compression diagnosis: ``detail`` says which weights and how."""
+    return Hint(HintKind.COMPRESSION, messages.HINT_COMPRESSION.format(detail=detail))
+
+
+def choose_hint(localization: Localization, *, compression: str | None = None) -> Hint:
+    """The hint for ``localization`` (``compression``: a compression error's detail)."""
+    loc = localization
+    if loc.input_overflow:
+        first = loc.input_overflow[0]
+        return Hint(
+            HintKind.INPUT_OVERFLOW,
+            messages.HINT_INPUT_OVERFLOW.format(name=first.name, value=first.given.max_abs or 0.0),
+        )
+    if compression is not None:
+        return compression_hint(compression)
+    if loc.precision == "fp32" or loc.fp32_passes is False:
+        dep = loc.fp32_departure or loc.departure
+        at = f" at {dep.brief()}" if dep is not None else ""
+        return Hint(HintKind.CONVERTER, messages.HINT_CONVERTER.format(at=at))
+    overflow = _overflow(loc.first_non_finite)
+    if overflow is not None:
+        finding, what = overflow
+        return Hint(
+            HintKind.OVERFLOW,
+            messages.HINT_OVERFLOW.format(
+                what=what, where=_where(finding), advice=messages.FP32_ADVICE.format(which="overflowing")
+            ),
+        )
+    under = loc.first_underflow
+    if under is not None:
+        return Hint(
+            HintKind.UNDERFLOW,
+            messages.HINT_UNDERFLOW.format(
+                op=f"{under.op_type} {under.name}", count=under.underflowed, where=_where(under),
+                advice=messages.FP32_ADVICE.format(which="underflowing"),
+            ),
+        )
+    worst = loc.first_error or loc.first_non_finite
+    dep = loc.departure
+    if worst is not None:
+        what = f"{worst.op_type} {worst.name} is the first op beyond rel. error {loc.tolerance:g} vs fp32{_where(worst)}"
+    elif dep is not None:
+        where = f" ({dep.source})" if dep.source else ""
+        what = (
+            f"{dep.op_type} {dep.name} is the first op departing from PyTorch at rtol={dep.rtol:g}, "
+            f"atol={dep.atol:g}{where}"
+        )
+    else:
+        what = messages.HINT_PRECISION_SPREAD.format(tolerance=loc.tolerance)
+    return Hint(
+        HintKind.PRECISION,
+        messages.HINT_PRECISION.format(what=what, advice=messages.FP32_ADVICE.format(which="sensitive")),
+    )
+
+
+def _overflow(bad: OpFinding | None) -> tuple[OpFinding, str] | None:
+    """(the op, what passed 65504) when the first non-finite op is an fp16 overflow."""
+    if bad is None or bad.fp32_output is None:
+        return None
+    if bad.fp32_output.non_finite >= bad.output.non_finite:
+        return None  # fp32 is just as non-finite there: not fp16's doing
+    op = f"{bad.op_type} {bad.name}"
+    for given in bad.inputs:  # the cause, when a constant was already stored as inf
+        if given.const and given.non_finite:
+            return bad, f"{op} reads a float32 constant ({given.name}) that fp16 stores as inf"
+    peak = bad.fp32_output.max_abs
+    if peak is not None and peak > FP16_MAX:
+        return bad, f"{op} computes {peak:.6g} (its fp32 value)"
+    return None
+
+
+def _where(finding: OpFinding) -> str:
+    return f" ({finding.source})" if finding.source else ""

@@ -1,0 +1,151 @@
+"""Per-op headroom to the fp16 cliff, read from the emulator's :class:`~.emulator.Recording`.
+
+Sits below :mod:`.model` and :mod:`.compare` (imports only numpy and the emulator),
+so the assertion can guide hypothesis and the model can accumulate what each call
+saw; naming torch source lines and formatting sit above, in ``diagnose/headroom.py``.
+
+Definitions (docs/usage.md, "Headroom"):
+
+* **peak** of an op: the largest finite ``|value|`` its float outputs stored in the
+  typed run (the run the test judged; no second run);
+* **overflowed**: elements an fp16-typed op stored as nan/inf although every float
+  value it read was finite (the op itself went past 65504); its margin is then 0;
+* **margin**: ``65504 / peak`` (the gate fails below the margin the user sets);
+* **underflow** of an fp16-typed op: among its nonzero finite stored elements, the
+  fraction below fp16's smallest normal ``2**-14``, stored as subnormals with fewer
+  than 11 significant bits. Values flushed all the way to 0 are not counted: one
+  typed run cannot tell them from true zeros (the recording holds declared dtypes).
+
+Targeting reads the same recording: the largest finite ``|value|`` of any
+fp16-typed op output, over 65504.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .emulator import Emulator, OpInfo, Recording
+
+FP16_MAX = 65504.0
+#: fp16's smallest normal; below it fp16 keeps fewer than 11 significant bits.
+FP16_TINY = 2.0**-14
+
+class HeadroomWarning(UserWarning):
+    """``--coreml-headroom-action=warn``: an op peaked above 65504 / margin."""
+
+
+_EMULATORS: weakref.WeakKeyDictionary[Any, dict[str, Emulator]] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def emulator_for(mlmodel: Any, fp16_execution: str = "typed") -> Emulator:
+    """One planned :class:`Emulator` per model and execution mode (plan once, record many)."""
+    with _LOCK:
+        per_model = _EMULATORS.setdefault(mlmodel, {})
+        emulator = per_model.get(fp16_execution)
+        if emulator is None:
+            emulator = per_model[fp16_execution] = Emulator(mlmodel, fp16_execution=fp16_execution)
+    return emulator
+
+
+def _finite_peak(value: np.ndarray) -> float:
+    magnitude = np.abs(value)
+    peak = float(magnitude.max(initial=0.0))
+    if peak == np.inf or peak != peak:  # nan or inf present: look at the finite ones only
+        finite = magnitude[np.isfinite(magnitude)]
+        peak = float(finite.max(initial=0.0))
+    return peak
+
+
+def fp16_peak_ratio(recording: Recording) -> float | None:
+    """Largest finite |value| of any fp16-typed op output over 65504; None without fp16 ops."""
+    best: float | None = None
+    values = recording.values
+    for op in recording.ops:
+        for name in op.outputs:
+            value = values.get(name)
+            if isinstance(value, np.ndarray) and value.dtype == np.float16 and value.size:
+                peak = _finite_peak(value)
+                if best is None or peak > best:
+                    best = peak
+    return None if best is None else best / FP16_MAX
+
+
+@dataclass
+class OpHeadroom:
+    """What one op stored over every recorded call of a test (see the module docstring)."""
+
+    name: str
+    op_type: str
+    dtype: str
+    peak: float = 0.0
+    overflowed: int = 0
+    nonzero: int = 0
+    underflow: int = 0
+
+    @property
+    def margin(self) -> float:
+        """65504 / peak: 0 once the op overflowed, inf for an op that only held zeros."""
+        if self.overflowed:
+            return 0.0
+        return FP16_MAX / self.peak if self.peak > 0 else float("inf")
+
+    @property
+    def underflow_fraction(self) -> float:
+        return self.underflow / self.nonzero if self.nonzero else 0.0
+
+
+@dataclass
+class HeadroomLog:
+    """Per-op headroom accumulated over a test's calls to one model at one precision."""
+
+    calls: int = 0
+    ops: dict[str, OpHeadroom] = field(default_factory=dict)
+
+    def add(self, recording: Recording) -> None:
+        """Fold in one typed run's recording."""
+        self.calls += 1
+        values = recording.values
+        for op in recording.ops:
+            for name in op.outputs:
+                value = values.get(name)
+                if not (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size):
+                    continue
+                entry = self.ops.get(op.name)
+                if entry is None:
+                    entry = self.ops[op.name] = OpHeadroom(op.name, op.op_type, str(value.dtype))
+                peak = _finite_peak(value)
+                entry.peak = max(entry.peak, peak)
+                if value.dtype != np.float16:
+                    continue
+                magnitude = np.abs(value)
+                if not np.isfinite(magnitude.max()) and _inputs_finite(recording, op):
+                    entry.overflowed += int(np.count_nonzero(~np.isfinite(magnitude)))
+                nonzero = magnitude[(magnitude > 0) & np.isfinite(magnitude)]
+                entry.nonzero += int(nonzero.size)
+                entry.underflow += int(np.count_nonzero(nonzero < FP16_TINY))
+
+
+def _inputs_finite(recording: Recording, op: OpInfo) -> bool:
+    """Whether every float value ``op`` read was finite (so nan/inf out means it overflowed)."""
+    for values in recording.op_inputs(op).values():
+        for value in values:
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                return False
+    return True
+
+
+__all__ = [
+    "FP16_MAX",
+    "FP16_TINY",
+    "HeadroomLog",
+    "HeadroomWarning",
+    "OpHeadroom",
+    "emulator_for",
+    "fp16_peak_ratio",
+]
