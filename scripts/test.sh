@@ -16,4 +16,5 @@ fi
 .venv/bin/ruff check src tests benchmarks examples tools scripts conftest.py
 .venv/bin/mypy
 [ $# -gt 0 ] || bash scripts/check_wheel.sh  # the built wheel, installed fresh (1-4 min)
-.venv/bin/python -m pytest "$@"
+# Two workers (CI has 2 cores); PYTEST_WORKERS=0 runs in one process.
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
