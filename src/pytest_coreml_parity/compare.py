@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from . import messages
+from ._values import flatten, to_numpy
 from .verdict import (
     GATES,
     Judgement,
@@ -246,15 +247,6 @@ def _fail(lines: list[str], model: CoreMLModel | None, inputs: tuple[Any, ...] |
     raise ParityFailure("\n".join(lines), model=model, inputs=inputs, **info)
 
 
-def _flat(value: Any) -> list[Any]:
-    if isinstance(value, (tuple, list)):
-        out: list[Any] = []
-        for v in value:
-            out.extend(_flat(v))
-        return out
-    return [value]
-
-
 def _describe_output(model: CoreMLModel, index: int, count: int) -> str:
     name = model.output_names[index] if index < len(model.output_names) else f"#{index}"
     return f"{index} ({name!r})" if count > 1 else repr(name)
@@ -316,10 +308,10 @@ def assert_parity(
     gates_origin = f"{model.precision} preset" + "".join(f", {k} {v}" for k, v in others.items())
     arrays = model.prepare(inputs)
     image_lines = _check_images(model, arrays)  # a preprocessing mismatch fails first
-    expected = _flat(model.reference(*arrays))
+    expected = flatten(model.reference(*arrays))
     guided = _guided(model)
     result = model.run_prepared(arrays, peaks=guided)
-    actual = _flat(result)
+    actual = flatten(result)
     backend = model.backend.name if model.backend is not None else "?"
     stateful = getattr(model, "torch_state_model", None) is not None
     judged: list[Judgement] = []
@@ -566,7 +558,7 @@ def _find_model(outputs: Any) -> CoreMLModel | None:
         last = model.last_outputs
         if last is None:
             continue
-        if last is outputs or any(leaf is outputs for leaf in _flat(last)):
+        if last is outputs or any(leaf is outputs for leaf in flatten(last)):
             return model
     return None
 
@@ -574,10 +566,10 @@ def _find_model(outputs: Any) -> CoreMLModel | None:
 def assert_finite(outputs: Any) -> None:
     """Fail when any array, tensor or (nested) tuple element holds nan or inf."""
     __tracebackhide__ = True
-    leaves = _flat(outputs)
+    leaves = flatten(outputs)
     lines: list[str] = []
     for i, leaf in enumerate(leaves):
-        array = leaf.detach().cpu().numpy() if hasattr(leaf, "detach") else np.asarray(leaf)
+        array = to_numpy(leaf)
         if array.dtype.kind not in "fc" or np.isfinite(array).all():
             continue
         what = f"output {i}" if len(leaves) > 1 else "the output"

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import messages
+from ._values import to_numpy
 from .errors import ConversionError, SettingError
 from .settings import COMPRESSED_PRECISIONS, CUSTOM_PRECISION
 
@@ -220,14 +221,13 @@ def custom_steps(optimization: Any) -> list[tuple[str, Any]]:
 
 def calibration_feed(mlmodel: Any, example_inputs: Sequence[Any]) -> dict[str, Any]:
     """The example inputs keyed by the program's input names, in its declared dtypes."""
-    import numpy as np
 
     from .emulator import Emulator
 
     specs = Emulator(mlmodel).inputs
     feed = {}
     for spec, x in zip(specs, example_inputs, strict=True):
-        array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        array = to_numpy(x)
         feed[spec.name] = array.astype(spec.dtype)
     return feed
 

@@ -22,10 +22,10 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import messages
+from ._values import flatten, package_version
 from .compress import compress, effective_target, is_compressed, optimization_key
 
 # The accepted values live with the settings that validate them (a module the plugin
@@ -126,22 +126,15 @@ _SOURCE_COMMENT = re.compile(r"\s+#\s.*$", re.MULTILINE)
 _MANGLE = re.compile(r"___torch_mangle_\d+\.")
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
 @functools.cache
 def versions() -> tuple[tuple[str, str], ...]:
     """The versions a conversion depends on; part of every cache key (read once per process)."""
     return (
         ("cache-format", str(CACHE_FORMAT)),
-        ("coremltools", _version("coremltools")),
-        ("numpy", _version("numpy")),
-        ("pytest-coreml-parity", _version("pytest-coreml-parity")),
-        ("torch", _version("torch")),
+        ("coremltools", package_version("coremltools")),
+        ("numpy", package_version("numpy")),
+        ("pytest-coreml-parity", package_version("pytest-coreml-parity")),
+        ("torch", package_version("torch")),
     )
 
 
@@ -402,14 +395,6 @@ def output_structure(value: object) -> Structure:
     )
 
 
-def _flatten(value: Any, out: list[Any]) -> None:
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            _flatten(v, out)
-    else:
-        out.append(value)
-
-
 def count_leaves(structure: Any) -> int:
     if structure == "t":
         return 1
@@ -634,8 +619,7 @@ def capture(
                 detail=str(exc),
             ) from exc
     structure = output_structure(reference)
-    leaves: list[Any] = []
-    _flatten(reference, leaves)
+    leaves = flatten(reference)
     return Captured(
         torch_model=torch_model,
         example_inputs=examples,
@@ -835,5 +819,5 @@ def numpy_coremltools_warning(numpy_version: str, coremltools_version: str) -> s
 def explain_numpy_error(exc: BaseException) -> str | None:
     """What happened and the fix, when ``exc`` is numpy 2.4's scalar-conversion TypeError."""
     if isinstance(exc, TypeError) and messages.NUMPY_SCALAR_ERROR in str(exc):
-        return messages.NUMPY_TOO_NEW_EXPLANATION.format(numpy=_version("numpy"))
+        return messages.NUMPY_TOO_NEW_EXPLANATION.format(numpy=package_version("numpy"))
     return None

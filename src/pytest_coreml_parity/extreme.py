@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
+from ._values import to_numpy
+
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 6.103515625e-05
 FP16_MIN_SUBNORMAL = 5.960464477539063e-08
@@ -156,7 +158,7 @@ def label_input_overflow(values: Any, name: str | None = None) -> None:
     A float16 input stores such values as inf, so the failure is in the input, not
     in the model. Outside a hypothesis test this does nothing.
     """
-    array = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values)
+    array = to_numpy(values)
     if array.dtype.kind != "f":
         return
     count = int((np.isfinite(array) & (np.abs(array) > FP16_MAX)).sum())

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import messages
+from ._values import to_numpy
 from .emulator import ImageInput, OpInfo
 from .emulator.image_inputs import image_tensor, pixels
 
@@ -123,7 +124,7 @@ def torch_input(
     if torch_preprocess is None:
         return prep.declared(image_tensor(value, prep.image)), messages.PREPROCESSING_TORCH_DECLARED
     out = torch_preprocess(torch_pixels(value, prep.image))
-    array = out.detach().cpu().numpy() if hasattr(out, "detach") else np.asarray(out)
+    array = to_numpy(out)
     return np.asarray(array, dtype=np.float32), messages.PREPROCESSING_TORCH_USER
 
 

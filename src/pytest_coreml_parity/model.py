@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import messages
+from ._values import flatten, to_numpy
 from .backends import Backend, EmulatorBackend, resolve_backend, resolve_coreai_backend
 from .cache import ConversionCache, Entry
 from .convert import (
@@ -441,7 +442,7 @@ class CoreMLModel:
         for name in self._program_states:
             tensor = buffers.get(name, by_state.get(name))
             if tensor is not None:
-                initial[name] = tensor.detach().cpu().numpy()
+                initial[name] = to_numpy(tensor)
         self.state = make_state(self.mlmodel, initial)
 
     def _bind_package(
@@ -462,7 +463,7 @@ class CoreMLModel:
         with torch.no_grad(), restored_buffers(torch_model) as updated:
             reference = torch_model(*example_inputs)
         structure = output_structure(reference)
-        want = len(_to_flat_list(reference))
+        want = len(flatten(reference))
         if want != len(loaded.output_names):
             from .errors import PackageError
 
@@ -583,7 +584,6 @@ class CoreMLModel:
 
     def prepare(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
         """Validate ``inputs`` against the example inputs; return them as numpy arrays."""
-        import numpy as np
 
         if self.mlmodel is None and self.program is None:
             raise NotBoundError(messages.NOT_BOUND)
@@ -608,7 +608,7 @@ class CoreMLModel:
                 except ValueError as exc:
                     raise InputMismatchError(str(exc)) from exc
                 continue
-            array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+            array = to_numpy(x)
             allowed = self.allowed_shapes.get(self.input_names[i]) if i < len(self.input_names) else None
             if allowed is not None and allowed.flexible:
                 if not allowed.allows(array.shape):
@@ -762,9 +762,7 @@ class CoreMLModel:
 
     def flat_outputs(self, result: Any) -> list[Any]:
         """Leaves of a result in output order."""
-        out: list[Any] = []
-        _flatten(result, out)
-        return out
+        return flatten(result)
 
     def reference(self, *inputs: Any) -> Any:
         """The torch model's output on ``inputs`` (validated like a Core ML call), as numpy."""
@@ -805,10 +803,8 @@ def unjudged_step(step: int, result: Any, expected: Any) -> Step:
     import numpy as np
 
     worst_abs = worst_rel = 0.0
-    actual: list[Any] = []
-    wanted: list[Any] = []
-    _flatten(result, actual)
-    _flatten(expected, wanted)
+    actual = flatten(result)
+    wanted = flatten(expected)
     for got, want in zip(actual, wanted, strict=False):
         g = np.asarray(got, dtype=np.float64).reshape(-1)
         w = np.asarray(want, dtype=np.float64).reshape(-1)
@@ -879,26 +875,13 @@ def _widen(array: Any) -> Any:
     return array.astype(np.float32) if array.dtype == np.float16 else array
 
 
-def _to_flat_list(value: Any) -> list[Any]:
-    out: list[Any] = []
-    _flatten(value, out)
-    return out
-
-
-def _flatten(value: Any, out: list[Any]) -> None:
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            _flatten(v, out)
-    else:
-        out.append(value)
-
-
 def _to_numpy(value: Any) -> Any:
+    """A torch output structure with every tensor as a numpy array (nesting kept)."""
     if isinstance(value, tuple):
         return tuple(_to_numpy(v) for v in value)
     if isinstance(value, list):
         return [_to_numpy(v) for v in value]
-    return value.detach().cpu().numpy()
+    return to_numpy(value)
 
 
 __all__ = [

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import messages
+from ._values import package_version
 from .errors import SettingError
 from .settings import (
     DEFAULT_TARGET_STACKS,
@@ -139,11 +139,8 @@ def _cache_dir(config: pytest.Config, settings: Settings) -> Path | None:
     return config.rootpath / ".coreml-parity-cache"
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+def _installed(dist: str) -> str:
+    return package_version(dist, missing="not installed")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -155,12 +152,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
         backend = f"{auto_backend_name()} (auto)"
     lines = [
-        f"coreml-parity: backend {backend}, coremltools {_version('coremltools')}, "
-        f"torch {_version('torch')}, precisions {', '.join(settings.precisions)}"
+        f"coreml-parity: backend {backend}, coremltools {_installed('coremltools')}, "
+        f"torch {_installed('torch')}, precisions {', '.join(settings.precisions)}"
     ]
     from .convert import numpy_coremltools_warning  # stdlib-only at import: still cheap
 
-    warning = numpy_coremltools_warning(_version("numpy"), _version("coremltools"))
+    warning = numpy_coremltools_warning(_installed("numpy"), _installed("coremltools"))
     if warning is not None:
         lines.append(warning)
     if backend.startswith("emulator"):  # which fp16 semantics the emulator runs
@@ -180,7 +177,7 @@ def _targets_header(targets: Sequence[str]) -> str:
 
     reason = coreai_unavailable_reason()
     versions = ", ".join(
-        f"{dist} {_version(dist)}" for dist in ("coreai-core", "coreai-torch", "coreai-opt")
+        f"{dist} {_installed(dist)}" for dist in ("coreai-core", "coreai-torch", "coreai-opt")
     )
     if reason is not None:
         return f"{line}; coreai: {versions}; UNAVAILABLE ({reason}): coreai tests skip"

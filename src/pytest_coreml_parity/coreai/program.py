@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._values import to_numpy
 from ..errors import CacheEntryError, InputMismatchError
 
 if TYPE_CHECKING:
@@ -203,9 +204,7 @@ class CoreAIProgram:
             )
         feed: dict[str, np.ndarray] = {}
         for spec, value in zip(self.inputs, inputs, strict=True):
-            if hasattr(value, "detach"):
-                value = value.detach().cpu().numpy()
-            array = np.asarray(value)
+            array = to_numpy(value)
             if tuple(array.shape) != spec.shape:
                 raise InputMismatchError(
                     f"input {spec.name!r} of {self.name} has shape {spec.shape}, "

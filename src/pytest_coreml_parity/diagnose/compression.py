@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import messages
+from .._values import to_numpy
 from ..compress import RECIPES
 from ..convert import convert_model
 from ..emulator import Emulator
@@ -142,7 +143,7 @@ def torch_names(program_name: str, parameters: Sequence[str]) -> str | None:
 def weight_findings(emulator: Emulator, torch_model: Any) -> list[WeightFinding]:
     """Every constant weight the program's ops read that maps to a torch parameter,
     worst relative error first."""
-    params = {n: p.detach().cpu().numpy() for n, p in torch_model.named_parameters()}
+    params = {n: to_numpy(p) for n, p in torch_model.named_parameters()}
     producers = {out: op.op_type for op in emulator.ops for out in op.outputs}
     seen: dict[str, WeightFinding] = {}
     for op in emulator.ops:

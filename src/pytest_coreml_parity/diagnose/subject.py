@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .._values import flatten, to_numpy
 from ..convert import ConversionOptions, convert_model
 from ..verdict import ToleranceValue
 from .source import CodeLine, code_lines
@@ -46,12 +47,7 @@ class ModelUnderTest(Protocol):
 
 def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
     """Tensors or arrays as numpy arrays (torch tensors detached to CPU)."""
-    out = []
-    for x in inputs:
-        if hasattr(x, "detach"):
-            x = x.detach().cpu().numpy()
-        out.append(np.asarray(x))
-    return tuple(out)
+    return tuple(to_numpy(x) for x in inputs)
 
 
 def _tensors(inputs: Sequence[Any], like: Sequence[Any] | None = None) -> tuple[Any, ...]:
@@ -73,15 +69,7 @@ def torch_reference(torch_model: Any, inputs: Sequence[Any]) -> list[np.ndarray]
 
     with torch.no_grad():
         out = torch_model(*inputs)
-    flat: list[np.ndarray] = []
-    stack = [out]
-    while stack:
-        item = stack.pop(0)
-        if isinstance(item, (tuple, list)):
-            stack[:0] = list(item)
-        else:
-            flat.append(item.detach().cpu().numpy())
-    return flat
+    return [to_numpy(leaf) for leaf in flatten(out)]
 
 
 @dataclass

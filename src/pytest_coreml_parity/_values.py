@@ -1,0 +1,50 @@
+"""The small value helpers every layer needs, written once.
+
+A leaf module: no package imports, and numpy only inside the function that needs
+it, so the cheap-to-import modules (settings, the plugin) may use it too.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+
+def flatten(value: Any) -> list[Any]:
+    """The leaves of a nested tuple/list structure (a torch model's outputs), in order."""
+    if not isinstance(value, (tuple, list)):
+        return [value]
+    out: list[Any] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+def to_numpy(value: Any) -> npt.NDArray[Any]:
+    """A torch tensor (detached, on the CPU) or anything array-like, as a numpy array."""
+    import numpy as np
+
+    if hasattr(value, "detach"):
+        array: np.ndarray[Any, Any] = value.detach().cpu().numpy()
+        return array
+    return np.asarray(value)
+
+
+def package_version(dist: str, missing: str = "absent") -> str:
+    """The installed version of ``dist``, or ``missing``."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return missing
+
+
+__all__ = ["flatten", "package_version", "to_numpy"]
