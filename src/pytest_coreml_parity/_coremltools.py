@@ -16,6 +16,19 @@ from types import ModuleType
 _NOISY_LOGGERS = ("coremltools",)
 
 
+def ignore_coremltools_noise() -> None:
+    """Filter the warnings coremltools and torch's capture raise that are not about the user's model.
+
+    Call inside ``warnings.catch_warnings()``: the filters end with it. Shared by the
+    quiet import below and by ``convert.quiet_conversion``.
+    """
+    warnings.filterwarnings("ignore", message=r".*has not been tested with coremltools")
+    # Deprecations inside torch.export/coremltools internals would be errors in suites
+    # run with -W error.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def import_coremltools() -> ModuleType:
     """Return the ``coremltools`` module, importing it without start-up noise."""
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -24,9 +37,7 @@ def import_coremltools() -> ModuleType:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*has not been tested with coremltools.*")
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
+            ignore_coremltools_noise()
             import coremltools
 
             # coremltools ships no type information: mypy sees it as Any.

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import messages
+from ._coremltools import ignore_coremltools_noise
 from ._values import flatten, package_version
 from .compress import compress, effective_target, is_compressed, optimization_key
 
@@ -433,12 +434,8 @@ def quiet_conversion() -> Iterator[None]:
     try:
         logger.setLevel(logging.CRITICAL)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*has not been tested with coremltools")
+            ignore_coremltools_noise()
             warnings.filterwarnings("ignore", message=r"(?s).*has been renamed to")
-            # Deprecations inside torch.export/coremltools internals are not about the
-            # user's model, and would be errors in suites run with -W error.
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
             # ct.convert never closes the TemporaryDirectory it writes weights to; its
             # finalizer warns when convert returns. Harmless, and not the user's doing.
             warnings.filterwarnings(
