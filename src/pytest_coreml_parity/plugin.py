@@ -421,21 +421,12 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
 def _headroom(item: pytest.Item) -> str | None:
     """Summarize the test's headroom into the item's stash; return the gate's message."""
-    model = item.stash[BOUND_MODEL]
-    log = model.headroom
-    model.headroom = None
-    if log is None or not log.calls:
-        return None
-    from .diagnose.headroom import gate, headroom_data
+    from .report_sections import headroom_outcome
 
-    margin = model.settings.headroom
-    try:
-        data = headroom_data(model, log)
-    except Exception as error:  # never hide the test's own outcome; never gate silently
-        text = messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")
-        return f"headroom {text}" if margin is not None else None
-    item.stash[HEADROOM_DATA] = data
-    return gate(data, margin) if margin is not None else None
+    data, message = headroom_outcome(item.stash[BOUND_MODEL])
+    if data is not None:
+        item.stash[HEADROOM_DATA] = data
+    return message
 
 
 @pytest.hookimpl(wrapper=True)
@@ -459,55 +450,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _write_headroom(item: pytest.Item, headroom: dict[str, Any]) -> None:
-    report_dir = item.stash[BOUND_MODEL].report_dir
-    if report_dir is not None:
-        from .report import write_headroom
+    from .report_sections import write_headroom_file
 
-        write_headroom(report_dir, headroom, node_id=item.nodeid)
+    write_headroom_file(item.stash[BOUND_MODEL], headroom, item.nodeid)
 
 
 def _diagnosis_section(exc: BaseException, node_id: str) -> str | None:
-    """The diagnosis of a :class:`~.compare.ParityFailure` (and its report files), or None.
+    from .report_sections import diagnosis_section
 
-    Imports diagnosis only when a ParityFailure is present (no compare module loaded
-    means none was raised). Never raises: the real failure must stay visible.
-    """
-    import sys
-
-    if f"{__package__}.compare" not in sys.modules:
-        return None
-    from .compare import ParityFailure
-
-    if not isinstance(exc, ParityFailure) or exc.model is None or exc.inputs is None:
-        return None
-    model = exc.model
-    if getattr(model, "torch_state_model", None) is not None:  # one step replays wrong
-        return messages.STATEFUL_NO_DIAGNOSIS.format(model=model)
-    try:
-        try:
-            from .diagnose import Diagnosis, diagnose_failure
-        except ModuleNotFoundError as missing:  # a build without the diagnose package
-            if missing.name == f"{__package__}.diagnose":
-                return None
-            raise
-        gates = exc.judgement.gates if exc.judgement is not None else None
-        diagnosis = diagnose_failure(model, exc.inputs, rtol=exc.rtol, atol=exc.atol, gates=gates)
-        if diagnosis is None:
-            return None
-        written: list[Path] = []
-        if model.report_dir is not None and not diagnosis.healthy and isinstance(diagnosis, Diagnosis):
-            import warnings
-
-            from .report import write_report
-
-            with warnings.catch_warnings():  # plotting must not fail a -W error suite
-                warnings.simplefilter("ignore")
-                written = write_report(
-                    model.report_dir, diagnosis.localization, diagnosis.fix, node_id=node_id
-                )
-        return diagnosis.text(written)
-    except Exception as error:
-        return messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")
+    return diagnosis_section(exc, node_id)
 
 
 class _Recorder:

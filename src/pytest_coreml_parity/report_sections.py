@@ -1,0 +1,89 @@
+"""What the plugin adds to a test's report: the diagnosis section, headroom data and files.
+
+Kept out of ``plugin.py`` so the plugin stays options, fixtures and hooks. The hooks
+import this module lazily; it imports diagnosis, compare and the report writer only
+inside the functions, and only when there is something to report.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import messages
+
+if TYPE_CHECKING:
+    from .model import CoreMLModel
+
+
+def headroom_outcome(model: CoreMLModel) -> tuple[dict[str, Any] | None, str | None]:
+    """(the test's headroom data, the gate's failure message) from the calls it made.
+
+    Consumes the model's headroom log, so the next test starts empty.
+    """
+    log = model.headroom
+    model.headroom = None
+    if log is None or not log.calls:
+        return None, None
+    from .diagnose.headroom import gate, headroom_data
+
+    margin = model.settings.headroom
+    try:
+        data = headroom_data(model, log)
+    except Exception as error:  # never hide the test's own outcome; never gate silently
+        text = messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")
+        return None, (f"headroom {text}" if margin is not None else None)
+    return data, (gate(data, margin) if margin is not None else None)
+
+
+def write_headroom_file(model: CoreMLModel, headroom: dict[str, Any], node_id: str) -> None:
+    """The test's headroom JSON in ``--coreml-report`` DIR, when one is set."""
+    if model.report_dir is not None:
+        from .report import write_headroom
+
+        write_headroom(model.report_dir, headroom, node_id=node_id)
+
+
+def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
+    """The diagnosis of a :class:`~.compare.ParityFailure` (and its report files), or None.
+
+    Imports diagnosis only when a ParityFailure is present (no compare module loaded
+    means none was raised). Never raises: the real failure must stay visible.
+    """
+    if f"{__package__}.compare" not in sys.modules:
+        return None
+    from .compare import ParityFailure
+
+    if not isinstance(exc, ParityFailure) or exc.model is None or exc.inputs is None:
+        return None
+    model = exc.model
+    if getattr(model, "torch_state_model", None) is not None:  # one step replays wrong
+        return messages.STATEFUL_NO_DIAGNOSIS.format(model=model)
+    try:
+        try:
+            from .diagnose import Diagnosis, diagnose_failure
+        except ModuleNotFoundError as missing:  # a build without the diagnose package
+            if missing.name == f"{__package__}.diagnose":
+                return None
+            raise
+        gates = exc.judgement.gates if exc.judgement is not None else None
+        diagnosis = diagnose_failure(model, exc.inputs, rtol=exc.rtol, atol=exc.atol, gates=gates)
+        if diagnosis is None:
+            return None
+        written: list[Path] = []
+        if model.report_dir is not None and not diagnosis.healthy and isinstance(diagnosis, Diagnosis):
+            from .report import write_report
+
+            with warnings.catch_warnings():  # plotting must not fail a -W error suite
+                warnings.simplefilter("ignore")
+                written = write_report(
+                    model.report_dir, diagnosis.localization, diagnosis.fix, node_id=node_id
+                )
+        return diagnosis.text(written)
+    except Exception as error:
+        return messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")
+
+
+__all__ = ["diagnosis_section", "headroom_outcome", "write_headroom_file"]
