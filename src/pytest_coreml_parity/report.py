@@ -69,6 +69,18 @@ def write_report(
     return written
 
 
+def write_data(report_dir: str | Path, body: dict[str, Any], *, node_id: str | None = None) -> Path:
+    """Write a diagnosis that has no per-op profile (Core AI's) to ``<stem>.json``."""
+    from .diagnose.localize import json_safe
+
+    directory = Path(report_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {"version": REPORT_VERSION, "node_id": node_id, **json_safe(body)}
+    path = directory / f"{report_stem(node_id)}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
 def write_headroom(report_dir: str | Path, headroom: dict[str, Any], *, node_id: str | None = None) -> Path:
     """Write one test's headroom (see ``diagnose/headroom.py``) to ``<stem>.headroom.json``."""
     from .diagnose.localize import json_safe

@@ -64,6 +64,7 @@ def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
     try:
         try:
             from .diagnose import Diagnosis, diagnose_failure
+            from .diagnose.coreai import CoreAIDiagnosis
         except ModuleNotFoundError as missing:  # a build without the diagnose package
             if missing.name == f"{__package__}.diagnose":
                 return None
@@ -81,6 +82,10 @@ def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
                 written = write_report(
                     model.report_dir, diagnosis.localization, diagnosis.fix, node_id=node_id
                 )
+        elif model.report_dir is not None and not diagnosis.healthy and isinstance(diagnosis, CoreAIDiagnosis):
+            from .report import write_data  # Core AI: no per-op profile, so no plot
+
+            written = [write_data(model.report_dir, diagnosis.to_dict(), node_id=node_id)]
         return diagnosis.text(written)
     except Exception as error:
         return messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")

@@ -347,3 +347,24 @@ def test_a_worker_crash_or_hang_fails_one_test_and_the_next_test_passes(run: Any
     )
     result.stdout.fnmatch_lines(["*CoreAIRuntimeError*killed by signal SIGSEGV (11)*"])
     result.stdout.fnmatch_lines(["*CoreAITimeoutError*did not answer within 1 s*"])
+
+
+@needs_coreai
+def test_coreai_failure_writes_a_json_report(run: Any, pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """--coreml-report DIR on the coreai target: the first non-finite op and its torch line."""
+    import json
+
+    copy_example(pytester)
+    reports = tmp_path / "reports"
+    result = run(
+        COREAI, "--coreml-precisions=fp16", f"--coreml-report={reports}", "-k", "test_large_denominators"
+    )
+    result.assert_outcomes(failed=1)
+    (path,) = reports.glob("*.json")
+    data = json.loads(path.read_text())
+    assert data["target"] == "coreai" and data["precision"] == "fp16"
+    op = data["first_nonfinite"]
+    assert op["torch_target"] == "aten.mul.Tensor", op
+    assert op["source_line"].endswith(":18") and "den = rb * rb + ib * ib" in op["code"], op
+    assert data["node_id"].endswith("test_large_denominators[coreai-fp16]")
+    result.stdout.fnmatch_lines([f"*{path}*"])  # the section says where the report went

@@ -118,6 +118,25 @@ class CoreAIDiagnosis:
     def healthy(self) -> bool:
         return self.first_nonfinite is None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report's body (``--coreml-report``): the first non-finite op and the fix."""
+        op = self.first_nonfinite
+        fix = self.fix
+        return {
+            "target": "coreai",
+            "precision": self.precision,
+            "backend": self.backend,
+            "first_nonfinite": None if op is None else {
+                "name": op.name, "op_type": op.op_type, "torch_target": op.torch_target,
+                "source_line": op.source_line, "code": op.code, "count": op.count, "size": op.size,
+            },
+            "fix": None if fix is None else {
+                "found": fix.found, "fp32_ops": sorted(fix.fp32_ops) if fix.fp32_ops is not None else None,
+                "tried": list(fix.tried), "conversions": fix.conversions, "sets": list(fix.sets),
+                "why": fix.why, "snippet": fix.snippet,
+            },
+        }  # fmt: skip
+
     def text(self, written: Sequence[Path] = ()) -> str:
         parts = [messages.COREAI_DIAGNOSIS_HEADER.format(precision=self.precision, backend=self.backend)]
         if self.first_nonfinite is not None:
