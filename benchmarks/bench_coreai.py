@@ -92,6 +92,8 @@ class Row:
     interpreter_us: float
     coreai_convert_s: float
     ct_convert_s: float | None
+    emulator_us: float | None = None
+    sequential_us: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -107,7 +109,8 @@ def _time(fn: Callable[[], Any], number: int) -> float:
 
 def _ct_convert(
     model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], precision: str
-) -> float | None:
+) -> tuple[float, Any] | None:
+    """(seconds, the MLModel) of ``ct.convert`` of the traced model, or None without coremltools."""
     try:
         import coremltools as ct
     except ImportError:
@@ -116,7 +119,7 @@ def _ct_convert(
         warnings.simplefilter("ignore")
         start = time.perf_counter()
         traced = torch.jit.trace(model, inputs)  # type: ignore[no-untyped-call]
-        ct.convert(
+        mlmodel = ct.convert(
             traced,
             inputs=[ct.TensorType(shape=x.shape) for x in inputs],
             convert_to="mlprogram",
@@ -124,7 +127,7 @@ def _ct_convert(
             minimum_deployment_target=ct.target.iOS16,
             skip_model_load=True,
         )
-        return time.perf_counter() - start
+        return time.perf_counter() - start, mlmodel
 
 
 def bench(case: Case, precision: str, *, repeats: int, number: int) -> Row:
@@ -134,7 +137,17 @@ def bench(case: Case, precision: str, *, repeats: int, number: int) -> Row:
     start = time.perf_counter()
     program = convert_for_coreai(model, inputs, precision)
     coreai_convert = time.perf_counter() - start
-    ct_convert = _ct_convert(model, inputs, precision)
+    converted = _ct_convert(model, inputs, precision)
+    ct_convert = converted[0] if converted is not None else None
+    emulators: dict[str, Any] = {}
+    if converted is not None:  # the same model through our emulator, under both profiles
+        from pytest_coreml_parity.emulator import Emulator
+
+        for profile in ("typed", "fp16-sequential"):
+            emulator = Emulator(converted[1], fp16_execution=profile)
+            names = [spec.name for spec in emulator.inputs]
+            emulator_feed = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
+            emulators[profile] = (emulator, emulator_feed)
     worker = default_worker()
     feed = program.feed(*inputs)
 
@@ -149,9 +162,14 @@ def bench(case: Case, precision: str, *, repeats: int, number: int) -> Row:
         run_torch()
         run_coreai()
     torch_times, coreai_times, interpreter_times = [], [], []
+    emulator_times: dict[str, list[float]] = {profile: [] for profile in emulators}
     for _ in range(repeats):
         torch_times.append(_time(run_torch, number))
         coreai_times.append(_time(run_coreai, number))
+        for profile, (emulator, emulator_feed) in emulators.items():
+            emulator_times[profile].append(
+                _time(lambda e=emulator, f=emulator_feed: e.run(f), number)
+            )
         inside = worker.request(("time", str(program.directory), feed, number), model=program.name)
         interpreter_times.append(statistics.mean(inside) * 1e6)
     return Row(
@@ -162,21 +180,27 @@ def bench(case: Case, precision: str, *, repeats: int, number: int) -> Row:
         statistics.median(interpreter_times),
         coreai_convert,
         ct_convert,
+        statistics.median(emulator_times["typed"]) if "typed" in emulator_times else None,
+        statistics.median(emulator_times["fp16-sequential"])
+        if "fp16-sequential" in emulator_times
+        else None,
     )
 
 
 HEADER = [
-    "| model | precision | torch µs/call | Core AI µs/call (worker call) | interpreter only µs | ratio | coreai convert s | ct.convert s |",
-    "|---|---|---:|---:|---:|---:|---:|---:|",
+    "| model | precision | torch µs/call | Core AI µs/call (worker call) | interpreter only µs | ratio | emulator µs (typed) | emulator µs (fp16-sequential) | coreai convert s | ct.convert s |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 
 
 def row_line(row: Row) -> str:
     ct_s = "n/a" if row.ct_convert_s is None else f"{row.ct_convert_s:.2f}"
+    emulator = "n/a" if row.emulator_us is None else f"{row.emulator_us:.1f}"
+    sequential = "n/a" if row.sequential_us is None else f"{row.sequential_us:.1f}"
     return (
         f"| {row.case.label} | {row.precision} | {row.torch_us:.1f} | {row.coreai_us:.1f} | "
         f"{row.interpreter_us:.1f} | "
-        f"{row.ratio:.1f} | {row.coreai_convert_s:.2f} | {ct_s} |"
+        f"{row.ratio:.1f} | {emulator} | {sequential} | {row.coreai_convert_s:.2f} | {ct_s} |"
     )
 
 
@@ -191,7 +215,10 @@ def section_text(rows: list[Row], command: str, note: str) -> str:
         f"{version('coreai-core')}, coreai-torch {version('coreai-torch')}. The Core AI column is a "
         "call through the isolated worker (pipe + pickle included), 'interpreter only' the same call "
         "timed inside the worker; ratio = worker call / torch. torch is eager fp32 at both "
-        "precisions (the parity reference). Conversion times are one conversion after a warm-up.",
+        "precisions (the parity reference). The emulator columns run the coremltools conversion "
+        "of the same model (iOS16, same precision) in this process, under the default `typed` "
+        "profile and under `fp16-sequential` (the interpreter's fp16 matmul accumulation). "
+        "Conversion times are one conversion after a warm-up.",
         "",
         *HEADER,
         *(row_line(row) for row in rows),
