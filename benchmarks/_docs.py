@@ -1,8 +1,23 @@
-"""Write one benchmark's section of docs/performance.md, leaving the others alone."""
+"""Shared by the benchmarks: pin threads before heavy imports, write one docs section."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+
+def set_threads(argv: list[str]) -> int:
+    """Pin BLAS/OpenMP threads from ``--threads N`` (default 1); call before numpy/torch load."""
+    threads = 1
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            threads = int(argv[i + 1])
+        elif arg.startswith("--threads="):
+            threads = int(arg.split("=", 1)[1])
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    return threads
 
 
 def write_section(path: Path, heading: str, text: str) -> None:

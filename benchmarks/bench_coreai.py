@@ -31,24 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _docs import set_threads
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Core AI interpreter speed"
 
 
-def _set_threads(argv: list[str]) -> int:
-    threads = 1
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            threads = int(argv[i + 1])
-        elif arg.startswith("--threads="):
-            threads = int(arg.split("=", 1)[1])
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    return threads
-
-
-THREADS = _set_threads(sys.argv[1:])
+THREADS = set_threads(sys.argv[1:])
 
 import torch  # noqa: E402
 

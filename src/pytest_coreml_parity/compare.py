@@ -25,7 +25,7 @@ from .verdict import (
     GATES,
     Judgement,
     ResolvedGates,
-    align_rank0,
+    as_pair,
     judge,
     mismatch_mask,
     resolve_gates,
@@ -86,7 +86,7 @@ def gates_for(
     """
     configured: dict[str, Any] = {}
     if model is not None:
-        configured = {"rtol": model.rtol, "atol": model.atol, **getattr(model, "gates", {})}
+        configured = {"rtol": model.rtol, "atol": model.atol, **model.gates}
     return resolve_gates(
         precision,
         arguments,
@@ -153,14 +153,9 @@ class Comparison:
         return int(self.mismatch.sum())
 
 
-def _as_float(a: np.ndarray) -> np.ndarray:
-    return a.astype(np.float64) if a.dtype.kind in "fiub" else a
-
-
 def compare_arrays(actual: Any, expected: Any, rtol: float, atol: float) -> Comparison:
     """The verdict's mismatch mask (:func:`.verdict.mismatch_mask`) with both arrays kept."""
-    e = _as_float(np.asarray(expected))
-    a = align_rank0(_as_float(np.asarray(actual)), e)
+    a, e = as_pair(actual, expected)
     if a.shape != e.shape:
         raise AssertionError(f"shape mismatch: Core ML {a.shape}, PyTorch {e.shape}")
     return Comparison(actual=a, expected=e, mismatch=mismatch_mask(a, e, rtol, atol))
@@ -256,7 +251,7 @@ def _check_images(model: CoreMLModel, arrays: tuple[Any, ...]) -> list[str]:
     """Fail on a preprocessing mismatch of any image input (images.py); else return the
     lines saying how PyTorch got each image, for the model-drift report."""
     __tracebackhide__ = True
-    images = getattr(model, "images", None)
+    images = model.images
     if not images:
         return []
     from .images import preprocessing_mismatch
@@ -313,15 +308,14 @@ def assert_parity(
     result = model.run_prepared(arrays, peaks=guided)
     actual = flatten(result)
     backend = model.backend.name if model.backend is not None else "?"
-    stateful = getattr(model, "torch_state_model", None) is not None
+    stateful = model.torch_state_model is not None
     judged: list[Judgement] = []
     if stateful:  # one step of the test's sequence: recorded before any verdict fails
         step, judged = _judged_step(len(model.steps) + 1, actual, expected, gates)
         model.steps.append(step)
     worst = 0.0
     for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
-        e = _as_float(np.asarray(want))
-        g = align_rank0(_as_float(np.asarray(got)), e)
+        g, e = as_pair(got, want)
         if g.shape != e.shape:  # e.g. a flexible-shape program that lost a dim
             raise AssertionError(
                 messages.OUTPUT_SHAPE_MISMATCH.format(
@@ -340,7 +334,7 @@ def assert_parity(
         if guided:
             _observe(model, worst)
         label = _describe_output(model, i, len(actual))
-        coreai = getattr(model, "framework", "coreml") == "coreai"
+        coreai = model.framework == "coreai"
         header = messages.COREAI_PARITY_HEADER if coreai else messages.PARITY_HEADER
         head = header.format(output=label, precision=model.precision, backend=backend)
         converted = (
@@ -370,7 +364,7 @@ def assert_parity(
         if stateful:
             buffers = ", ".join(repr(name) for name, _shape in model.state_buffers) or "states"
             lines.insert(2, messages.STATE_LINE.format(buffers=buffers, step=len(model.steps)))
-        frozen = getattr(model, "frozen_buffers", ())
+        frozen = model.frozen_buffers
         for name, shape in reversed(frozen):
             lines.insert(0, messages.FROZEN_STATE.format(name=name, shape=shape))
         ref_finite = np.isfinite(comp.expected)
@@ -407,8 +401,7 @@ def _judged_step(
     passed = True
     judgements: list[Judgement] = []
     for got, want in zip(actual, expected, strict=True):
-        e = _as_float(np.asarray(want))
-        g = align_rank0(_as_float(np.asarray(got)), e)
+        g, e = as_pair(got, want)
         if g.shape != e.shape:
             return Step(step, float("nan"), float("nan"), None, False), []
         judgement = judge(g, e, gates)
@@ -582,7 +575,7 @@ def assert_finite(outputs: Any) -> None:
     model = _find_model(outputs)
     if model is not None:
         backend = model.backend.name if model.backend is not None else "?"
-        stack = "Core AI" if getattr(model, "framework", "coreml") == "coreai" else "Core ML"
+        stack = "Core AI" if model.framework == "coreai" else "Core ML"
         lines.insert(0, f"{stack} outputs at {model.precision} on the {backend} backend:")
         if model.last_inputs is not None:
             lines.extend(_input_lines(model, model.last_inputs))

@@ -640,14 +640,6 @@ def convert_model(
     return convert_captured(capture(torch_model, example_inputs, options), options)
 
 
-def convert_with_structure(
-    torch_model: torch.nn.Module, example_inputs: Sequence[torch.Tensor], options: ConversionOptions
-) -> tuple[Any, Structure]:
-    """:func:`convert_model`, also returning the torch output nesting (see :func:`unflatten`)."""
-    captured = capture(torch_model, example_inputs, options)
-    return convert_captured(captured, options), captured.structure
-
-
 def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
     """``ct.convert`` the captured program (no second trace); returns an untyped ``MLModel``."""
     import numpy as np

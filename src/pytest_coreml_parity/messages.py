@@ -58,12 +58,6 @@ REFERENCE_NONFINITE = (
     "Core ML; Core ML is not blamed. Constrain the inputs (e.g. hypothesis.assume) or fix the model."
 )
 COREML_NONFINITE = "Core ML produced nan/inf where PyTorch is finite"
-FP16_HINT = (
-    "hint: float16 overflows past 65504 (values of 256 or more overflow when squared or "
-    "multiplied). Convert with compute_precision=ct.precision.FLOAT32, or use mixed "
-    "precision: keep the overflowing ops in float32 with "
-    "compute_precision=ct.transform.FP16ComputePrecision(op_selector=...)."
-)
 FINITE_HEADER = "{what} holds non-finite values"
 
 # Tolerances (verdict.py): a bad value names where it came from.

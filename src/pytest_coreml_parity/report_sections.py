@@ -59,7 +59,7 @@ def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
     if not isinstance(exc, ParityFailure) or exc.model is None or exc.inputs is None:
         return None
     model = exc.model
-    if getattr(model, "torch_state_model", None) is not None:  # one step replays wrong
+    if model.torch_state_model is not None:  # one step of a sequence replays wrong
         return messages.STATEFUL_NO_DIAGNOSIS.format(model=model)
     try:
         try:

@@ -292,6 +292,15 @@ def _as_float(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return a.astype(np.float64) if a.dtype.kind in "fiub" else a
 
 
+def as_pair(actual: Any, expected: Any) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Both sides as float64 arrays (ints and bools too), Core ML's rank-0 ``(1,)`` aligned.
+
+    The shapes may still differ; every caller decides what a shape mismatch means.
+    """
+    e = _as_float(np.asarray(expected))
+    return align_rank0(_as_float(np.asarray(actual)), e), e
+
+
 def align_rank0(actual: npt.NDArray[Any], expected: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """``actual`` as a scalar when torch returned one and Core ML its ``(1,)`` form.
 
@@ -381,8 +390,7 @@ class _Pair:
     (computed once: the verdict adds a few passes over the output, not a dozen)."""
 
     def __init__(self, actual: Any, expected: Any) -> None:
-        e = _as_float(np.asarray(expected))
-        a = align_rank0(_as_float(np.asarray(actual)), e)
+        a, e = as_pair(actual, expected)
         if a.shape != e.shape:
             raise ValueError(f"shape mismatch: Core ML {a.shape}, PyTorch {e.shape}")
         self.a, self.e = a, e
@@ -541,6 +549,7 @@ __all__ = [
     "Tolerance",
     "ToleranceValue",
     "align_rank0",
+    "as_pair",
     "check_gate",
     "check_tolerance",
     "judge",
