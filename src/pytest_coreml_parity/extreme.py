@@ -21,9 +21,9 @@ import numpy as np
 from hypothesis import Phase, event, note, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
-from hypothesis.extra import numpy as hnp
 
 from ._values import to_numpy
+from .codebook import Segment, coded_floats, quiet_map
 
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 6.103515625e-05
@@ -85,15 +85,26 @@ def extreme_floats(
     )
 
 
-def _signed_magnitudes(
+#: How often each kind of magnitude is drawn in an array (a share of the codebook's slots).
+_WEIGHTS = {
+    "zero": 3.0, "small": 2.0, "named": 2.0, "ordinary": 3.0, "band": 3.0, "past max": 1.0,
+    "huge": 1.0, "near zero": 2.0, "fp16 subnormal": 1.0, "tiny": 0.5, "float32 subnormal": 0.5,
+}  # fmt: skip
+
+
+def _magnitude_segments(
     min_magnitude: float,
     max_magnitude: float,
     allow_zero: bool,
-    allow_negative: bool,
     allow_subnormal: bool,
     boundary_values: Sequence[float],
     near_fp16_max: bool,
-) -> st.SearchStrategy[float]:
+) -> tuple[Segment, ...]:
+    """The magnitudes to draw, simplest first: zero, small integers, named values, ranges.
+
+    The one source for both the scalar strategies (a ``one_of`` in this order) and the
+    array strategies (a :mod:`.codebook` table, weighted by ``_WEIGHTS``).
+    """
     if not 0.0 <= min_magnitude <= max_magnitude <= FLOAT32_MAX:
         raise ValueError(
             f"need 0 <= min_magnitude <= max_magnitude <= {FLOAT32_MAX:g}, "
@@ -104,38 +115,53 @@ def _signed_magnitudes(
         lo, hi = max(lo, min_magnitude), min(hi, max_magnitude)
         return (lo, hi) if lo <= hi else None
 
-    branches: list[st.SearchStrategy[float]] = []
+    segments: list[Segment] = []
     if allow_zero and min_magnitude == 0.0:
-        branches.append(st.just(0.0))
-    small = [float(v) for v in range(1, 9) if min_magnitude <= v <= max_magnitude]
+        segments.append(Segment(_WEIGHTS["zero"], points=(0.0,)))
+    small = tuple(float(v) for v in range(1, 9) if min_magnitude <= v <= max_magnitude)
     if small:
-        branches.append(st.sampled_from(small))
-    named = [
+        segments.append(Segment(_WEIGHTS["small"], points=small))
+    named = tuple(
         v
         for v in boundary_values
         if min_magnitude <= v <= max_magnitude and (allow_subnormal or v >= FP16_MIN_NORMAL)
-    ]
+    )
     if named:
-        branches.append(st.sampled_from(named))
+        segments.append(Segment(_WEIGHTS["named"], points=named))
     ranges = [
-        (1.0, 256.0),  # ordinary values
-        OVERFLOW_BAND,  # products and squares overflow fp16
-        (6e4 if near_fp16_max else FP16_MAX, 1e6),  # at and past fp16 max
-        (1e6, max_magnitude),  # toward float32 max, when allowed
-        (1e-3, 1.0),  # near-zero denominators
-        (FP16_MIN_SUBNORMAL, FP16_MIN_NORMAL),  # fp16 subnormals
-        (FLOAT32_TINY, 1e-30),  # tiny float32, flushed to zero in fp16
+        ("ordinary", 1.0, 256.0),
+        ("band", *OVERFLOW_BAND),  # products and squares overflow fp16
+        ("past max", 6e4 if near_fp16_max else FP16_MAX, 1e6),  # at and past fp16 max
+        ("huge", 1e6, max_magnitude),  # toward float32 max, when allowed
+        ("near zero", 1e-3, 1.0),  # near-zero denominators
+        ("fp16 subnormal", FP16_MIN_SUBNORMAL, FP16_MIN_NORMAL),
+        ("tiny", FLOAT32_TINY, 1e-30),  # tiny float32, flushed to zero in fp16
     ]
     if allow_subnormal:
-        ranges.append((1e-45, FLOAT32_TINY))  # float32 subnormals
-    for lo, hi in ranges:
+        ranges.append(("float32 subnormal", 1e-45, FLOAT32_TINY))
+    for kind, lo, hi in ranges:
         if not allow_subnormal and lo < FP16_MIN_NORMAL:
             continue
         bounds = fits(lo, hi)
         if bounds is not None and bounds[0] < bounds[1]:
-            branches.append(_floats(*bounds))
-    if not branches:
+            lo32, hi32 = _f32_inward(*bounds)
+            if lo32 < hi32:
+                segments.append(Segment(_WEIGHTS[kind], lo=lo32, hi=hi32))
+    if not segments:
         raise ValueError(f"no values between {min_magnitude!r} and {max_magnitude!r}")
+    return tuple(segments)
+
+
+def _scalar(segments: Sequence[Segment], allow_negative: bool) -> st.SearchStrategy[float]:
+    """One value at a time: a ``one_of`` over the segments, simplest first."""
+    branches: list[st.SearchStrategy[float]] = []
+    for segment in segments:
+        if len(segment.points) == 1:
+            branches.append(st.just(segment.points[0]))
+        elif segment.points:
+            branches.append(st.sampled_from(segment.points))
+        else:
+            branches.append(_floats(segment.lo, segment.hi))
     magnitude = st.one_of(*branches)
     if not allow_negative:
         return magnitude
@@ -143,13 +169,43 @@ def _signed_magnitudes(
     return st.tuples(st.booleans(), magnitude).map(lambda t: -t[1] if t[0] else t[1])
 
 
+def _signed_magnitudes(
+    min_magnitude: float,
+    max_magnitude: float,
+    allow_zero: bool,
+    allow_negative: bool,
+    allow_subnormal: bool,
+    boundary_values: Sequence[float],
+    near_fp16_max: bool,
+) -> st.SearchStrategy[float]:
+    segments = _magnitude_segments(
+        min_magnitude, max_magnitude, allow_zero, allow_subnormal, boundary_values, near_fp16_max
+    )
+    return _scalar(segments, allow_negative)
+
+
 def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
     return (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
 
 
-def extreme_arrays(shape: int | Sequence[int], **kwargs: Any) -> st.SearchStrategy[np.ndarray]:
-    """float32 numpy arrays of :func:`extreme_floats` (same keywords)."""
-    return hnp.arrays(np.float32, _shape(shape), elements=extreme_floats(**kwargs))
+def extreme_arrays(
+    shape: int | Sequence[int],
+    *,
+    min_magnitude: float = 0.0,
+    max_magnitude: float = 1e6,
+    allow_zero: bool = True,
+    allow_negative: bool = True,
+    allow_subnormal: bool = True,
+) -> st.SearchStrategy[np.ndarray]:
+    """float32 numpy arrays of :func:`extreme_floats`' values (same keywords), drawn whole.
+
+    One hypothesis choice per array (:mod:`.codebook`), so fuzzing stays fast; each
+    element still shrinks to the smallest magnitude that fails, positive first.
+    """
+    segments = _magnitude_segments(
+        min_magnitude, max_magnitude, allow_zero, allow_subnormal, BOUNDARY_VALUES, True
+    )
+    return coded_floats(_shape(shape), segments, allow_negative=allow_negative)
 
 
 def label_input_overflow(values: Any, name: str | None = None) -> None:
@@ -175,9 +231,12 @@ def label_input_overflow(values: Any, name: str | None = None) -> None:
         pass
 
 
-def _labelled(values: Any) -> Any:
+def _labelled_tensor(values: np.ndarray) -> Any:
+    """The float32 tensor of ``values``, labelled when they overflow float16."""
+    import torch
+
     label_input_overflow(values)
-    return values
+    return torch.from_numpy(values)
 
 
 def extreme_tensors(
@@ -199,20 +258,35 @@ def extreme_tensors(
     ``note``): a float16-input model stores them as inf. For float16 inputs
     pass ``max_magnitude=FP16_MAX``, or use :func:`fp16_tensors` or ``model_inputs``.
     """
-    import torch
-
-    return (
-        extreme_arrays(
-            shape,
-            min_magnitude=min_magnitude,
-            max_magnitude=max_magnitude,
-            allow_zero=allow_zero,
-            allow_negative=allow_negative,
-            allow_subnormal=allow_subnormal,
-        )
-        .map(_labelled)
-        .map(torch.from_numpy)
+    arrays = extreme_arrays(
+        shape,
+        min_magnitude=min_magnitude,
+        max_magnitude=max_magnitude,
+        allow_zero=allow_zero,
+        allow_negative=allow_negative,
+        allow_subnormal=allow_subnormal,
     )
+    return quiet_map(arrays, _labelled_tensor)
+
+
+def _fp16_segments(
+    allow_input_overflow: bool, allow_underflow: bool, allow_zero: bool
+) -> tuple[Segment, ...]:
+    """fp16_floats' magnitudes: finite in float16 unless ``allow_input_overflow``."""
+    hi = 1e6 if allow_input_overflow else FP16_MAX
+    # No named 65504 and no range hugging it: values at the boundary are legal but make
+    # shrinking stop there instead of at the smallest value that overflows inside the model.
+    named = [v for v in BOUNDARY_VALUES if v != FP16_MAX]
+    nonzero = _magnitude_segments(
+        0.0 if allow_underflow else REALISTIC_MIN_MAGNITUDE,
+        hi,
+        False,
+        allow_underflow,
+        named,
+        False,
+    )
+    zero = (Segment(_WEIGHTS["zero"], points=(0.0,)),) if allow_zero else ()
+    return zero + nonzero
 
 
 def fp16_floats(
@@ -230,20 +304,20 @@ def fp16_floats(
     products flush to zero in float16). ``allow_input_overflow`` adds values past
     65504 (up to 1e6), which a float16 input stores as inf.
     """
-    hi = 1e6 if allow_input_overflow else FP16_MAX
-    # No named 65504 and no range hugging it: values at the boundary are legal but make
-    # shrinking stop there instead of at the smallest value that overflows inside the model.
-    named = [v for v in BOUNDARY_VALUES if v != FP16_MAX]
-    nonzero = _signed_magnitudes(
-        0.0 if allow_underflow else REALISTIC_MIN_MAGNITUDE,
-        hi,
-        False,
-        allow_negative,
-        allow_underflow,
-        named,
-        False,
-    )
-    return st.one_of(st.just(0.0), nonzero)
+    nonzero = _fp16_segments(allow_input_overflow, allow_underflow, allow_zero=False)
+    return st.one_of(st.just(0.0), _scalar(nonzero, allow_negative))
+
+
+def fp16_arrays(
+    shape: int | Sequence[int],
+    *,
+    allow_input_overflow: bool = False,
+    allow_underflow: bool = False,
+    allow_negative: bool = True,
+) -> st.SearchStrategy[np.ndarray]:
+    """float32 numpy arrays of :func:`fp16_floats`' values, drawn whole (:mod:`.codebook`)."""
+    segments = _fp16_segments(allow_input_overflow, allow_underflow, allow_zero=True)
+    return coded_floats(_shape(shape), segments, allow_negative=allow_negative)
 
 
 def fp16_tensors(
@@ -258,18 +332,13 @@ def fp16_tensors(
     Draws with values past 65504 (only with ``allow_input_overflow``) are labelled
     "input overflow".
     """
-    import torch
-
-    elements = fp16_floats(
+    arrays = fp16_arrays(
+        shape,
         allow_input_overflow=allow_input_overflow,
         allow_underflow=allow_underflow,
         allow_negative=allow_negative,
     )
-    return (
-        hnp.arrays(np.float32, _shape(shape), elements=elements)
-        .map(_labelled)
-        .map(torch.from_numpy)
-    )
+    return quiet_map(arrays, _labelled_tensor)
 
 
 #: Every phase but ``explain``: on Python < 3.12 that phase traces each line of torch,
@@ -300,6 +369,7 @@ __all__ = [
     "extreme_arrays",
     "extreme_floats",
     "extreme_tensors",
+    "fp16_arrays",
     "fp16_floats",
     "fp16_tensors",
     "fuzz_settings",

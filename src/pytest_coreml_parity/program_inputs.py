@@ -18,7 +18,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .extreme import extreme_arrays, fp16_floats, label_input_overflow
+from .codebook import coded_integers, quiet_map
+from .extreme import extreme_arrays, fp16_arrays, label_input_overflow
 from .structured import FLOAT16_MIN, MASK_FILLS, MaskForm, attention_masks
 
 #: Core ML ``ArrayFeatureType.ArrayDataType`` codes (FeatureTypes.proto).
@@ -299,9 +300,10 @@ class _FeatureList:
 
 def _shapes(
     spec: InputSpec, default: tuple[int, ...], vary: bool
-) -> st.SearchStrategy[tuple[int, ...]]:
+) -> tuple[int, ...] | st.SearchStrategy[tuple[int, ...]]:
+    """The input's shape, or a strategy of the shapes a flexible input allows."""
     if not vary:
-        return st.just(default)
+        return default
     if spec.enumerated_shapes:
         others = [s for s in spec.enumerated_shapes if s != default]
         return st.sampled_from([default, *others])
@@ -312,7 +314,7 @@ def _shapes(
             rest = [v for v in range(lo, top + 1) if v != d]
             dims.append(st.sampled_from([d, *rest]))  # default first: shrinks to it
         return st.tuples(*dims)
-    return st.just(default)
+    return default
 
 
 def _torch_dtype(example: Any, spec: InputSpec) -> Any:
@@ -325,7 +327,12 @@ def _torch_dtype(example: Any, spec: InputSpec) -> Any:
     return torch.int32 if spec.role == "integer" else torch.float32
 
 
-def _from_shape(make: Any, shapes: st.SearchStrategy[tuple[int, ...]]) -> st.SearchStrategy[Any]:
+def _from_shape(
+    make: Any, shapes: tuple[int, ...] | st.SearchStrategy[tuple[int, ...]]
+) -> st.SearchStrategy[Any]:
+    """``make(shape)``; built once for a fixed shape (a flatmap per example costs ~40 µs)."""
+    if isinstance(shapes, tuple):
+        return cast("st.SearchStrategy[Any]", make(shapes))
     return shapes.flatmap(make)
 
 
@@ -346,10 +353,8 @@ def _input_strategy(
     if spec.role == "image":  # uint8 pixels (floats for GRAYSCALE_FLOAT16), as numpy
         shapes = _shapes(spec, spec.shape, vary_shapes)
         if spec.float16:
-            return _from_shape(
-                lambda s: hnp.arrays(np.float32, s, elements=fp16_floats()), shapes
-            )
-        return _from_shape(lambda s: hnp.arrays(np.uint8, s), shapes)
+            return _from_shape(fp16_arrays, shapes)
+        return _from_shape(lambda s: quiet_map(coded_integers(s, 0, 255), _as_uint8), shapes)
     shapes = _shapes(spec, default, vary_shapes)
     name = spec.name
 
@@ -372,26 +377,31 @@ def _input_strategy(
                 lambda fill: attention_masks(shape, form="additive", fill=fill, as_numpy=True)
             )
 
-        return _from_shape(mask, shapes).map(to_tensor)
+        return quiet_map(_from_shape(mask, shapes), to_tensor)
     if spec.role == "integer":
         if spec.index_bound is not None:
-            elements = st.integers(0, spec.index_bound - 1)
+            low, high = 0, spec.index_bound - 1
         elif not spec.ops_read and example is not None and example.numel():
             # No ops to search: stay within what the example shows (e.g. valid ids).
-            elements = st.integers(min(int(example.min()), 0), max(int(example.max()), 0))
+            low, high = min(int(example.min()), 0), max(int(example.max()), 0)
         else:
-            elements = st.integers(0, INDEX_FALLBACK_BOUND - 1)
-        return _from_shape(lambda s: hnp.arrays(np.int64, s, elements=elements), shapes).map(
-            to_tensor
-        )
+            low, high = 0, INDEX_FALLBACK_BOUND - 1
+        return quiet_map(_from_shape(lambda s: coded_integers(s, low, high), shapes), to_tensor)
     if extreme or not spec.float16:
-        return _from_shape(lambda s: extreme_arrays(s, **extreme), shapes).map(to_tensor)
-    elements_f = fp16_floats(
-        allow_input_overflow=allow_input_overflow, allow_underflow=allow_underflow
+        return quiet_map(_from_shape(lambda s: extreme_arrays(s, **extreme), shapes), to_tensor)
+    return quiet_map(
+        _from_shape(
+            lambda s: fp16_arrays(
+                s, allow_input_overflow=allow_input_overflow, allow_underflow=allow_underflow
+            ),
+            shapes,
+        ),
+        to_tensor,
     )
-    return _from_shape(lambda s: hnp.arrays(np.float32, s, elements=elements_f), shapes).map(
-        to_tensor
-    )
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.uint8)
 
 
 def _example_strategy(example: Any, extreme: dict[str, Any]) -> st.SearchStrategy[Any]:
@@ -407,8 +417,10 @@ def _example_strategy(example: Any, extreme: dict[str, Any]) -> st.SearchStrateg
         lo = int(example.min()) if example.numel() else 0
         hi = int(example.max()) if example.numel() else 0
         # Stay within what the example shows (e.g. valid indices), widened a little for values.
-        strategy = hnp.arrays(np.int64, shape, elements=st.integers(min(lo, 0), max(hi, 0)))
-    return strategy.map(lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(example.dtype))
+        strategy = coded_integers(shape, min(lo, 0), max(hi, 0))
+    return quiet_map(
+        strategy, lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(example.dtype)
+    )
 
 
 def model_inputs(

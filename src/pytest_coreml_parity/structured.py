@@ -26,13 +26,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .extreme import FP16_MAX, FP16_MIN_NORMAL, FP16_MIN_SUBNORMAL, _floats, fp16_floats
+from .codebook import Segment, coded_floats, quiet_map
+from .extreme import (
+    FP16_MAX,
+    FP16_MIN_NORMAL,
+    FP16_MIN_SUBNORMAL,
+    _f32_inward,
+    _floats,
+    fp16_arrays,
+)
 
 #: ``torch.finfo(torch.float32).min``: the most common additive-mask fill; -inf in float16.
 FLOAT32_MIN = float(np.finfo(np.float32).min)
@@ -232,8 +240,25 @@ def causal_masks(
 # ---------------------------------------------------------------------- values
 
 
-def _ordinary() -> st.SearchStrategy[float]:
-    return fp16_floats()
+def _values(
+    shape: tuple[int, ...], elements: st.SearchStrategy[float] | None, default: Any
+) -> st.SearchStrategy[np.ndarray]:
+    """float32 arrays of the user's ``elements``, one draw each, else the ``default``
+    whole-array strategy (:mod:`.codebook`: one draw per array, much faster)."""
+    if elements is not None:
+        return hnp.arrays(np.float32, shape, elements=elements)
+    return cast("st.SearchStrategy[np.ndarray]", default(shape))
+
+
+def _up_to(limit: float) -> Any:
+    """Whole arrays in [-limit, limit]: zero, the integers up to ``limit``, then a range."""
+    integers = tuple(float(v) for v in range(1, int(limit) + 1))
+    segments = (
+        Segment(3.0, points=(0.0,)),
+        *((Segment(2.0, points=integers),) if integers else ()),
+        Segment(4.0, lo=1e-3, hi=limit),
+    )
+    return lambda shape: coded_floats(shape, segments)
 
 
 def zero_rows(
@@ -257,9 +282,7 @@ def zero_rows(
         raise ValueError(
             f"zero_rows: min_rows must be in [1, {n_rows}] for shape {dims}, got {min_rows}"
         )
-    base = hnp.arrays(
-        np.float32, (n_rows, width), elements=elements if elements is not None else _ordinary()
-    )
+    base = _values((n_rows, width), elements, fp16_arrays)
 
     @st.composite
     def draw_rows(draw: st.DrawFn) -> Any:
@@ -296,11 +319,11 @@ def dominant_logits(
         raise ValueError(
             f"dominant_logits: need 0 < min_gap <= max_gap, got {min_gap!r}, {max_gap!r}"
         )
-    rest = others if others is not None else st.floats(-8.0, 8.0, width=32)
+    rest = _values((n_rows, width), others, _up_to(8.0))
 
     @st.composite
     def draw_logits(draw: st.DrawFn) -> Any:
-        array = draw(hnp.arrays(np.float32, (n_rows, width), elements=rest), label="other logits")
+        array = draw(rest, label="other logits")
         where = draw(
             st.lists(st.integers(0, width - 1), min_size=n_rows, max_size=n_rows), label="dominant"
         )
@@ -343,7 +366,7 @@ def dynamic_range_rows(
             raise ValueError(
                 f"dynamic_range_rows: {name} must be (lo, hi) with 0 < lo <= hi, got {(lo, hi)}"
             )
-    rest = others if others is not None else st.floats(-1.0, 1.0, width=32)
+    rest = _values((n_rows, width), others, _up_to(1.0))
 
     def magnitude(lo: float, hi: float) -> st.SearchStrategy[float]:
         signed = st.tuples(st.booleans(), _floats(lo, hi) if lo < hi else st.just(lo))
@@ -351,7 +374,7 @@ def dynamic_range_rows(
 
     @st.composite
     def draw_rows(draw: st.DrawFn) -> Any:
-        array = draw(hnp.arrays(np.float32, (n_rows, width), elements=rest), label="other values")
+        array = draw(rest, label="other values")
         for r in range(n_rows):
             i = draw(st.integers(0, width - 1), label="large at")
             j = draw(st.integers(0, width - 2), label="small at")
@@ -388,22 +411,16 @@ def near_zero_tensors(
         raise ValueError(
             f"near_zero_tensors: max_magnitude must be in (1e-10, 1], got {max_magnitude!r}"
         )
-    branches: list[st.SearchStrategy[float]] = []
+    segments: list[Segment] = []
     if allow_zero:
-        branches.append(st.just(0.0))
-    named = [v for v in NEAR_ZERO_VALUES if v <= max_magnitude]
+        segments.append(Segment(3.0, points=(0.0,)))
+    named = tuple(v for v in NEAR_ZERO_VALUES if v <= max_magnitude)
     if named:
-        branches.append(st.sampled_from(named))
-    branches.append(_floats(1e-10, max_magnitude))
-    magnitude = st.one_of(*branches)
-    elements = (
-        st.tuples(st.booleans(), magnitude).map(lambda t: -t[1] if t[0] else t[1])
-        if allow_negative
-        else magnitude
-    )
-    return hnp.arrays(np.float32, _shape(shape), elements=elements).map(
-        lambda a: _finish(a, as_numpy)
-    )
+        segments.append(Segment(2.0, points=named))
+    lo, hi = _f32_inward(1e-10, max_magnitude)
+    segments.append(Segment(4.0, lo=lo, hi=hi))
+    arrays = coded_floats(_shape(shape), segments, allow_negative=allow_negative)
+    return quiet_map(arrays, lambda a: _finish(a, as_numpy))
 
 
 __all__ = [
