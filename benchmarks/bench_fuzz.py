@@ -47,53 +47,48 @@ from pytest_coreml_parity import assert_parity  # noqa: E402
 from pytest_coreml_parity.cache import ConversionCache  # noqa: E402
 from pytest_coreml_parity.convert import ConversionOptions  # noqa: E402
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime  # noqa: E402
+from pytest_coreml_parity.strategies import extreme_tensors, model_inputs  # noqa: E402
 
 
 class MaskedAttention(torch.nn.Module):
-    """Scores plus an additive finfo(float32).min mask on some rows' keys, softmax, matmul.
+    """Self-attention with a padding-mask input turned into an additive finfo(float32).min mask.
 
-    fp16 stores the mask as -inf, which softmax handles on partly masked rows; what
-    breaks is ``q @ k^T`` passing 65504 once the inputs grow.
+    A fully masked (padded) row makes float16 softmax see only -inf: nan. What
+    ``model_inputs`` draws for the mask input (padding masks, some rows fully masked)
+    is what finds it.
     """
 
-    def __init__(self, dim: int = 8, length: int = 6) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.q = torch.nn.Linear(dim, dim)
-        self.k = torch.nn.Linear(dim, dim)
-        self.v = torch.nn.Linear(dim, dim)
-        mask = torch.zeros(length, length)
-        mask[length // 2 :, length - 2 :] = torch.finfo(torch.float32).min  # later rows skip 2 keys
-        self.register_buffer("mask", mask)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = self.q(x) @ self.k(x).transpose(-1, -2) + self.mask
-        return torch.softmax(scores, dim=-1) @ self.v(x)
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        scores = x @ x.transpose(-1, -2) / 2.0
+        keep = attention_mask[:, None, :] > 0.5
+        additive = torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+        return torch.softmax(scores + additive, dim=-1) @ x
 
 
-def bound(torch_model: torch.nn.Module, example: torch.Tensor, precision: str, guide: bool) -> CoreMLModel:
+def bound(torch_model: torch.nn.Module, examples: tuple[torch.Tensor, ...] | torch.Tensor,
+          precision: str, guide: bool) -> CoreMLModel:
     model = CoreMLModel(
         ModelSettings(ConversionOptions(precision=precision), guide=guide),
         Runtime(ConversionCache(ROOT / ".coreml-parity-cache" / "bench"), "emulator"),
     )
-    model.bind(torch_model, (example,))
+    model.bind(torch_model, examples if isinstance(examples, tuple) else (examples,))
     return model
 
 
-def floats(low: float, high: float) -> st.SearchStrategy[float]:
-    return st.floats(low, high, width=32, allow_nan=False, allow_infinity=False)
+Inputs = st.SearchStrategy[tuple[Any, ...]]
 
 
-def fuzz_test(model: CoreMLModel, strategy: st.SearchStrategy[np.ndarray], n: int,
-              body: bool = True) -> Callable[[], None]:
-    """A passing ``@given`` test of ``n`` examples (generate phase only: no failure, no shrink)."""
+def fuzz_test(model: CoreMLModel, strategy: Inputs, n: int, body: bool = True) -> Callable[[], None]:
+    """A ``@given`` test of ``n`` examples written as the README writes it (``st.data()``,
+    one ``data.draw`` of every input); generate phase only: no shrinking."""
 
     @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(a=strategy)
-    def fuzz(a: np.ndarray) -> None:
+    @given(data=st.data())
+    def fuzz(data: st.DataObject) -> None:
+        inputs = data.draw(strategy, label="inputs")
         if body:
-            assert_parity(model, a)
+            assert_parity(model, *inputs)
 
     return fuzz
 
@@ -106,17 +101,15 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def elementwise(shape: tuple[int, ...], low: float, high: float) -> st.SearchStrategy[np.ndarray]:
-    """What users write: one hypothesis draw per element."""
-    return arrays(np.float32, shape, elements=floats(low, high))
+def per_element(shape: tuple[int, ...], low: float, high: float) -> Inputs:
+    """What users write by hand: ``hnp.arrays`` with a float element strategy, one draw each."""
+    elements = st.floats(low, high, width=32, allow_nan=False, allow_infinity=False)
+    return st.tuples(arrays(np.float32, shape, elements=elements))
 
 
-def one_draw(shape: tuple[int, ...], low: float, high: float) -> st.SearchStrategy[np.ndarray]:
-    """One hypothesis draw per example (a seed for numpy): hypothesis's cost out of the way."""
-    def make(s: int) -> np.ndarray:
-        return np.random.default_rng(s).uniform(low, high, shape).astype(np.float32)
-
-    return st.integers(0, 2**32 - 1).map(make)
+def whole_array(shape: tuple[int, ...], low: float, high: float) -> Inputs:
+    """The plugin's strategies (one hypothesis choice per array), kept in a range that passes."""
+    return st.tuples(extreme_tensors(shape, min_magnitude=max(low, 0.0), max_magnitude=high))
 
 
 def breakdown(model: CoreMLModel, a: np.ndarray, guided: bool, n: int) -> dict[str, float]:
@@ -134,19 +127,19 @@ def breakdown(model: CoreMLModel, a: np.ndarray, guided: bool, n: int) -> dict[s
     return out
 
 
-def first_failure(model: CoreMLModel, shape: tuple[int, ...], elements: st.SearchStrategy[float],
-                  run_seed: int, budget: int) -> int | None:
+def first_failure(model: CoreMLModel, strategy: Inputs, run_seed: int, budget: int) -> int | None:
     """Examples hypothesis runs up to and including the first failing one (None: none failed)."""
     count = [0, 0]
 
     @seed(run_seed)
     @settings(max_examples=budget, database=None, deadline=None, derandomize=False,
               phases=[Phase.generate, Phase.target], suppress_health_check=list(HealthCheck))
-    @given(a=arrays(np.float32, shape, elements=elements))
-    def fuzz(a: np.ndarray) -> None:
+    @given(data=st.data())
+    def fuzz(data: st.DataObject) -> None:
         count[0] += 1
+        inputs = data.draw(strategy, label="inputs")
         try:
-            assert_parity(model, a)
+            assert_parity(model, *inputs)
         except AssertionError:
             if not count[1]:
                 count[1] = count[0]
@@ -167,6 +160,17 @@ def profile(fn: Callable[[], Any], top: int = 14) -> str:
     return out.getvalue()
 
 
+def throughput(model: CoreMLModel, strategy: Inputs, n: int) -> tuple[str, ...]:
+    """(examples/s wall, examples per CPU-s, CPU µs/example, of which drawing), or why not."""
+    try:
+        fuzz_test(model, strategy, 20)()  # warm up
+        wall, cpu = timed(fuzz_test(model, strategy, n))
+    except AssertionError:  # hypothesis found a failure: no throughput to report
+        return ("fails", "", "", "")
+    _, draw_cpu = timed(fuzz_test(model, strategy, n, body=False))
+    return (f"{n / wall:.0f}", f"{n / cpu:.0f}", f"{1e6 * cpu / n:.0f}", f"{1e6 * draw_cpu / n:.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="few examples, write nothing")
@@ -175,13 +179,12 @@ def main() -> None:
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     seeds = range(2 if args.quick else 6)
-    budget = 200 if args.quick else 1500
 
     cdiv, block = ComplexDiv().eval(), TransformerBlock().eval()
     torch.manual_seed(0)
     cases = [
-        ("complex division", cdiv, torch.rand(8, 4) + 0.5, (8, 4), 0.5, 2.0, 1000),
-        ("transformer block", block, torch.randn(1, 8, 16), (1, 8, 16), -3.0, 3.0, 200),
+        ("complex division", cdiv, torch.rand(8, 4) + 0.5, (8, 4), 0.5, 2.0, 2000),
+        ("transformer block", block, torch.randn(1, 8, 16), (1, 8, 16), -3.0, 3.0, 400),
     ]
     rows, parts_rows = [], []
     for name, torch_model, example, shape, low, high, n in cases:
@@ -189,13 +192,14 @@ def main() -> None:
         for precision in ("fp32", "fp16"):
             for guide in (False, True):
                 model = bound(torch_model, example, precision, guide)
-                for label, strategy in (("per element", elementwise(shape, low, high)),
-                                        ("one draw", one_draw(shape, low, high))):
-                    fuzz_test(model, strategy, 20)()  # warm up
-                    wall, cpu = timed(fuzz_test(model, strategy, n))
-                    _, draw_cpu = timed(fuzz_test(model, strategy, n, body=False))
-                    rows.append((name, precision, "on" if guide else "off", label, f"{n / wall:.0f}",
-                                 f"{n / cpu:.0f}", f"{1e6 * cpu / n:.0f}", f"{1e6 * draw_cpu / n:.0f}"))
+                strategies = {
+                    "model_inputs": model_inputs(model),
+                    "whole array, in range": whole_array(shape, low, high),
+                    "per element, in range": per_element(shape, low, high),
+                }
+                for label, strategy in strategies.items():
+                    rows.append((name, precision, "on" if guide else "off", label,
+                                 *throughput(model, strategy, n)))
                     print(rows[-1], flush=True)
                 parts = breakdown(model, example.numpy(), guide, 50 if args.quick else n)
                 parts_rows.append((name, precision, "on" if guide else "off",
@@ -204,26 +208,32 @@ def main() -> None:
     profile_text = ""
     if args.profile:
         model = bound(cdiv, torch.rand(8, 4) + 0.5, "fp16", True)
-        profile_text = profile(fuzz_test(model, elementwise((8, 4), 0.5, 2.0), 500))
+        profile_text = profile(fuzz_test(model, whole_array((8, 4), 0.5, 2.0), 1000))
         print(profile_text)
 
     # Guidance: examples to the first failure, per seed, with and without target().
     attention = MaskedAttention().eval()
-    guided_cases = [
-        ("complex division", cdiv, torch.rand(8, 4) + 0.5, (8, 4), floats(-120.0, 120.0), 1),
-        ("masked attention", attention, torch.randn(1, 6, 8), (1, 6, 8), floats(-25.0, 25.0), 1),
-        ("masked attention", attention, torch.randn(1, 6, 8), (1, 6, 8), floats(-25.0, 25.0), 4000),
+    attention_examples = (torch.linspace(-1.0, 1.0, 40).reshape(2, 5, 4), torch.ones(2, 5))
+    guided_cases: list[tuple[str, torch.nn.Module, Any, Callable[[CoreMLModel], Inputs], str, int]] = [
+        ("complex division", cdiv, torch.rand(8, 4) + 0.5, model_inputs,
+         "model_inputs(coreml_model)", 100),
+        ("complex division", cdiv, torch.rand(8, 4) + 0.5,
+         lambda _m: st.tuples(extreme_tensors((8, 4), max_magnitude=250.0, allow_subnormal=False,
+                                              min_magnitude=2**-6)),
+         "extreme_tensors((8, 4), min_magnitude=2**-6, max_magnitude=250): no single value "
+         "overflows when squared", 1000),
+        ("masked attention", attention, attention_examples, model_inputs,
+         "model_inputs(coreml_model): x and a padding mask", 100),
     ]
     guidance = []
-    for name, torch_model, example, shape, elements, own in [] if args.no_guidance else guided_cases:
+    for name, torch_model, example, make, described, cap in [] if args.no_guidance else guided_cases:
         found: dict[bool, list[int | None]] = {}
-        cap = own if own > 1 and not args.quick else budget
-        name = name if cap == budget else f"{name}, budget {cap}"
+        cap = min(cap, 200) if args.quick else cap
         for guide in (False, True):
             model = bound(torch_model, example, "fp16", guide)
-            found[guide] = [first_failure(model, shape, elements, s, cap) for s in seeds]
+            found[guide] = [first_failure(model, make(model), s, cap) for s in seeds]
             print(name, guide, found[guide], flush=True)
-        guidance.append((name, shape, elements, found, cap))
+        guidance.append((name, described, found, cap))
     if guidance:
         print("\n".join(guidance_table(guidance)))
     if args.quick:
@@ -233,19 +243,23 @@ def main() -> None:
         "",
         f"Measured with `benchmarks/bench_fuzz.py` on {platform.machine()} Linux, Python "
         f"{platform.python_version()}, 2 CPU cores shared with other jobs (load average "
-        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), emulator backend. "
-        "One `@given` test calling "
-        "`assert_parity(coreml_model, a)` on float32 arrays whose values cannot overflow (every "
-        "example passes, none shrinks); hypothesis generate phase, 1000 examples (complex division) "
-        "or 200 (transformer block). Wall-clock "
-        "rates suffer from the shared host; examples per CPU-second (this process's CPU time) "
-        "are what a dedicated core would give. `guide` on: each example records the emulator "
-        "run and calls `hypothesis.target()` twice (the default inside `@given`). "
-        "`per element`: `arrays(np.float32, shape, elements=floats(lo, hi))`, one hypothesis "
-        "draw per element; `one draw`: `integers().map(seeded numpy uniform)`.",
+        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), emulator backend, "
+        "one torch thread. One `@given(data=st.data())` test that draws every input with one "
+        "`data.draw` and calls `assert_parity(coreml_model, *inputs)`, as the README writes it; "
+        "hypothesis generate phase, 2000 examples (complex division) or 400 (transformer "
+        "block). Examples per CPU-second (this process's CPU time) are what a dedicated core "
+        "would give; wall-clock rates suffer from the shared host. `guide` on: each example "
+        "records the emulator run and calls `hypothesis.target()` twice (the default inside "
+        "`@given`). Strategies: `model_inputs` is the README's `model_inputs(coreml_model)` "
+        "(at fp16 it finds the overflow within the first examples, so there is no passing run "
+        "to time: `fails`); `whole array, in range` is `extreme_tensors(shape, min_magnitude, "
+        "max_magnitude)` kept in a range where every example passes (the complex division's "
+        "0.5-2, the block's 0-3), the same one-choice-per-array draw as `model_inputs`; `per "
+        "element, in range` is `hnp.arrays(np.float32, shape, elements=st.floats(lo, hi))`, "
+        "what users write by hand, one hypothesis choice per element.",
         "",
         "| model | precision | guide | strategy | examples/s (wall) | examples/CPU-s | "
-        "CPU µs/example | of which hypothesis draw, µs |",
+        "CPU µs/example | of which drawing inputs, µs |",
         "|---|---|---|---|---|---|---|---|",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
@@ -257,23 +271,27 @@ def main() -> None:
         *("| " + " | ".join(row) + " |" for row in parts_rows),
         "",
         "The rest of `assert_parity` (assert_parity minus reference minus run) is the verdict: "
-        "gate resolution, the metrics (max abs/rel, cosine, PSNR, SNR, top-k) and the mismatch "
-        "mask for every output.",
+        "gate resolution, the gates' metrics and the mismatch mask for every output.",
+        "",
+        "Examples hypothesis runs up to and including the first failure at fp16, per seed "
+        f"(seeds 0-{len(seeds) - 1}), with and without `hypothesis.target()` guidance:",
+        "",
+        *guidance_table(guidance),
         "",
     ]
     write_section(ROOT / "docs" / "performance.md", SECTION, "\n".join(lines))
 
 
 def guidance_table(guidance: list[Any]) -> list[str]:
-    lines = ["| model | inputs | target() | examples to first failure, per seed | median | found |",
-             "|---|---|---|---|---|---|"]
-    for name, shape, elements, found, budget in guidance:
+    lines = ["| model | inputs | budget | target() | examples to first failure, per seed | median | found |",
+             "|---|---|---|---|---|---|---|"]
+    for name, described, found, budget in guidance:
         for guide in (False, True):
             counts = found[guide]
             hits = [c for c in counts if c is not None]
             shown = ", ".join(str(c) if c is not None else f">{budget}" for c in counts)
             median = statistics.median([c if c is not None else math.inf for c in counts])
-            lines.append(f"| {name} | {shape} {elements!r} | {'on' if guide else 'off'} | {shown} | "
+            lines.append(f"| {name} | {described} | {budget} | {'on' if guide else 'off'} | {shown} | "
                          f"{median if median != math.inf else f'>{budget}'} | {len(hits)}/{len(counts)} |")
     return lines
 

@@ -44,7 +44,7 @@ demo: expected outcome.
     (65504) once |b| >= 256; Core ML returns nan/inf where PyTorch is finite.
     test_large_denominators shows it on realistic inputs, and hypothesis
     (test_fuzz, model_inputs) finds it with finite inputs and shrinks it to a
-    readable tensor (a row such as [0, 3, 0, 256]); the diagnosis names the mul.
+    readable tensor (a row such as [0, 1, 0, 256]); the diagnosis names the mul.
   * the fix named in the failure: convert with compute_precision=ct.precision.FLOAT32,
     or keep the overflowing ops in float32 with mixed precision.
 MSG

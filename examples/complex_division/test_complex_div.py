@@ -7,7 +7,7 @@ Run it with ``scripts/demo.sh`` (or ``pytest examples/complex_division``):
   float16 model returns nan/inf where PyTorch is finite. The failure names the fix.
 * ``test_fuzz[fp16]`` fails: hypothesis draws inputs float16 can hold (``model_inputs``
   reads the converted program's inputs), finds the overflow inside the model and shrinks
-  it to a readable counterexample with finite inputs, such as one row ``[0, 3, 0, 256]``
+  it to a readable counterexample with finite inputs, such as one row ``[0, 1, 0, 256]``
   (256² = 65536 > 65504); ``test_fuzz[fp32]`` passes.
 """
 
