@@ -65,6 +65,28 @@ class MaskedAttention(torch.nn.Module):
         return torch.softmax(scores + additive, dim=-1) @ x
 
 
+class ScoresAttention(torch.nn.Module):
+    """Scores plus an additive finfo(float32).min mask on some rows' keys, softmax, matmul.
+
+    fp16 stores the mask as -inf, which softmax handles on partly masked rows; what
+    breaks is ``q @ k^T`` passing 65504 once the inputs grow.
+    """
+
+    def __init__(self, dim: int = 8, length: int = 6) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.q = torch.nn.Linear(dim, dim)
+        self.k = torch.nn.Linear(dim, dim)
+        self.v = torch.nn.Linear(dim, dim)
+        mask = torch.zeros(length, length)
+        mask[length // 2 :, length - 2 :] = torch.finfo(torch.float32).min  # later rows skip 2 keys
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.q(x) @ self.k(x).transpose(-1, -2) + self.mask
+        return torch.softmax(scores, dim=-1) @ self.v(x)
+
+
 def bound(torch_model: torch.nn.Module, examples: tuple[torch.Tensor, ...] | torch.Tensor,
           precision: str, guide: bool) -> CoreMLModel:
     model = CoreMLModel(
@@ -212,7 +234,7 @@ def main() -> None:
         print(profile_text)
 
     # Guidance: examples to the first failure, per seed, with and without target().
-    attention = MaskedAttention().eval()
+    attention, scores = MaskedAttention().eval(), ScoresAttention().eval()
     attention_examples = (torch.linspace(-1.0, 1.0, 40).reshape(2, 5, 4), torch.ones(2, 5))
     guided_cases: list[tuple[str, torch.nn.Module, Any, Callable[[CoreMLModel], Inputs], str, int]] = [
         ("complex division", cdiv, torch.rand(8, 4) + 0.5, model_inputs,
@@ -224,6 +246,12 @@ def main() -> None:
          "overflows when squared", 1000),
         ("masked attention", attention, attention_examples, model_inputs,
          "model_inputs(coreml_model): x and a padding mask", 100),
+        # A climb: q @ k^T passes 65504 only when a whole row of x grows with the right signs.
+        ("attention scores", scores, torch.randn(1, 6, 8),
+         lambda _m: per_element((1, 6, 8), -25.0, 25.0), "per element, floats(-25, 25)", 4000),
+        ("attention scores", scores, torch.randn(1, 6, 8),
+         lambda _m: st.tuples(extreme_tensors((1, 6, 8), max_magnitude=25.0)),
+         "extreme_tensors((1, 6, 8), max_magnitude=25)", 4000),
     ]
     guidance = []
     for name, torch_model, example, make, described, cap in [] if args.no_guidance else guided_cases:

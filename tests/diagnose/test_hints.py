@@ -77,6 +77,11 @@ def _diagnosis(name: str) -> Any:
         elif name == "complex_div":
             model, examples, bad = complex_div()
             _CACHE[name] = diagnose_failure(converted(model, examples, "fp16"), bad)
+        elif name == "rounding_overflow":
+            model, examples, bad = complex_div()
+            row = torch.zeros(8, 4)
+            row[7] = torch.tensor([13100.0, 0.0, 0.0, 5.0])  # the other rows are 0/0 on both sides
+            _CACHE[name] = diagnose_failure(converted(model, examples, "fp16"), (row,))
         elif name == "noisy":
             model, examples, bad = healthy()
             tight = Gates(rtol=1e-4, atol=1e-5)  # as assert_parity(..., rtol=1e-4, atol=1e-5, scale_atol=0)
@@ -136,6 +141,18 @@ def test_complex_division_overflow_names_the_mul_and_the_value() -> None:
     assert FLOAT32_ADVICE in hint.text and diagnosis.localization.fp32_passes is True
     dep = diagnosis.localization.departure
     assert dep is not None and dep.op_type == "mul" and dep.torch == 90000.0
+
+
+def test_an_overflow_through_float16_rounding_is_an_overflow_not_precision_loss() -> None:
+    """ra * ib = 13100 * 5 = 65500 passes in fp32; fp16 stores 13100 as 13104, and 65520
+    rounds to inf. The all-zero rows' 0/0 nan, which fp32 shares, is not the first break."""
+    diagnosis = _diagnosis("rounding_overflow")
+    bad = diagnosis.localization.first_non_finite
+    assert bad is not None and bad.op_type == "mul", bad
+    assert diagnosis.hint.kind is HintKind.OVERFLOW
+    assert "computes 65500 in fp32, just under the limit" in diagnosis.hint.text
+    assert "(ra * rb + ia * ib) / den" in diagnosis.hint.text
+    assert "precision loss" not in diagnosis.text()
 
 
 def test_noise_under_a_tight_tolerance_is_precision_loss_not_overflow() -> None:

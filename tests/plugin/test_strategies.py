@@ -26,7 +26,9 @@ from pytest_coreml_parity.strategies import (
 
 from .conftest import EXAMPLE_DIR
 
-QUICK = settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+QUICK = settings(
+    max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @QUICK
@@ -49,7 +51,9 @@ def test_shrinks_to_named_boundaries(name: str, predicate, expected: float) -> N
     # derandomize: shrink quality is heuristic, and a random start can end at 65505
     # (the (6e4, 1e6) range) instead of switching to the named value; seeded, it is stable.
     found = find(
-        extreme_floats(), predicate, settings=settings(database=None, max_examples=2000, derandomize=True)
+        extreme_floats(),
+        predicate,
+        settings=settings(database=None, max_examples=2000, derandomize=True),
     )
     assert found == expected, name
 
@@ -139,8 +143,17 @@ def test_complex_division_fuzz_fails_at_fp16_with_finite_inputs_on_the_mul(
     assert numbers and max(abs(v) for v in numbers) <= FP16_MAX, numbers
     assert max(abs(v) for v in numbers) < FP16_MAX  # not shrunk to the boundary: 256² overflows
     assert INPUT_OVERFLOW not in out
-    # ... and the diagnosis (in the failure or its report section) names the mul and its line.
-    result.stdout.fnmatch_lines(["*first non-finite op: mul *den = rb [*] rb + ib [*] ib*"])
+    # ... and the diagnosis (in the failure or its report section) names the mul and its line:
+    # the denominator (derandomized, as in CI), or on some random seeds a numerator product
+    # such as ia * ib = 9460 * 7 (the shrinker moves one element at a time; docs/strategies.md).
+    mul_line = re.search(
+        r"first non-finite op: mul \S+ \(ComplexDiv.forward, conftest.py:(\d+): (.*?)\): inputs", out
+    )
+    assert mul_line is not None, out
+    assert mul_line.group(2) in (
+        "den = rb * rb + ib * ib",
+        "return torch.stack([(ra * rb + ia * ib) / den, (ia * rb - ra * ib) / den], -1)",
+    ), mul_line.group(2)
 
 
 MASKED_ATTENTION_CONFTEST = """

@@ -112,6 +112,13 @@ def _overflow(bad: OpFinding | None) -> tuple[OpFinding, str] | None:
     peak = bad.fp32_output.max_abs
     if peak is not None and peak > FP16_MAX:
         return bad, f"{op} computes {peak:.6g} (its fp32 value)"
+    if peak is not None and peak > FP16_MAX / 2 and bad.output.non_finite:
+        # Just under the cliff in fp32; float16's rounding of the inputs (13100 is stored
+        # as 13104, and 13104 * 5 = 65520) or of the result carries it over.
+        return bad, (
+            f"{op} computes {peak:.6g} in fp32, just under the limit, but float16's rounding "
+            "of its inputs or result carries it"
+        )
     return None
 
 

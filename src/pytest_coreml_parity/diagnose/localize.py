@@ -244,7 +244,12 @@ def localize_recordings(
         profile.append(ProfilePoint(index, op.op_type, op.name, rel, non_finite))
         beyond = rel is not None and rel > tolerance
         under = _underflowed(outs[0], ref, tolerance) if beyond and ref is not None else 0
-        needs_bad = first_bad is None and non_finite and _inputs_finite(rec16, op)
+        needs_bad = (
+            first_bad is None
+            and non_finite
+            and _inputs_finite(rec16, op)
+            and _new_non_finite(outs[0], ref)
+        )
         needs_err = first_err is None and beyond
         needs_under = first_under is None and under > 0
         if needs_bad or needs_err or needs_under:
@@ -276,6 +281,14 @@ def localize_recordings(
         input_overflow=() if itself else _input_overflow(emulator, rec16, rec32),
         first_underflow=first_under,
     )
+
+
+def _new_non_finite(value: np.ndarray, ref: np.ndarray | None) -> bool:
+    """Whether ``value`` is non-finite where the fp32 run is finite. An op whose nan the
+    fp32 run shares (0/0 on an all-zero row) did not break at fp16: keep looking."""
+    if ref is None or ref.shape != value.shape:
+        return True
+    return bool((~np.isfinite(value) & np.isfinite(ref)).any())
 
 
 def _input_overflow(emulator: Emulator, rec16: Recording, rec32: Recording) -> tuple[InputFinding, ...]:
