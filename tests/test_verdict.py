@@ -386,3 +386,83 @@ def test_scale_atol_off_means_no_allowance_not_a_crash() -> None:
     # 0.05 off at rms ~2.2: inside 0.2 * rms, outside rtol 1e-2 once the allowance is off.
     assert not judge(expected + 0.05, expected, resolved.gates).passed
     assert judge(expected + 0.05, expected, resolve_gates("fp16").gates).passed
+
+
+# ------------------------------------------------------------------ lazy metrics
+
+
+def _same(x: object, y: object) -> bool:
+    """Equal, nan equal to nan (metrics hold nan where nothing is finite)."""
+    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+        return True
+    return x == y
+
+
+_PAIRS = [
+    (np.linspace(-1.0, 1.0, 12).reshape(3, 4) + 1e-3, np.linspace(-1.0, 1.0, 12).reshape(3, 4)),
+    (np.array([1.0, np.nan, 3.0, np.inf]), np.array([1.1, np.nan, 3.0, 2.0])),
+    (np.array([1.0, 2.0, 3.0]), np.array([np.inf, 2.0, -np.inf])),
+    (np.full(4, np.nan), np.ones(4)),
+    (np.array([1e200, 3.0]), np.array([-1e200, 3.0])),  # |a - e| overflows: still finite values
+    (np.array([1, 2, 3]), np.array([1, 2, 4])),
+    (np.array([1 + 2j, 3.0]), np.array([1 + 2.1j, 3.0])),
+    (np.zeros(0), np.zeros(0)),
+]
+
+
+@pytest.mark.parametrize(("got", "want"), _PAIRS)
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_a_judgement_computes_the_same_metrics_on_demand(got: np.ndarray, want: np.ndarray, precision: str) -> None:
+    """``judge`` computes only what its gates need; the table it gives later is ``metrics``'s."""
+    import warnings
+    from dataclasses import astuple
+
+    gates = replace(preset(precision), min_psnr=30.0, min_top1=0.5, min_top5=0.5)
+    with warnings.catch_warnings():  # the overflowing and the complex pair warn, as ever
+        warnings.simplefilter("ignore")
+        judgement = judge(got, want, gates)
+        lazy, eager = astuple(judgement.metrics), astuple(metrics(got, want))
+    assert all(_same(x, y) for x, y in zip(lazy, eager, strict=True)), (lazy, eager)
+    for name in judgement.judged:  # what judge compared is the table's value
+        value = judgement.metrics.value(name)
+        assert value is not None and (name in judgement.failed) == (not value >= getattr(gates, name))
+
+
+def test_judge_pair_is_judge_without_the_copy() -> None:
+    from pytest_coreml_parity.verdict import as_pair, judge_pair
+
+    got, want = np.array([1.0, 2.5, np.nan], np.float32), np.array([1.0, 2.0, np.nan])
+    a, e = as_pair(got, want)
+    by_pair, by_judge = judge_pair(a, e, preset("fp16")), judge(got, want, preset("fp16"))
+    assert (by_pair.failed, by_pair.judged, by_pair.allowed) == (by_judge.failed, by_judge.judged, by_judge.allowed)
+    assert by_pair.mismatch.tolist() == by_judge.mismatch.tolist()
+
+
+def test_worst_ratio_is_the_rule_as_one_number() -> None:
+    want = np.linspace(-2.0, 2.0, 50)
+    got = want + 0.01
+    judgement = judge(got, want, preset("fp32"))
+    gates = judgement.gates
+    ratio = np.max(np.abs(got - want) / (judgement.allowed + gates.rtol * np.abs(want)))
+    assert judgement.worst_ratio() == ratio and ratio > 1 and "elements" in judgement.failed
+    assert judge(want, want, gates).worst_ratio() == 0.0
+    got[3] = np.nan
+    assert judge(got, want, gates).worst_ratio() is None  # not all finite: the caller scores it
+    zeros = np.zeros(3)
+    assert judge(zeros, zeros, Gates(0.0, 0.0)).worst_ratio() is None  # 0 / 0
+
+
+def test_widening_fp16_outputs_is_exact_either_way() -> None:
+    """``assert_parity`` widens a large float16 output through torch: the values numpy gives."""
+    from pytest_coreml_parity._values import FAST_WIDEN_MIN_SIZE, widen_float16
+
+    rng = np.random.default_rng(0)
+    big = (rng.standard_normal(FAST_WIDEN_MIN_SIZE * 2) * 1e3).astype(np.float16)
+    big[:4] = [np.nan, np.inf, -np.inf, 6e-8]  # nan, infinities, a subnormal
+    frozen = big.copy()
+    frozen.flags.writeable = False
+    widened = widen_float16(big)
+    assert widened.dtype == np.float64
+    np.testing.assert_array_equal(widened, big.astype(np.float64))
+    for value in (big[::2], frozen, big[:10], np.arange(FAST_WIDEN_MIN_SIZE)):
+        assert widen_float16(value) is value  # left to as_pair's numpy cast

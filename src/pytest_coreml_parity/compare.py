@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from . import messages
-from ._values import flatten, to_numpy
+from ._values import flatten, to_numpy, widen_float16
 from .verdict import (
     GATES,
     Judgement,
     ResolvedGates,
     as_pair,
-    judge,
+    judge_pair,
     mismatch_mask,
     resolve_gates,
 )
@@ -295,15 +295,9 @@ def assert_parity(
     resolved = gates_for(model.precision, given, model=model)  # a bad value fails first
     gates = resolved.gates
     r, a = gates.rtol, gates.atol
-    elementwise = {k: v for k, v in resolved.origins.items() if k in ("rtol", "atol")}
-    origin = f"{model.precision} preset" if not elementwise else ", ".join(
-        f"{k} {v}" for k, v in elementwise.items()
-    )
-    others = {k: v for k, v in resolved.origins.items() if k in GATES}
-    gates_origin = f"{model.precision} preset" + "".join(f", {k} {v}" for k, v in others.items())
     arrays = model.prepare(inputs)
     image_lines = _check_images(model, arrays)  # a preprocessing mismatch fails first
-    expected = flatten(model.reference(*arrays))
+    expected = flatten(model.reference_prepared(arrays))
     guided = _guided(model)
     result = model.run_prepared(arrays, peaks=guided)
     actual = flatten(result)
@@ -315,7 +309,7 @@ def assert_parity(
         model.steps.append(step)
     worst = 0.0
     for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
-        g, e = as_pair(got, want)
+        g, e = as_pair(widen_float16(got), want)
         if g.shape != e.shape:  # e.g. a flexible-shape program that lost a dim
             raise AssertionError(
                 messages.OUTPUT_SHAPE_MISMATCH.format(
@@ -325,14 +319,15 @@ def assert_parity(
                     want=e.shape,
                 )
             )
-        judgement = judged[i] if judged else judge(g, e, gates)
+        judgement = judged[i] if judged else judge_pair(g, e, gates)
         comp = Comparison(actual=g, expected=e, mismatch=judgement.mismatch)
         if guided:
-            worst = max(worst, _error_ratio(comp, r, judgement.allowed))
+            worst = max(worst, _error_ratio(comp, judgement))
         if judgement.passed:
             continue
         if guided:
             _observe(model, worst)
+        origin, gates_origin = _origins(model.precision, resolved)
         label = _describe_output(model, i, len(actual))
         coreai = model.framework == "coreai"
         header = messages.COREAI_PARITY_HEADER if coreai else messages.PARITY_HEADER
@@ -389,6 +384,17 @@ def assert_parity(
     return result
 
 
+def _origins(precision: str, resolved: ResolvedGates) -> tuple[str, str]:
+    """Where the tolerance and the other gates came from, for a failure's report."""
+    elementwise = {k: v for k, v in resolved.origins.items() if k in ("rtol", "atol")}
+    origin = f"{precision} preset" if not elementwise else ", ".join(
+        f"{k} {v}" for k, v in elementwise.items()
+    )
+    others = {k: v for k, v in resolved.origins.items() if k in GATES}
+    gates_origin = f"{precision} preset" + "".join(f", {k} {v}" for k, v in others.items())
+    return origin, gates_origin
+
+
 def _judged_step(
     step: int, actual: list[Any], expected: list[Any], gates: Any
 ) -> tuple[Step, list[Judgement]]:
@@ -401,13 +407,13 @@ def _judged_step(
     passed = True
     judgements: list[Judgement] = []
     for got, want in zip(actual, expected, strict=True):
-        g, e = as_pair(got, want)
+        g, e = as_pair(widen_float16(got), want)
         if g.shape != e.shape:
             return Step(step, float("nan"), float("nan"), None, False), []
-        judgement = judge(g, e, gates)
+        judgement = judge_pair(g, e, gates)
         judgements.append(judgement)
         passed = passed and judgement.passed
-        ratio = max(ratio, _error_ratio(Comparison(g, e, judgement.mismatch), gates.rtol, judgement.allowed))
+        ratio = max(ratio, _error_ratio(Comparison(g, e, judgement.mismatch), judgement))
         finite = np.isfinite(g) & np.isfinite(e)
         if finite.any():
             with np.errstate(all="ignore"):
@@ -513,10 +519,14 @@ def _guided(model: CoreMLModel) -> bool:
     return currently_in_test_context()
 
 
-def _error_ratio(comp: Comparison, rtol: float, atol: float) -> float:
-    """max |a - e| / (atol + rtol |e|) over finite pairs: above 1 fails (the verdict's rule,
-    with ``atol`` the judgement's ``allowed``, scale term included);
+def _error_ratio(comp: Comparison, judgement: Judgement) -> float:
+    """max |a - e| / (allowed + rtol |e|) over finite pairs: above 1 fails (the verdict's rule,
+    with the judgement's ``allowed``, scale term included);
     Core ML nan/inf where PyTorch is finite scores the cap."""
+    fast = judgement.worst_ratio()  # all finite: the same number without the masking
+    if fast is not None:
+        return min(fast, _SCORE_CAP)
+    rtol, atol = judgement.gates.rtol, judgement.allowed
     a, e = comp.actual, comp.expected
     finite_e = np.isfinite(e)
     finite = finite_e & np.isfinite(a)

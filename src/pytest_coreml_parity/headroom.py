@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from .emulator import Emulator, OpInfo, Recording
+from .emulator.dtypes import F16_MAX, finite_peak, fp16_peak
 
-FP16_MAX = 65504.0
+FP16_MAX = F16_MAX
 #: fp16's smallest normal; below it fp16 keeps fewer than 11 significant bits.
 FP16_TINY = 2.0**-14
 
@@ -53,26 +54,19 @@ def emulator_for(mlmodel: Any, fp16_execution: str = "typed") -> Emulator:
     return emulator
 
 
-def _finite_peak(value: np.ndarray) -> float:
-    magnitude = np.abs(value)
-    peak = float(magnitude.max(initial=0.0))
-    if peak == np.inf or peak != peak:  # nan or inf present: look at the finite ones only
-        finite = magnitude[np.isfinite(magnitude)]
-        peak = float(finite.max(initial=0.0))
-    return peak
-
-
 def fp16_peak_ratio(recording: Recording) -> float | None:
-    """Largest finite |value| of any fp16-typed op output over 65504; None without fp16 ops."""
-    best: float | None = None
+    """Largest finite |value| of any fp16-typed op output over 65504; None without fp16 ops.
+
+    :meth:`~.emulator.Emulator.run_fp16_peak` gives the same peak without a recording.
+    """
     values = recording.values
+    arrays = []
     for op in recording.ops:
         for name in op.outputs:
             value = values.get(name)
-            if isinstance(value, np.ndarray) and value.dtype == np.float16 and value.size:
-                peak = _finite_peak(value)
-                if best is None or peak > best:
-                    best = peak
+            if isinstance(value, np.ndarray) and value.dtype == np.float16:
+                arrays.append(value)
+    best = fp16_peak(arrays)
     return None if best is None else best / FP16_MAX
 
 
@@ -119,7 +113,7 @@ class HeadroomLog:
                 entry = self.ops.get(op.name)
                 if entry is None:
                     entry = self.ops[op.name] = OpHeadroom(op.name, op.op_type, str(value.dtype))
-                peak = _finite_peak(value)
+                peak = finite_peak(value)
                 entry.peak = max(entry.peak, peak)
                 if value.dtype != np.float16:
                     continue

@@ -719,14 +719,16 @@ class CoreMLModel:
                 full[name] = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
         with _one_thread_if_small(self.torch_model, list(cast.values())):
             if (peaks or self.headroom is not None) and self.backend.name == "emulator":
-                from .headroom import emulator_for, fp16_peak_ratio
+                from .headroom import FP16_MAX, emulator_for, fp16_peak_ratio
 
-                recording = emulator_for(self.mlmodel, self.emulator_profile).record(
-                    full, state=self.state
-                )
+                emulator = emulator_for(self.mlmodel, self.emulator_profile)
+                if self.headroom is None:  # the peak alone: no recording of every value
+                    outputs, peak = emulator.run_fp16_peak(full, state=self.state)
+                    self.last_peak = None if peak is None else peak / FP16_MAX
+                    return outputs
+                recording = emulator.record(full, state=self.state)
                 self.last_peak = fp16_peak_ratio(recording)
-                if self.headroom is not None:
-                    self.headroom.add(recording)
+                self.headroom.add(recording)
                 return recording.outputs
             if self.state is not None:
                 stateful: Any = self.backend  # EmulatorBackend or CoreMLBackend (reset_state)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -154,12 +154,11 @@ def preset(precision: str) -> Gates:
 
 
 def _number(value: Any, where: str, what: str, shown: Any) -> float:
-    bad = SettingError(BAD_TOLERANCE.format(where=where, what=what, known=_known(), value=shown))
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise bad
+        raise SettingError(BAD_TOLERANCE.format(where=where, what=what, known=_known(), value=shown))
     number = float(value)
     if not math.isfinite(number) or number < 0.0:
-        raise bad
+        raise SettingError(BAD_TOLERANCE.format(where=where, what=what, known=_known(), value=shown))
     return number
 
 
@@ -191,15 +190,19 @@ def gate_range(what: str) -> str:
 def _gate_number(value: Any, where: str, what: str, shown: Any) -> float | str:
     if isinstance(value, str) and value.strip().lower() == OFF:
         return OFF
-    bad = SettingError(
-        BAD_GATE.format(where=where, what=what, allowed=gate_range(what), known=_known(), value=shown)
-    )
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise bad
+        raise _bad_gate(where, what, shown)
     number = float(value)
     if not math.isfinite(number) or number < 0.0 or (what in _FRACTIONS and number > 1.0):
-        raise bad
+        raise _bad_gate(where, what, shown)
     return number
+
+
+def _bad_gate(where: str, what: str, shown: Any) -> SettingError:
+    # Made only on failure: formatting the message costs more than checking a value.
+    return SettingError(
+        BAD_GATE.format(where=where, what=what, allowed=gate_range(what), known=_known(), value=shown)
+    )
 
 
 def check_gate(value: Any, where: str, what: str) -> GateValue:
@@ -245,6 +248,8 @@ def resolve_gates(
             configured_where,
         )
         for raw, label, where in sources:
+            if raw is None:  # not given here (checked below, it would be None): skip formatting
+                continue
             checker = check_tolerance if name in ("rtol", "atol") else check_gate
             value = checker(raw, where.format(what=name, flag=name.replace("_", "-")), name)
             if isinstance(value, Mapping):
@@ -259,7 +264,7 @@ def resolve_gates(
                 changes[name] = float(value)
             origins[name] = label
             break
-    return ResolvedGates(replace(base, **changes), origins)
+    return ResolvedGates(replace(base, **changes) if changes else base, origins)
 
 
 def resolve_tolerance(
@@ -385,23 +390,44 @@ def _sum_of_products(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> 
     return float(np.add.reduce(np.multiply(x, y), axis=None))
 
 
-class _Pair:
-    """One output's two sides in float64 and what every metric and the rule share
-    (computed once: the verdict adds a few passes over the output, not a dozen)."""
+#: (n, a, e, |a - e|, |e|) over the elements finite on both sides (the others zeroed).
+_Finite = tuple[int, npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]
 
-    def __init__(self, actual: Any, expected: Any) -> None:
-        a, e = as_pair(actual, expected)
+
+class _Pair:
+    """One output's two sides in float64 and what every metric and the rule share.
+
+    Each part is computed only when asked: a passing verdict needs the rule and the
+    metrics of the gates that are set, not the whole table (a failure's).
+    """
+
+    def __init__(self, actual: Any, expected: Any, *, converted: bool = False) -> None:
+        a, e = (actual, expected) if converted else as_pair(actual, expected)
         if a.shape != e.shape:
             raise ValueError(f"shape mismatch: Core ML {a.shape}, PyTorch {e.shape}")
         self.a, self.e = a, e
-        self.fin_e = np.isfinite(e)
-        self.fin_a = np.isfinite(a)
-        self.all_finite = bool(self.fin_e.all() and self.fin_a.all())
+        floats = a.dtype.kind == "f" and e.dtype.kind == "f"
+        if not floats:  # complex, or a dtype isfinite rejects: checked before any arithmetic
+            fin_e, fin_a = np.isfinite(e), np.isfinite(a)
+            fin_e_all = bool(fin_e.all())
+            self.all_finite = fin_e_all and bool(fin_a.all())
         with np.errstate(invalid="ignore", over="ignore"):
             self.err = np.abs(a - e)
             self.abs_e = np.abs(e)
-        ref = e if self.all_finite or self.fin_e.all() else e[self.fin_e]
-        self.scale = math.sqrt(_sum_of_products(ref, ref) / ref.size) if ref.size else 0.0
+            self._err_power = _sum_of_products(self.err, self.err)
+        if floats:
+            # A nan or inf on either side makes some |a - e|, and so this sum, nan or inf:
+            # a finite sum means every element is finite (else check: it may have overflowed).
+            fin_e_all = self.all_finite = math.isfinite(self._err_power)
+            if not self.all_finite:
+                fin_e_all = bool(np.isfinite(e).all())
+                self.all_finite = fin_e_all and bool(np.isfinite(a).all())
+        self._finite: _Finite | None = (a.size, a, e, self.err, self.abs_e) if self.all_finite else None
+        self._topk: tuple[float | None, float | None] | None = None
+        self._metrics: Metrics | None = None
+        ref = e if fin_e_all else e[np.isfinite(e)]
+        self._ref_power = _sum_of_products(ref, ref)  # also the metrics' when all is finite
+        self.scale = math.sqrt(self._ref_power / ref.size) if ref.size else 0.0
 
     def mask(self, rtol: float, atol: float, scale_atol: float) -> npt.NDArray[np.bool_]:
         allowed = atol + scale_atol * self.scale if scale_atol else atol
@@ -411,35 +437,81 @@ class _Pair:
             return beyond
         a, e = self.a, self.e
         same = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & np.isinf(e) & (np.sign(a) == np.sign(e)))
-        mask: npt.NDArray[np.bool_] = np.where(self.fin_a & self.fin_e, beyond, ~same)
+        mask: npt.NDArray[np.bool_] = np.where(np.isfinite(a) & np.isfinite(e), beyond, ~same)
         return mask
 
-    def metrics(self) -> Metrics:
-        a, e, err, abs_e = self.a, self.e, self.err, self.abs_e
-        top1, top5 = _topk(a, e, self.all_finite)
-        if not self.all_finite:
-            both = self.fin_a & self.fin_e
-            if not both.any():
-                nan = math.nan
-                return Metrics(a.size, 0, nan, (), nan, (), nan, nan, nan, nan, nan, top1, top5)
-            a, e = np.where(both, a, 0.0), np.where(both, e, 0.0)
-            err, abs_e = np.where(both, err, 0.0), np.where(both, abs_e, 0.0)
+    def finite(self) -> _Finite:
+        """The elements finite on both sides (see :data:`_Finite`)."""
+        if self._finite is None:
+            a, e, err, abs_e = self.a, self.e, self.err, self.abs_e
+            both = np.isfinite(a) & np.isfinite(e)
             n = int(both.sum())
-        else:
-            n = a.size
+            if n:
+                a, e = np.where(both, a, 0.0), np.where(both, e, 0.0)
+                err, abs_e = np.where(both, err, 0.0), np.where(both, abs_e, 0.0)
+            self._finite = (n, a, e, err, abs_e)
+        return self._finite
+
+    # The aggregates below divide by n: read them only when ``finite()[0] > 0``.
+
+    def mse(self) -> float:
+        n, _a, _e, err, _abs_e = self.finite()
+        return (self._err_power if self.all_finite else _sum_of_products(err, err)) / n
+
+    def power(self) -> float:
+        n, _a, e, _err, _abs_e = self.finite()
+        return (self._ref_power if self.all_finite else _sum_of_products(e, e)) / n
+
+    def peak(self) -> float:
+        return float(self.finite()[4].max())
+
+    def cosine(self) -> float:
+        n, a, e, _err, _abs_e = self.finite()
+        norms = math.sqrt(_sum_of_products(a, a) * self.power() * n)
+        return _sum_of_products(a, e) / norms if norms > 0 else (1.0 if self.mse() == 0 else 0.0)
+
+    def topk(self) -> tuple[float | None, float | None]:
+        if self._topk is None:
+            self._topk = _topk(self.a, self.e, self.all_finite)
+        return self._topk
+
+    def signal(self, atol: float) -> bool:
+        """Whether the reference carries signal (rms above ``atol``): else no aggregate gate applies."""
+        return self.finite()[0] > 0 and math.sqrt(self.power()) > atol
+
+    def value(self, gate: str) -> float | None:
+        """:meth:`Metrics.value` of this pair, computing only that metric."""
+        if gate == "min_snr":
+            return _db(self.power(), self.mse())
+        if gate == "min_psnr":
+            peak = self.peak()
+            return _db(peak * peak, self.mse())
+        if gate == "min_cosine":
+            return self.cosine()
+        if gate == "min_top1":
+            return self.topk()[0]
+        if gate == "min_top5":
+            return self.topk()[1]
+        return None
+
+    def metrics(self) -> Metrics:
+        """The whole table (computed once)."""
+        if self._metrics is None:
+            self._metrics = self._all_metrics()
+        return self._metrics
+
+    def _all_metrics(self) -> Metrics:
+        n, _a, _e, err, abs_e = self.finite()
+        top1, top5 = self.topk()
         if n == 0:
             nan = math.nan
-            return Metrics(0, 0, nan, (), nan, (), nan, nan, nan, nan, nan, top1, top5)
+            return Metrics(self.a.size, 0, nan, (), nan, (), nan, nan, nan, nan, nan, top1, top5)
         i_abs = int(np.argmax(err))
         rel = np.divide(err, abs_e, out=np.zeros_like(err), where=abs_e > 0)
         if not abs_e.all():  # a difference where the reference is 0: infinitely relative
             rel[(abs_e == 0) & (err > 0)] = np.inf
         i_rel = int(np.argmax(rel))
-        mse = _sum_of_products(err, err) / n
-        power = _sum_of_products(e, e) / n
-        peak = float(abs_e.max())
-        norms = math.sqrt(_sum_of_products(a, a) * power * n)
-        cosine = _sum_of_products(a, e) / norms if norms > 0 else (1.0 if mse == 0 else 0.0)
+        mse, power, peak = self.mse(), self.power(), self.peak()
         return Metrics(
             size=self.a.size,
             finite=n,
@@ -449,7 +521,7 @@ class _Pair:
             max_rel_index=_index(i_rel, self.a.shape),
             rms=math.sqrt(power),
             peak=peak,
-            cosine=cosine,
+            cosine=self.cosine(),
             psnr=_db(peak * peak, mse),
             snr=_db(power, mse),
             top1=top1,
@@ -488,11 +560,11 @@ class Judgement:
 
     gates: Gates
     mismatch: npt.NDArray[np.bool_]
-    metrics: Metrics
     scale: float
     allowed: float
     failed: tuple[str, ...]
     judged: tuple[str, ...] = ()
+    _pair: _Pair = field(kw_only=True, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -502,25 +574,49 @@ class Judgement:
     def n_mismatched(self) -> int:
         return int(self.mismatch.sum())
 
+    @property
+    def metrics(self) -> Metrics:
+        """Every metric of the output, computed on first use (a passing call reads none)."""
+        return self._pair.metrics()
+
+    def worst_ratio(self) -> float | None:
+        """The rule as one number, max |actual - expected| / (allowed + rtol |expected|),
+        when every element is finite on both sides and so is that maximum; else None."""
+        pair = self._pair
+        if not pair.all_finite or not pair.err.size:
+            return None
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            worst = float((pair.err / (self.allowed + self.gates.rtol * pair.abs_e)).max())
+        return worst if math.isfinite(worst) else None
+
 
 def judge(actual: Any, expected: Any, gates: Gates) -> Judgement:
     """The verdict on one output under ``gates``; :class:`ValueError` when the shapes differ."""
-    pair = _Pair(actual, expected)
-    m = pair.metrics()
+    return _judge(_Pair(actual, expected), gates)
+
+
+def judge_pair(actual: npt.NDArray[Any], expected: npt.NDArray[Any], gates: Gates) -> Judgement:
+    """:func:`judge` of two arrays :func:`as_pair` returned, used as they are (not copied
+    again): for a caller that holds them already and leaves them unchanged."""
+    return _judge(_Pair(actual, expected, converted=True), gates)
+
+
+def _judge(pair: _Pair, gates: Gates) -> Judgement:
     mask = pair.mask(gates.rtol, gates.atol, gates.scale_atol)
     allowed = gates.atol + gates.scale_atol * pair.scale
     failed: list[str] = ["elements"] if mask.any() else []
     judged: list[str] = []
-    signal = m.finite > 0 and m.rms > gates.atol
     for name in GATES[1:]:
         minimum = getattr(gates, name)
-        value = m.value(name)
-        if minimum is None or value is None or not signal:
+        if minimum is None or not pair.signal(gates.atol):
+            continue
+        value = pair.value(name)
+        if value is None:
             continue
         judged.append(name)
         if not value >= minimum:  # nan fails
             failed.append(name)
-    return Judgement(gates, mask, m, pair.scale, allowed, tuple(failed), tuple(judged))
+    return Judgement(gates, mask, pair.scale, allowed, tuple(failed), tuple(judged), _pair=pair)
 
 
 def outputs_match(actual: Any, expected: Any, rtol: float, atol: float, **gates: Any) -> bool:
@@ -553,6 +649,7 @@ __all__ = [
     "check_gate",
     "check_tolerance",
     "judge",
+    "judge_pair",
     "metrics",
     "mismatch_mask",
     "outputs_match",

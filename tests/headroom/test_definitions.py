@@ -5,11 +5,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from pytest_coreml_parity.cache import ConversionCache
 from pytest_coreml_parity.convert import ConversionOptions
-from pytest_coreml_parity.headroom import FP16_MAX, FP16_TINY, HeadroomLog
+from pytest_coreml_parity.emulator.dtypes import finite_peak, fp16_peak
+from pytest_coreml_parity.headroom import (
+    FP16_MAX,
+    FP16_TINY,
+    HeadroomLog,
+    emulator_for,
+    fp16_peak_ratio,
+)
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 
 
@@ -82,3 +90,43 @@ def test_fp32_ops_are_listed_as_float32() -> None:
     model(np.full((2, 4), 300.0, np.float32))
     square = max(_by_type(log, "mul"), key=lambda op: op.peak)
     assert square.dtype == "float32" and square.peak == 90000.0 and square.overflowed == 0
+
+
+@pytest.mark.parametrize(
+    "fill", [0.0, -0.0, 3.0, -250.0, 255.0, 300.0, 65504.0, 65519.0, 65520.0, np.inf, np.nan]
+)
+def test_fp16_peak_is_the_largest_finite_fp16_value(fill: float) -> None:
+    """The fused scan gives each array's ``finite_peak`` in fp16, whatever the mix."""
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.standard_normal((8, 2)).astype(np.float32),
+        np.array([fill, 1.5, -2.0], np.float32),
+        np.array([fill], np.float64),
+        rng.standard_normal(5000).astype(np.float32) * 10,  # scanned on its own
+        np.arange(6, dtype=np.int32),
+        np.zeros((0, 3), np.float32),
+    ]
+    with np.errstate(over="ignore"):  # past 65504 rounds to inf, which is the point
+        want = max(finite_peak(a.astype(np.float16)) for a in arrays if a.size)
+        assert fp16_peak(arrays) == want
+        assert fp16_peak(arrays[1:3]) == max(finite_peak(a.astype(np.float16)) for a in arrays[1:3])
+    assert fp16_peak([]) is None and fp16_peak([np.zeros(0, np.float16)]) is None
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_run_fp16_peak_is_the_recordings_peak(precision: str) -> None:
+    """Guided fuzzing's peak, read from the held values, is the recording's, outputs and all."""
+    emulator = emulator_for(_model(precision).mlmodel)
+    (name,) = (i.name for i in emulator.inputs)
+    for value in (0.0, 3.0, 200.0, 300.0, np.nan):
+        x = np.full((2, 4), 10.0, np.float32)
+        x[0, 0] = value
+        recording = emulator.record({name: x})
+        outputs, peak = emulator.run_fp16_peak({name: x})
+        ratio = fp16_peak_ratio(recording)
+        assert (peak is None) == (ratio is None) == (precision == "fp32")
+        assert peak is None or peak / FP16_MAX == ratio
+        assert outputs.keys() == recording.outputs.keys()
+        for key, out in outputs.items():
+            assert out.dtype == recording.outputs[key].dtype
+            np.testing.assert_array_equal(out, recording.outputs[key])

@@ -11,7 +11,7 @@ underflow) followed by a lossless widening back to float32.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,49 @@ def to_declared(value: np.ndarray, declared: np.dtype[Any]) -> np.ndarray:
     if value.dtype == declared:
         return value
     return value.astype(declared)
+
+
+#: fp16's largest finite value.
+F16_MAX = 65504.0
+#: Arrays up to this size are scanned as one concatenation: a reduction's call costs
+#: more than its elements there.
+_FUSED_SCAN_MAX = 1024
+
+
+def finite_peak(value: np.ndarray) -> float:
+    """The largest finite ``|value|`` of ``value`` (0.0 when none is finite)."""
+    magnitude = np.abs(value)
+    peak = float(magnitude.max(initial=0.0))
+    if peak == np.inf or peak != peak:  # nan or inf present: look at the finite ones only
+        finite = magnitude[np.isfinite(magnitude)]
+        peak = float(finite.max(initial=0.0))
+    return peak
+
+
+def fp16_peak(arrays: Sequence[np.ndarray]) -> float | None:
+    """The largest :func:`finite_peak` of ``arrays`` once in fp16 (each ``to_declared``
+    as float16), None for no non-empty array; a few reductions for many small arrays."""
+    fused: list[np.ndarray] = []
+    groups: list[list[np.ndarray]] = []
+    for a in arrays:
+        if a.size > _FUSED_SCAN_MAX or (a.size and a.dtype.kind != "f"):
+            groups.append([a])
+        elif a.size:
+            fused.append(a)
+    if fused:
+        groups.append(fused)
+    return max(map(_fp16_group_peak, groups)) if groups else None
+
+
+def _fp16_group_peak(group: list[np.ndarray]) -> float:
+    whole = group[0] if len(group) == 1 else np.concatenate(group, axis=None)
+    if whole.dtype.kind == "f":
+        high, low = float(np.maximum.reduce(whole, None)), float(np.minimum.reduce(whole, None))
+        if high <= F16_MAX and -low <= F16_MAX:
+            # No nan, no inf, nothing past fp16's range: rounding to fp16 is monotone
+            # and symmetric, so the rounded max |x| is the max of the rounded |x|.
+            return abs(float(np.float16(max(high, -low))))
+    return max(finite_peak(to_declared(a, F16)) for a in group)
 
 
 def storer(declared: np.dtype[Any]) -> Callable[[Any], np.ndarray]:
