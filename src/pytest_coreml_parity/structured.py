@@ -270,8 +270,8 @@ def zero_rows(
 ) -> st.SearchStrategy[Any]:
     """float32 tensors with at least ``min_rows`` rows (along the last axis) all zero.
 
-    The other rows draw from ``elements`` (default: finite float16 values,
-    :func:`~.extreme.fp16_floats`). An all-zero row makes ``x / sqrt(mean(x**2) + eps)``
+    The other rows draw from ``elements`` (default: finite float16 values, drawn whole
+    as :func:`~.extreme.fp16_arrays`). An all-zero row makes ``x / sqrt(mean(x**2) + eps)``
     0/0 once ``eps`` flushes to zero or is dropped in float16 (RMSNorm,
     coremltools #2821), and ``x / x.norm()`` 0/0 everywhere. Shrinks toward the
     first row zeroed and zeros elsewhere.
@@ -307,7 +307,8 @@ def dominant_logits(
 ) -> st.SearchStrategy[Any]:
     """float32 logits where each row (last axis) has one value at least ``min_gap`` above the rest.
 
-    The rest draw from ``others`` (default: floats in [-8, 8], shrinking to 0). A
+    The rest draw from ``others`` (default: zero, the integers to 8 and values in
+    [1e-3, 8], signed, drawn whole; shrinking to 0). A
     one-hot-like row of this kind breaks float16 log_softmax from a gap of 11
     (coremltools #2728); with the rest near 0 the dominant value passes 11.09, where
     ``exp`` overflows float16 (logcumsumexp, coremltools #2729; hand-written softmax).
@@ -355,7 +356,8 @@ def dynamic_range_rows(
     One value from ``large`` (default 256..65504, finite in float16, but its square
     overflows) and one from ``small`` (default float16 subnormals up to 1e-3, whose
     products flush to zero) at different positions, signs drawn; the rest from
-    ``others`` (default: floats in [-1, 1], shrinking to 0). Breaks float16 norms,
+    ``others`` (default: 0, ±1 and values in [1e-3, 1], drawn whole; shrinking to 0).
+    Breaks float16 norms,
     variance and scale-then-divide code where float32 copes. Shrinks toward
     ``[256, small, 0, ...]`` in the first two positions.
     """
