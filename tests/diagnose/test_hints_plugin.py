@@ -9,29 +9,13 @@ import pytest
 
 from pytest_coreml_parity import messages
 
+from ..complex_div_source import COMPLEX_DIV_SOURCE
+
 COMPLEX = '''
 import pytest
 import torch
 from pytest_coreml_parity import assert_parity
-
-
-class ComplexDiv(torch.nn.Module):
-    def forward(self, a):
-        ra, ia, rb, ib = a.unbind(-1)
-        den = rb * rb + ib * ib
-        return torch.stack([(ra * rb + ia * ib) / den, (ia * rb - ra * ib) / den], -1)
-
-
-@pytest.fixture
-def torch_model():
-    return ComplexDiv().eval()
-
-
-@pytest.fixture
-def example_inputs():
-    torch.manual_seed(0)
-    return (torch.randn(8, 4),)
-
+''' + COMPLEX_DIV_SOURCE + '''
 
 @pytest.mark.coreml(precisions=["fp16"])
 def test_overflow(coreml_model):

@@ -9,6 +9,8 @@ import pytest
 
 from pytest_coreml_parity import messages
 
+from ..complex_div_source import COMPLEX_DIV_SOURCE
+
 #: pytest prints each report section under a separator line with its title.
 SECTION = f"*- {messages.DIAGNOSIS_SECTION} -*"
 
@@ -22,25 +24,7 @@ TEST_FILE = '''
 import pytest
 import torch
 from pytest_coreml_parity import assert_finite, assert_parity
-
-
-class ComplexDiv(torch.nn.Module):
-    def forward(self, a):
-        ra, ia, rb, ib = a.unbind(-1)
-        den = rb * rb + ib * ib
-        return torch.stack([(ra * rb + ia * ib) / den, (ia * rb - ra * ib) / den], -1)
-
-
-@pytest.fixture
-def torch_model():
-    return ComplexDiv().eval()
-
-
-@pytest.fixture
-def example_inputs():
-    torch.manual_seed(0)
-    return (torch.randn(8, 4),)
-
+''' + COMPLEX_DIV_SOURCE + '''
 
 def bad_inputs():
     a = torch.randn(8, 4)

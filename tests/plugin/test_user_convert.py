@@ -12,6 +12,8 @@ import pytest
 
 from pytest_coreml_parity import messages
 
+from ..complex_div_source import COMPLEX_DIV_SOURCE
+
 Run = Callable[..., pytest.RunResult]
 
 #: A user conversion with enumerated shapes and its own output name; every call is logged.
@@ -163,25 +165,7 @@ COMPLEX_CONFTEST = '''
 import coremltools as ct
 import pytest
 import torch
-
-
-class ComplexDiv(torch.nn.Module):
-    def forward(self, a):
-        ra, ia, rb, ib = a.unbind(-1)
-        den = rb * rb + ib * ib
-        return torch.stack([(ra * rb + ia * ib) / den, (ia * rb - ra * ib) / den], -1)
-
-
-@pytest.fixture
-def torch_model():
-    return ComplexDiv().eval()
-
-
-@pytest.fixture
-def example_inputs():
-    torch.manual_seed(0)
-    return (torch.randn(8, 4),)
-'''
+''' + COMPLEX_DIV_SOURCE
 
 USER_CONVERT = '''
 
