@@ -25,8 +25,8 @@ still triggers, the first row and the first position.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Literal, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from hypothesis import strategies as st
@@ -240,17 +240,20 @@ def causal_masks(
 # ---------------------------------------------------------------------- values
 
 
+ArraysOfShape = Callable[[tuple[int, ...]], st.SearchStrategy[np.ndarray]]
+
+
 def _values(
-    shape: tuple[int, ...], elements: st.SearchStrategy[float] | None, default: Any
+    shape: tuple[int, ...], elements: st.SearchStrategy[float] | None, default: ArraysOfShape
 ) -> st.SearchStrategy[np.ndarray]:
     """float32 arrays of the user's ``elements``, one draw each, else the ``default``
     whole-array strategy (:mod:`.codebook`: one draw per array, much faster)."""
     if elements is not None:
         return hnp.arrays(np.float32, shape, elements=elements)
-    return cast("st.SearchStrategy[np.ndarray]", default(shape))
+    return default(shape)
 
 
-def _up_to(limit: float) -> Any:
+def _up_to(limit: float) -> ArraysOfShape:
     """Whole arrays in [-limit, limit]: zero, the integers up to ``limit``, then a range."""
     integers = tuple(float(v) for v in range(1, int(limit) + 1))
     segments = (
