@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The package as users get it: build the sdist, build the wheel from that sdist,
-# install the wheel (not editable) into a fresh venv with the pinned constraints,
-# and run the shipped example from a copy outside this checkout, so nothing in
-# src/ can be imported by accident. Exit 0 only if:
+# install the wheel (not editable) with no constraints into a fresh venv that already
+# holds a user project's own pins (README "Use it in your project"), and run the
+# shipped example and the README tutorial from folders outside this checkout, so
+# nothing in src/ can be imported by accident. Exit 0 only if:
 #   * the build logs show no setuptools deprecation (e.g. of the license metadata);
 #   * the sdist holds the package sources, README.md and pyproject.toml;
 #   * the wheel holds the package and py.typed, and not the conformance harness (tools/);
 #   * pytest_coreml_parity is imported from the fresh venv's site-packages, and its
 #     pytest11 entry point is registered (the "coreml-parity:" header line);
+#   * installing the wheel moved none of the project's pins (pytest, numpy, hypothesis,
+#     torch at the package's lower bounds);
 #   * the example behaves as scripts/demo.sh expects: fp32 passes, fp16 fails with
-#     the nan/inf message.
+#     the nan/inf message; the README tutorial's two files behave as the README says.
 # Needs the dev .venv (scripts/test.sh makes it) for its setuptools. Set
 # KEEP_WHEEL_CHECK=1 to keep the work directory.
 set -euo pipefail
@@ -70,14 +73,32 @@ assert not harness, f"the conformance harness is in the wheel: {harness[:5]}"
 print(f"check_wheel: sdist {len(names)} files, wheel {len(files)} files: contents ok")
 PY
 
-# 3. A fresh venv with the wheel and its pinned dependencies (torch==2.13.0: the local CPU build).
+# 3. A user's project: a fresh venv holding the project's own pins (at the package's lower
+#    bounds, torch==2.13.0: the local CPU build), then the wheel with NO constraints, as the
+#    README's "Use it in your project" says. Installing must leave every pin where it was.
+user_pins=(pytest==8.4.2 numpy==2.2.6 hypothesis==6.135.0 torch==2.13.0)
 "$python" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --disable-pip-version-check --no-compile -c constraints.txt "$wheel" \
+"$work/venv/bin/python" -m pip install --disable-pip-version-check --no-compile "${user_pins[@]}" \
+    >"$work/pins.log" 2>&1 || { cat "$work/pins.log"; fail "pip install of the project's own pins"; }
+"$work/venv/bin/python" -m pip install --disable-pip-version-check --no-compile "$wheel" \
     >"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "pip install of the wheel"; }
 if grep -iE "deprecat" "$work/install.log"; then
     fail "installing printed a deprecation warning (above)"
 fi
-step "installed into a fresh venv"
+"$work/venv/bin/python" - "${user_pins[@]}" <<'PY' || fail "installing the wheel moved the project's pins"
+import sys
+from importlib.metadata import version
+
+moved = []
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    have = version(name).split("+")[0]
+    if have != want:
+        moved.append(f"{name} {want} -> {have}")
+assert not moved, f"the project's pins moved: {moved}"
+print(f"check_wheel: the project's pins are kept: {' '.join(sys.argv[1:])}")
+PY
+step "installed into a project with its own pins"
 
 # 4. The shipped example, run from a copy outside the checkout.
 cp -r examples/complex_division "$work/example"
@@ -117,4 +138,31 @@ if grep -Eq "\[fp32\] FAILED" "$log"; then cat "$log"; fail "an fp32 test failed
 expect "test_large_denominators\[fp16\] FAILED" "test_large_denominators[fp16] did not fail"
 expect "test_fuzz\[fp16\] FAILED" "hypothesis did not find the fp16 overflow"
 expect "Core ML produced nan/inf where PyTorch is finite" "no nan/inf message"
-echo "check_wheel: ok: the wheel installs and the example behaves as documented (${SECONDS} s)"
+step "shipped example ok"
+
+# 5. The README's tutorial, its two files extracted from README.md into an empty folder.
+mkdir "$work/tutorial"
+"$work/venv/bin/python" - "$repo/README.md" "$work/tutorial" <<'PY' || fail "README tutorial files"
+import re, sys
+from pathlib import Path
+
+readme, folder = Path(sys.argv[1]).read_text(), Path(sys.argv[2])
+blocks = re.findall(r"```python\n# (conftest\.py|test_complex_div\.py)\n(.*?)```", readme, re.S)
+names = [name for name, _ in blocks]
+assert names == ["conftest.py", "test_complex_div.py"], f"README tutorial blocks: {names}"
+for name, code in blocks:
+    (folder / name).write_text(code)
+PY
+cd "$work/tutorial"
+log="$work/tutorial.log"
+set +e
+"$work/venv/bin/python" -m pytest -v -p no:cacheprovider --coreml-cache-dir="$work/coreml-cache" >"$log" 2>&1
+status=$?
+set -e
+step "README tutorial run (exit $status)"
+[ "$status" -eq 1 ] || { cat "$log"; fail "pytest exited with $status (expected 1: test_fuzz[fp16] fails)"; }
+expect "test_parity\[fp32\] PASSED" "README tutorial: test_parity[fp32] did not pass"
+expect "test_parity\[fp16\] PASSED" "README tutorial: test_parity[fp16] did not pass"
+expect "test_fuzz\[fp32\] PASSED" "README tutorial: test_fuzz[fp32] did not pass"
+expect "FAILED test_complex_div.py::test_fuzz\[fp16\]" "README tutorial: test_fuzz[fp16] did not fail"
+echo "check_wheel: ok: the wheel installs into a pinned project; the example and the README tutorial behave as documented (${SECONDS} s)"
