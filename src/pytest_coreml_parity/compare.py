@@ -329,17 +329,8 @@ def assert_parity(
             _observe(model, worst)
         origin, gates_origin = _origins(model.precision, resolved)
         label = _describe_output(model, i, len(actual))
-        coreai = model.framework == "coreai"
-        header = messages.COREAI_PARITY_HEADER if coreai else messages.PARITY_HEADER
-        head = header.format(output=label, precision=model.precision, backend=backend)
-        converted = (
-            messages.COREAI_CONVERTED.format(
-                precision=model.precision,
-                fp32_ops=", ".join(sorted(model.options.fp32_ops or ())) or "none",
-            )
-            if coreai
-            else model.options.describe()
-        )
+        head = model.stack.parity_header.format(output=label, precision=model.precision, backend=backend)
+        converted = model.stack.describe_conversion(model)
         model_line = f"model: {type(model.torch_model).__name__}, converted at {converted}"
         if model.settings.package is not None:  # package=: built elsewhere, not converted here
             model_line = messages.PACKAGE_MODEL_LINE.format(
@@ -369,7 +360,7 @@ def assert_parity(
         if ref_bad:
             lines.insert(0, messages.REFERENCE_NONFINITE.format(output=label))
         elif ours_bad:
-            lines.append((messages.COREAI_NONFINITE if coreai else messages.COREML_NONFINITE) + ".")
+            lines.append(model.stack.nonfinite + ".")
         lines.extend(image_lines)
         lines.extend(_input_lines(model, arrays))
         if not ref_bad and not stateful:  # a stateful step is not diagnosed (plugin.py)
@@ -510,7 +501,7 @@ _SCORE_CAP = 1e300  # target() takes finite observations only
 
 def _guided(model: CoreMLModel) -> bool:
     """Guide hypothesis only inside a ``@given`` test, on the emulator, when enabled."""
-    if not model.guide or model.backend is None or model.backend.name != "emulator":
+    if not model.guide or model.backend is None or not model.backend.records:
         return False
     try:
         from hypothesis.control import currently_in_test_context
@@ -585,8 +576,7 @@ def assert_finite(outputs: Any) -> None:
     model = _find_model(outputs)
     if model is not None:
         backend = model.backend.name if model.backend is not None else "?"
-        stack = "Core AI" if model.framework == "coreai" else "Core ML"
-        lines.insert(0, f"{stack} outputs at {model.precision} on the {backend} backend:")
+        lines.insert(0, f"{model.stack.title} outputs at {model.precision} on the {backend} backend:")
         if model.last_inputs is not None:
             lines.extend(_input_lines(model, model.last_inputs))
         lines.append(messages.PARITY_HINT)

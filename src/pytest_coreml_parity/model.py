@@ -5,9 +5,8 @@ bound to the test's ``torch_model`` and ``example_inputs`` at setup. Binding
 goes through the session's :class:`Runtime` (conversion cache + backend), so
 every hypothesis example and every test sharing a model reuses one conversion.
 
-The target axis (``framework``: ``coreml`` or ``coreai``) is dispatched here, at
-bind: a ``coreai`` model is exported once, keyed, converted with coreai-torch
-through the same cache, and run on Core AI (see docs/coreai.md).
+The model's *stack* (``stacks.STACKS``: Core ML or Core AI) captures, keys, converts
+and loads at bind; the model asks its stack object, never compares a name.
 """
 
 from __future__ import annotations
@@ -24,14 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import messages
 from ._values import flatten, to_numpy
-from .backends import Backend, EmulatorBackend, resolve_backend, resolve_coreai_backend
+from .backends import Backend
 from .cache import ConversionCache, Entry
 from .convert import (
     ConversionError,
     ConversionOptions,
-    capture,
-    conversion_key,
-    convert_captured,
     default_input_names,
     input_signature,
     restored_buffers,
@@ -40,6 +36,7 @@ from .convert import (
 )
 from .errors import InputMismatchError, NotBoundError
 from .shapes import AllowedShapes, Shape, combined, read_allowed
+from .stacks import DEFAULT_STACKS, Stack, stack
 
 if TYPE_CHECKING:
     from .headroom import HeadroomLog
@@ -57,8 +54,8 @@ class ModelSettings:
     gates: Mapping[str, GateValue] = dataclasses.field(default_factory=dict)
     search_fix: bool = False
     report_dir: Path | None = None
-    #: The target stack: ``coreml`` (Core ML) or ``coreai`` (Apple's Core AI).
-    framework: str = "coreml"
+    #: The stack's name (``stacks.STACKS``): ``coreml`` (Core ML) or ``coreai`` (Core AI).
+    stack: str = "coreml"
     #: Guide hypothesis with ``target()`` inside ``@given`` (emulator backend only).
     guide: bool = True
     #: Headroom gate: fail (``headroom_action``) when an fp16 op peaks above 65504 / headroom.
@@ -76,123 +73,32 @@ class ModelSettings:
     disk_cache: bool = True
 
 
-#: Precisions the coreai target converts (coreai-opt's casting; mixed keeps ops in fp32).
-COREAI_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "mixed")
-
-
-def coreai_precision(options: ConversionOptions) -> tuple[str, frozenset[str] | None]:
-    """(precision, fp32_ops) to convert with for the coreai target.
-
-    ``mixed`` without ``fp32_ops`` keeps elementwise arithmetic in fp32
-    (``ARITHMETIC_FP32_OPS``); ``fp16`` with ``fp32_ops`` converts as mixed
-    (:func:`~.coreai.convert.convert_exported` records it so).
-    """
-    if options.precision == "fp32":
-        return "fp32", None
-    if options.precision == "mixed" and not options.fp32_ops:
-        from .coreai.convert import ARITHMETIC_FP32_OPS
-
-        return "fp16", ARITHMETIC_FP32_OPS
-    return options.precision, options.fp32_ops or None
-
-
 class Runtime:
-    """Session-wide: the conversion cache and the backend."""
+    """Session-wide: the conversion cache and each stack's runner."""
 
     def __init__(self, cache: ConversionCache, backend_choice: str) -> None:
         self.cache = cache
+        #: The ``--coreml-backend`` choice (Core ML's runner: auto, coreml, emulator).
         self.backend_choice = backend_choice
-        self._resolved: tuple[Backend | None, str | None] | None = None
-        self._coreai: tuple[Backend | None, str | None] | None = None
-        #: Why the last :meth:`obtain` rebuilt a damaged disk-cache entry, else None.
+        self._runners: dict[str, tuple[Backend | None, str | None]] = {}
+        #: Why the last bind rebuilt a damaged disk-cache entry, else None.
         self.last_rebuilt: str | None = None
         #: (name, shape) of the buffers the last captured model's ``forward`` updates.
         self.last_states: tuple[tuple[str, tuple[int, ...]], ...] = ()
         self._memory_only: ConversionCache | None = None
 
-    def _memory_cache(self) -> ConversionCache:
+    def memory_cache(self) -> ConversionCache:
         """The session-only cache of tests that opt out of the disk cache (cache=False)."""
         if self._memory_only is None:
             self._memory_only = ConversionCache(None)
             self._memory_only.stats = self.cache.stats  # one count for the summary
         return self._memory_only
 
-    def backend(self) -> tuple[Backend | None, str | None]:
-        """(backend, None), or (None, why it cannot run here)."""
-        if self._resolved is None:
-            self._resolved = resolve_backend(self.backend_choice)
-        return self._resolved
-
-    def coreai_backend(self) -> tuple[Backend | None, str | None]:
-        """(the Core AI backend, None), or (None, why Core AI cannot run here)."""
-        if self._coreai is None:
-            self._coreai = resolve_coreai_backend()
-        return self._coreai
-
-    def obtain_coreai(
-        self, torch_model: Any, example_inputs: Sequence[Any], options: ConversionOptions
-    ) -> tuple[Entry, str]:
-        """The Core AI program for the coreai target: export once, key it, convert on a miss."""
-        from .coreai.convert import convert_exported, export_for_coreai, program_key
-
-        backend, reason = self.coreai_backend()
-        if backend is None:
-            raise NotBoundError(str(reason))
-        self.last_rebuilt = None
-        precision, fp32_ops = coreai_precision(options)
-        name = type(torch_model).__name__
-        try:
-            exported = export_for_coreai(torch_model.eval(), example_inputs)
-        except ConversionError as exc:
-            self.cache.stats.failed += 1
-            return Entry(error=exc), "failed"
-        names = options.input_names or default_input_names(torch_model, len(example_inputs))
-        key = program_key(exported, torch_model, example_inputs, names, options, fp32_ops)
-
-        def convert() -> tuple[Any, Any]:
-            program = convert_exported(exported, name, precision, fp32_ops)
-            return program, program.output_tree
-
-        entry, event = self.cache.get(
-            key,
-            convert=convert,
-            load=lambda path: backend.load(path, options.compute_units),
-            kind="coreai",
-        )
-        if event != "memory":
-            self.last_rebuilt = entry.rebuilt
-        return entry, event
-
-    def obtain(
-        self,
-        torch_model: Any,
-        example_inputs: Sequence[Any],
-        options: ConversionOptions,
-        *,
-        disk: bool = True,
-    ) -> tuple[Entry, str]:
-        backend, reason = self.backend()
-        if backend is None:
-            raise NotBoundError(str(reason))
-        self.last_rebuilt = None
-        self.last_states = ()
-        # Capture once: the key is computed from the captured program, and a miss
-        # converts that same program (no second trace).
-        try:
-            captured = capture(torch_model, example_inputs, options)
-        except ConversionError as exc:
-            self.cache.stats.failed += 1
-            return Entry(error=exc), "failed"
-        self.last_states = captured.states
-        cache = self.cache if disk else self._memory_cache()
-        entry, event = cache.get(
-            conversion_key(captured, options),
-            convert=lambda: (convert_captured(captured, options), captured.structure),
-            load=lambda path: backend.load(path, options.compute_units),
-        )
-        if event != "memory":
-            self.last_rebuilt = entry.rebuilt
-        return entry, event
+    def runner(self, of: Stack) -> tuple[Backend | None, str | None]:
+        """(the runner of stack ``of``, None), or (None, why it cannot run here); resolved once."""
+        if of.name not in self._runners:
+            self._runners[of.name] = of.resolve_runner(self.backend_choice)
+        return self._runners[of.name]
 
 
 _LIVE: weakref.WeakSet[CoreMLModel] = weakref.WeakSet()
@@ -220,13 +126,9 @@ class CoreMLModel:
     """
 
     def __init__(self, settings: ModelSettings, runtime: Runtime | None = None) -> None:
-        if settings.framework == "coreai" and settings.options.precision == "mixed":
-            # An fp16 program with some ops in fp32: judged as fp16, like Core ML's fp32_ops.
-            precision, fp32 = coreai_precision(settings.options)
-            settings = dataclasses.replace(
-                settings,
-                options=dataclasses.replace(settings.options, precision=precision, fp32_ops=fp32),
-            )
+        #: The stack this model is converted for and run on (``stacks.STACKS``).
+        self.stack: Stack = stack(settings.stack)
+        settings = dataclasses.replace(settings, options=self.stack.converted_options(settings.options))
         self.settings = settings
         self.runtime = runtime
         self.options: ConversionOptions = settings.options
@@ -236,8 +138,6 @@ class CoreMLModel:
         self.gates: Mapping[str, GateValue] = settings.gates
         self.search_fix: bool = settings.search_fix
         self.report_dir: Path | None = settings.report_dir
-        #: ``coreml`` or ``coreai``: the target stack this model is converted for.
-        self.framework: str = settings.framework
         #: The ``CoreAIProgram`` of a bound coreai model (``mlmodel`` stays None).
         self.program: Any = None
         self.guide: bool = settings.guide
@@ -286,32 +186,20 @@ class CoreMLModel:
     def __repr__(self) -> str:
         name = type(self.torch_model).__name__ if self.torch_model is not None else "unbound"
         backend = self.backend.name if self.backend is not None else "?"
-        if self.framework != "coreml":
-            return f"CoreMLModel({name}, {self.framework}-{self.precision}, {backend})"
+        if self.stack.name not in DEFAULT_STACKS:
+            return f"CoreMLModel({name}, {self.stack.name}-{self.precision}, {backend})"
         return f"CoreMLModel({name}, {self.precision}, {backend})"
 
     def resolve_backend(self) -> tuple[Backend | None, str | None]:
-        """(backend, None) for this model's target, or (None, why it cannot run here)."""
+        """(the runner of this model's stack, None), or (None, why it cannot run here)."""
         if self.runtime is None:
             raise NotBoundError(messages.NOT_BOUND)
-        if self.framework == "coreai":
-            return self.runtime.coreai_backend()
-        backend, reason = self.runtime.backend()
-        if isinstance(backend, EmulatorBackend):
-            backend = backend.with_profile(self.emulator_profile)
-        return backend, reason
+        backend, reason = self.runtime.runner(self.stack)
+        return (backend.with_profile(self.emulator_profile) if backend is not None else None), reason
 
     def skip_reason(self) -> str | None:
-        """Why this target cannot run this precision at all, else None."""
-        from .settings import COREAI_ONLY_PRECISIONS
-
-        if self.framework == "coreai" and self.precision not in COREAI_PRECISIONS:
-            return messages.COREAI_PRECISION_UNSUPPORTED.format(
-                precision=self.precision, known=", ".join(COREAI_PRECISIONS)
-            )
-        if self.framework == "coreml" and self.precision in COREAI_ONLY_PRECISIONS:
-            return messages.COREML_PRECISION_UNSUPPORTED.format(precision=self.precision)
-        return None
+        """Why this model's stack cannot run its precision at all, else None."""
+        return self.stack.skip_reason(self.precision)
 
     # ------------------------------------------------------------------ binding
 
@@ -360,17 +248,13 @@ class CoreMLModel:
         self.last_peak = None
         if self.settings.package is not None:
             return self._bind_package(self.settings.package, torch_model, example_inputs, options)
-        if self.framework == "coreai":
-            return self._bind_coreai(torch_model, example_inputs, options)
-        if convert is not None:  # re-keyed at every bind: the fixture may have changed
-            options = dataclasses.replace(options, user_convert=convert, user_convert_key=None)
-        if convert_kwargs and self.settings.options.convert_kwargs is None:
-            options = dataclasses.replace(
-                options, convert_kwargs=dict(convert_kwargs), convert_kwargs_key=None
-            )
-        entry, event = self.runtime.obtain(
-            torch_model, example_inputs, options, disk=self.settings.disk_cache
+        return self.stack.bind(
+            self, torch_model, example_inputs, options, convert=convert, convert_kwargs=convert_kwargs
         )
+
+    def load_package_entry(self, entry: Entry, event: str, options: ConversionOptions) -> str:
+        """Load a Core ML package the stack obtained (``entry``); warm it up unless reused."""
+        assert self.runtime is not None
         self.event = event
         if entry.error is not None:
             self.mlmodel = None
@@ -396,7 +280,7 @@ class CoreMLModel:
         if event != "memory":
             # Plan (emulator) or compile (Core ML) now, so the first hypothesis example
             # is not slower than the rest; this also proves the model runs.
-            self(*self._warmup_inputs(example_inputs))
+            self(*self._warmup_inputs(self.example_inputs))
             self.last_inputs = self.last_outputs = None
             self.reset_state()
         return event
@@ -433,9 +317,6 @@ class CoreMLModel:
         )
         if not self._program_states or self.backend is None:
             return
-        make_state = getattr(self.backend, "make_state", None)
-        if make_state is None:
-            raise NotBoundError(messages.STATE_UNSUPPORTED_BACKEND.format(backend=self.backend.name))
         buffers = dict(self.torch_model.named_buffers())
         by_state = {name.replace(".", "_"): tensor for name, tensor in buffers.items()}
         initial = {}
@@ -443,7 +324,7 @@ class CoreMLModel:
             tensor = buffers.get(name, by_state.get(name))
             if tensor is not None:
                 initial[name] = to_numpy(tensor)
-        self.state = make_state(self.mlmodel, initial)
+        self.state = self.backend.make_state(self.mlmodel, initial)
 
     def _bind_package(
         self, path: Path, torch_model: Any, example_inputs: tuple[Any, ...], options: ConversionOptions
@@ -454,7 +335,9 @@ class CoreMLModel:
         from .convert import output_structure
         from .package import load_package
 
-        backend = self.resolve_backend()[0]
+        backend, reason = self.resolve_backend()
+        if backend is None:
+            raise NotBoundError(str(reason))
         assert options.input_names is not None
         loaded = load_package(
             path, torch_model, example_inputs, options.input_names, backend,
@@ -546,20 +429,17 @@ class CoreMLModel:
                 )
             )
         path = entry.path or getattr(entry.mlmodel, "package_path", None)
-        on_device = self.backend is not None and self.backend.name == "coreml"
+        on_device = self.backend is not None and self.backend.on_device
         return ct.models.MLModel(str(path), function_name=name, skip_model_load=not on_device)
 
-    def _bind_coreai(
-        self, torch_model: Any, example_inputs: tuple[Any, ...], options: ConversionOptions
-    ) -> str:
-        assert self.runtime is not None
-        entry, event = self.runtime.obtain_coreai(torch_model, example_inputs, options)
+    def load_program_entry(self, entry: Entry, event: str, options: ConversionOptions) -> str:
+        """Load a Core AI program the stack obtained (``entry``); compile it in the worker unless reused."""
         self.event = event
         if entry.error is not None:
             self.program = None
             raise entry.error
         self.options = options
-        self.backend = self.runtime.coreai_backend()[0]
+        self.backend = self.resolve_backend()[0]
         self.program = entry.mlmodel
         self.mlmodel = None
         self.package_path = entry.path
@@ -567,7 +447,7 @@ class CoreMLModel:
         self.output_names = tuple(spec.name for spec in self.program.outputs)
         self.input_dtypes = tuple(spec.dtype for spec in self.program.inputs)
         if event != "memory":  # compile in the worker now; this also proves the program runs
-            self(*example_inputs)
+            self(*self.example_inputs)
             self.last_inputs = self.last_outputs = None
         return event
 
@@ -711,14 +591,14 @@ class CoreMLModel:
                 cast[name] = value.astype(dtype) if dtype is not None else value
         extra = {k: v for k, v in feed.items() if k not in cast}
         full = {**cast, **extra}
-        if self.images and self.backend.name != "emulator":  # Core ML's predict takes PIL images
+        if self.images and self.backend.on_device:  # Core ML's predict takes PIL images
             from PIL import Image
 
             for name in self.images:
                 pixels = np.asarray(full[name])
                 full[name] = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
         with _one_thread_if_small(self.torch_model, list(cast.values())):
-            if (peaks or self.headroom is not None) and self.backend.name == "emulator":
+            if (peaks or self.headroom is not None) and self.backend.records:
                 from .headroom import FP16_MAX, emulator_for, fp16_peak_ratio
 
                 emulator = emulator_for(self.mlmodel, self.emulator_profile)
@@ -731,8 +611,7 @@ class CoreMLModel:
                 self.headroom.add(recording)
                 return recording.outputs
             if self.state is not None:
-                stateful: Any = self.backend  # EmulatorBackend or CoreMLBackend (reset_state)
-                return dict(stateful.predict_stateful(self.mlmodel, full, self.state))
+                return self.backend.predict_stateful(self.mlmodel, full, self.state)
             return self.backend.predict(self.mlmodel, full)
 
     def __call__(self, *inputs: Any) -> Any:

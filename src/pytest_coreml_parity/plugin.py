@@ -169,21 +169,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _targets_header(targets: Sequence[str]) -> str:
-    """``coreml-parity: targets coreml, coreai; coreai: coreai-core 1.0.0b3, ..., backend coreai-interpreter``."""
-    line = f"coreml-parity: targets {', '.join(targets)}"
-    if "coreai" not in targets:
-        return line
-    from .coreai.availability import coreai_unavailable_reason  # cheap: no torch
+    """``coreml-parity: targets coreml, coreai; coreai: coreai-core 1.0.0b3, ..., backend coreai-interpreter``:
+    each selected stack adds its own note (:meth:`.stacks.Stack.header`)."""
+    from .stacks import stack
 
-    reason = coreai_unavailable_reason()
-    versions = ", ".join(
-        f"{dist} {_installed(dist)}" for dist in ("coreai-core", "coreai-torch", "coreai-opt")
-    )
-    if reason is not None:
-        return f"{line}; coreai: {versions}; UNAVAILABLE ({reason}): coreai tests skip"
-    from .backends import coreai_backend_name
-
-    return f"{line}; coreai: {versions}, backend {coreai_backend_name()}"
+    notes = [note for note in (stack(name).header() for name in targets) if note is not None]
+    return "; ".join([f"coreml-parity: targets {', '.join(targets)}", *notes])
 
 
 def _runtime(config: pytest.Config) -> Runtime:
@@ -216,7 +207,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except SettingError as exc:
         raise pytest.Collector.CollectError(str(exc)) from None
     runtime = _runtime(config)
-    axis = [(framework, precision) for framework in settings.targets for precision in settings.precisions]
+    axis = [(name, precision) for name in settings.targets for precision in settings.precisions]
     slots = [
         CoreMLModel(
             ModelSettings(
@@ -237,7 +228,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 gates={gate: getattr(settings, gate) for gate in GATES},
                 search_fix=settings.search_fix,
                 report_dir=settings.report_dir,
-                framework=framework,
+                stack=name,
                 guide=settings.guide,
                 headroom=settings.headroom,
                 headroom_action=settings.headroom_action,
@@ -247,7 +238,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ),
             runtime,
         )
-        for framework, precision in axis
+        for name, precision in axis
     ]
     ids = parametrize_ids(settings.targets, settings.precisions)
     if settings.package is not None:  # one test against a built package: no precision axis
@@ -280,7 +271,7 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
     model_settings = dataclasses.replace(
         like.settings,
         options=dataclasses.replace(like.settings.options, precision=settings.precision or "fp32"),
-        framework="coreml",
+        stack=DEFAULT_TARGET_STACKS[0],  # a built Core ML package
         package=path,
         package_precision=settings.precision,
     )
@@ -338,8 +329,7 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         pytest.skip(unsupported)
     backend, reason = slot.resolve_backend()
     if backend is None:
-        template = messages.COREAI_UNAVAILABLE if slot.framework == "coreai" else messages.BACKEND_UNAVAILABLE
-        pytest.skip(template.format(reason=reason))
+        pytest.skip(slot.stack.unavailable.format(reason=reason))
     torch_model = _fixture_value(request, "torch_model", "an nn.Module to convert")
     example_inputs = _fixture_value(
         request, "example_inputs", "a tuple of tensors to trace and convert with"
@@ -387,7 +377,7 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     slot.headroom = None
     session = request.config.stash[STATE].settings
     wanted = slot.settings.headroom is not None or session.headroom_report or slot.report_dir is not None
-    if wanted and backend.name == "emulator":  # headroom reads the emulator's recording
+    if wanted and backend.records:  # headroom reads the emulator's recording
         from .headroom import HeadroomLog
 
         slot.headroom = HeadroomLog()

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from .errors import SettingError
 from .messages import BAD_GATE, BAD_TOLERANCE, UNKNOWN_PRESET
+from .precisions import TABLE
 
 
 class Tolerance(NamedTuple):
@@ -72,20 +73,9 @@ _FRACTIONS = frozenset({"min_cosine", "min_top1", "min_top5"})
 #: The value that turns a preset's gate off, from any source.
 OFF = "off"
 
-#: The presets: one entry per precision (reasoning and evidence in docs/tolerances.md).
-PRESETS: dict[str, Gates] = {
-    "fp32": Gates(rtol=1e-4, atol=1e-5),
-    "fp16": Gates(rtol=1e-2, atol=1e-5, scale_atol=0.2, min_snr=25.0),
-    # Compressed weights on fp16 (compress.py); evidence: benchmarks/compression_evidence.py,
-    # docs/compression.md. Floors sit 3-6x (or 5+ dB) below the worst healthy measurement.
-    # int8 is built on fp16, so it is never judged stricter than fp16 (a net whose fp16
-    # noise alone reaches 0.15 rms, measured in docs/tolerances.md, must not fail int8).
-    "int8": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.2, min_snr=25.0, min_cosine=0.998),
-    "palettize4": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.5, min_snr=15.0, min_cosine=0.98),
-    "prune50": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.5, min_snr=20.0, min_cosine=0.99),
-    "w8a8": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.5, min_snr=15.0, min_cosine=0.98),
-    "custom": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.5, min_snr=15.0, min_cosine=0.98),
-}
+#: The presets: one entry per precision, read from precisions.TABLE (reasoning and
+#: evidence in docs/tolerances.md; a precision judged as its base has none).
+PRESETS: dict[str, Gates] = {p.name: Gates(**p.preset) for p in TABLE if p.preset is not None}
 
 
 class _ToleranceView(Mapping[str, Tolerance]):

@@ -317,41 +317,6 @@ def convert_exported(
     return CoreAIProgram(target, {"format": 1, **meta}, owned=owned)
 
 
-def program_key(
-    exported: Any,
-    torch_model: Any,
-    example_inputs: Sequence[Any],
-    input_names: Sequence[str],
-    options: Any,
-    fp32_ops: frozenset[str] | None,
-) -> str:
-    """The disk-cache key of converting ``exported`` for Core AI.
-
-    The package's sound key (:func:`pytest_coreml_parity.convert.conversion_key`: the
-    exported graph without source locations, its constants, every parameter and buffer,
-    the input signature and names, the options and versions) extended with what only
-    Core AI depends on: the target, precision, ``fp32_ops`` and the coreai versions.
-    """
-    import hashlib
-
-    from ..convert import Captured, conversion_key
-
-    spec = exported.call_spec.out_spec
-    structure = str(spec) if spec is not None else "leaf"
-    captured = Captured(
-        torch_model=torch_model,
-        example_inputs=tuple(example_inputs),
-        source=exported,
-        structure=structure,
-        leaf_dtypes=(),  # the exported graph's text already fixes output dtypes
-        names=tuple(input_names),
-    )
-    h = hashlib.sha256(conversion_key(captured, options).encode())
-    h.update(b"\0coreai\0")
-    h.update(repr((options.precision, sorted(fp32_ops or ()), sorted(versions().items()))).encode())
-    return "coreai-" + h.hexdigest()[:32]
-
-
 def ignored_ops_snippet(fp32_ops: frozenset[str]) -> str:
     """Paste-ready coreai-opt code keeping ``fp32_ops`` (aten op names) in float32."""
     listed = ", ".join(repr(name) for name in sorted(fp32_ops))
