@@ -25,6 +25,16 @@ from pytest_coreml_parity.backends import EmulatorBackend
 from pytest_coreml_parity.stacks.coreml import CoreMLStack
 
 
+class Float32Emulator(EmulatorBackend):
+    """The emulator pinned to the float32 profile (the session's profile does not apply)."""
+
+    def __init__(self):
+        super().__init__("float32")
+
+    def with_profile(self, profile):
+        return self
+
+
 class ToyStack(CoreMLStack):
     """Core ML's conversion, run by the emulator at float32: a stack of its own."""
 
@@ -37,7 +47,7 @@ class ToyStack(CoreMLStack):
         return None if precision in ("fp32", "fp16") else f"the toy stack runs fp32 and fp16, not {precision}"
 
     def resolve_runner(self, choice):
-        return EmulatorBackend("float32"), None
+        return Float32Emulator(), None
 
 
 stacks.register("toy", "conftest:ToyStack")
@@ -67,8 +77,8 @@ TESTS = """
 from pytest_coreml_parity import assert_parity
 
 
-def test_parity(coreml_model, torch_model, example_inputs):
-    assert_parity(coreml_model, torch_model, example_inputs)
+def test_parity(coreml_model, example_inputs):
+    assert_parity(coreml_model, *example_inputs)
 
 
 def test_runner(coreml_model):
@@ -81,7 +91,7 @@ def test_a_third_stack_is_one_row(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_toy=TESTS)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-n", "0", "-s", "--coreml-targets=coreml,toy",
-        "--coreml-precisions=fp16,mixed", "-rs",
+        "--coreml-precisions=fp16,mixed", "-rs", "-v",
     )  # fmt: skip
     # Core ML overflows at fp16 (1e8 > 65504); the toy's float32 profile does not.
     result.assert_outcomes(passed=3, failed=1, skipped=4)
