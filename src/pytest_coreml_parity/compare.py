@@ -21,6 +21,7 @@ import numpy as np
 
 from . import messages
 from ._values import flatten, to_numpy, widen_float16
+from .gates import GATE_TABLE
 from .verdict import (
     GATES,
     Judgement,
@@ -96,14 +97,16 @@ def gates_for(
     )
 
 
-_METRIC_ROWS = (
+#: (label, Metrics attribute, gate) per row of the metrics table: the two ungated error
+#: rows, then every gate of the gate table with a row of its own, in its row order.
+_METRIC_ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("max abs err", "max_abs", None),
     ("max rel err", "max_rel", None),
-    ("cosine", "cosine", "min_cosine"),
-    ("PSNR (dB)", "psnr", "min_psnr"),
-    ("SNR (dB)", "snr", "min_snr"),
-    ("top-1", "top1", "min_top1"),
-    ("top-5", "top5", "min_top5"),
+    *(
+        (row.label, row.metric, row.name)
+        for row in sorted(GATE_TABLE, key=lambda row: row.row)
+        if row.label is not None and row.metric is not None
+    ),
 )
 
 

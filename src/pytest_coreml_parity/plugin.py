@@ -25,6 +25,7 @@ import pytest
 from . import messages
 from ._values import package_version
 from .errors import SettingError
+from .gates import GATE_TABLE
 from .settings import (
     DEFAULT_TARGET_STACKS,
     GATES,
@@ -80,13 +81,8 @@ _HELP = {
     "headroom": ("M", "fail (or warn) a test whose fp16 op peaks above 65504/M on its inputs (M >= 1). Default: no gate"),
     "headroom_action": ("ACTION", "what --coreml-headroom does below the margin: fail or warn. Default: fail"),
     "guide": ("BOOL", "inside @given, hypothesis.target() the error and the fp16 peak (emulator). Default: true"),
-    "scale_atol": ("S", "element-wise allowance as a fraction of the reference's rms, a number, off or fp16=..,fp32=... Default: per-precision preset"),
-    "min_snr": ("DB", "fail an output whose SNR (dB) is below this; a number, off or fp16=..,fp32=... Default: per-precision preset"),
-    "min_psnr": ("DB", "fail an output whose PSNR (dB, peak of the reference) is below this. Default: per-precision preset"),
-    "min_cosine": ("C", "fail an output whose cosine similarity to PyTorch is below this (0..1). Default: per-precision preset"),
-    "min_top1": ("F", "fail a score output whose argmax agrees on fewer than this fraction of rows. Default: per-precision preset"),
-    "min_top5": ("F", "fail a score output whose torch argmax is in Core ML's top 5 on fewer than this fraction of rows. Default: per-precision preset"),
 }
+_HELP.update({row.name: (row.metavar, row.help) for row in GATE_TABLE})  # the gate table's help
 _FLAG_HELP = {
     "export": "convert via torch.export instead of torch.jit.trace. Default: off (trace)",
     "search_fix": "on failure, search for the ops to keep in fp32 (mixed precision). Default: off",

@@ -15,6 +15,8 @@ from typing import Any
 
 from . import messages
 from .errors import SettingError
+from .gates import GATE_ROWS, GATE_TABLE, gate_number
+from .gates import GATES as GATE_NAMES
 from .precisions import TABLE
 from .precisions import names as precision_names
 from .stacks import DEFAULT_STACKS
@@ -49,8 +51,8 @@ INPUT_DTYPES: tuple[str, ...] = ("auto", "fp32", "fp16")
 BACKENDS: tuple[str, ...] = ("auto", "coreml", "emulator")
 #: The emulator's execution profiles (emulator.FP16_EXECUTION_MODES; docs/emulator.md).
 EMULATOR_PROFILES: tuple[str, ...] = ("typed", "float32", "fp16-sequential")
-#: The verdict's gates besides rtol/atol (verdict.GATES lists the same; docs/tolerances.md).
-GATES: tuple[str, ...] = ("scale_atol", "min_snr", "min_psnr", "min_cosine", "min_top1", "min_top5")
+#: The verdict's gates besides rtol/atol (gates.GATE_TABLE; docs/tolerances.md).
+GATES: tuple[str, ...] = GATE_NAMES
 MARKER_KEYWORDS: tuple[str, ...] = (
     "precisions", "rtol", "atol", "target", "compute_units", "input_dtypes", "export", "search_fix",
     "targets", "headroom", "headroom_action", "guide", "optimization", "emulator_profile",
@@ -196,16 +198,9 @@ def parse_tolerance(value: Any, where: str, what: str) -> float | dict[str, floa
 
 
 def _gate_number(value: Any, where: str, what: str, shown: Any) -> float | str:
-    text = str(value).strip().lower()
-    if text == "off":
-        return "off"
-    fraction = what in ("min_cosine", "min_top1", "min_top5")
-    allowed = "a number in [0, 1]" if fraction else "a finite number >= 0"
-    try:
-        number = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0.0 <= number < float("inf") or (fraction and number > 1.0):
+    number = gate_number(value, what, text=True)  # the one rule (gates.py); text may be "1e-2"
+    if number is None:
+        allowed = GATE_ROWS[what].allowed()
         raise SettingError(
             messages.BAD_GATE_SETTING.format(where=where, what=what, allowed=allowed, value=shown)
         )
@@ -279,8 +274,8 @@ OPTIONS: dict[str, tuple[str, str, Callable[[Any, str], Any]]] = {
     "rtol": ("--coreml-rtol", "coreml_rtol", lambda v, w: parse_tolerance(v, w, "rtol")),
     "atol": ("--coreml-atol", "coreml_atol", lambda v, w: parse_tolerance(v, w, "atol")),
     **{
-        gate: (f"--coreml-{gate.replace('_', '-')}", f"coreml_{gate}", _gate_parser(gate))
-        for gate in GATES
+        row.name: (row.flag, row.ini, _gate_parser(row.name))
+        for row in GATE_TABLE
     },
     "target": ("--coreml-target", "coreml_target", _choice(TARGETS, "deployment target")),
     "compute_units": (

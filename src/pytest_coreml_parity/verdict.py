@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import SettingError
+from .gates import GATE_ROWS, GATE_TABLE, OFF, gate_number
 from .messages import BAD_GATE, BAD_TOLERANCE, UNKNOWN_PRESET
 from .precisions import TABLE
 
@@ -66,12 +67,8 @@ class Gates:
         return Tolerance(self.rtol, self.atol)
 
 
-#: Gate names besides rtol/atol, in table order (settings.GATES lists the same).
-GATES: tuple[str, ...] = tuple(f.name for f in fields(Gates))[2:]
-#: Gates whose value is a fraction in [0, 1].
-_FRACTIONS = frozenset({"min_cosine", "min_top1", "min_top5"})
-#: The value that turns a preset's gate off, from any source.
-OFF = "off"
+#: Gate names besides rtol/atol, in table order (gates.GATE_TABLE; Gates' fields agree).
+GATES: tuple[str, ...] = tuple(row.name for row in GATE_TABLE)
 
 #: The presets: one entry per precision, read from precisions.TABLE (reasoning and
 #: evidence in docs/tolerances.md; a precision judged as its base has none).
@@ -174,16 +171,13 @@ def check_tolerance(value: Any, where: str, what: str) -> ToleranceValue:
 
 def gate_range(what: str) -> str:
     """What ``what`` accepts, for messages."""
-    return "a number in [0, 1]" if what in _FRACTIONS else "a finite number >= 0 (dB)" if "nr" in what else "a finite number >= 0"
+    row = GATE_ROWS.get(what)
+    return row.allowed(unit=True) if row is not None else "a finite number >= 0"
 
 
 def _gate_number(value: Any, where: str, what: str, shown: Any) -> float | str:
-    if isinstance(value, str) and value.strip().lower() == OFF:
-        return OFF
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _bad_gate(where, what, shown)
-    number = float(value)
-    if not math.isfinite(number) or number < 0.0 or (what in _FRACTIONS and number > 1.0):
+    number = gate_number(value, what, text=False)  # the one rule (gates.py)
+    if number is None:
         raise _bad_gate(where, what, shown)
     return number
 
@@ -339,13 +333,11 @@ class Metrics:
 
     def value(self, gate: str) -> float | None:
         """The metric a gate (``min_snr``...) judges."""
-        return {
-            "min_snr": self.snr,
-            "min_psnr": self.psnr,
-            "min_cosine": self.cosine,
-            "min_top1": self.top1,
-            "min_top5": self.top5,
-        }.get(gate)
+        row = GATE_ROWS.get(gate)
+        if row is None or row.metric is None:
+            return None
+        value: float | None = getattr(self, row.metric)  # a field of this record, by the table
+        return value
 
 
 def _db(signal: float, noise: float) -> float:
@@ -471,18 +463,9 @@ class _Pair:
 
     def value(self, gate: str) -> float | None:
         """:meth:`Metrics.value` of this pair, computing only that metric."""
-        if gate == "min_snr":
-            return _db(self.power(), self.mse())
-        if gate == "min_psnr":
-            peak = self.peak()
-            return _db(peak * peak, self.mse())
-        if gate == "min_cosine":
-            return self.cosine()
-        if gate == "min_top1":
-            return self.topk()[0]
-        if gate == "min_top5":
-            return self.topk()[1]
-        return None
+        row = GATE_ROWS.get(gate)
+        compute = _PAIR_METRICS.get(row.metric) if row is not None and row.metric is not None else None
+        return compute(self) if compute is not None else None
 
     def metrics(self) -> Metrics:
         """The whole table (computed once)."""
@@ -517,6 +500,21 @@ class _Pair:
             top1=top1,
             top5=top5,
         )
+
+
+def _psnr(pair: _Pair) -> float:
+    peak = pair.peak()
+    return _db(peak * peak, pair.mse())
+
+
+#: Metric name (gates.GateRow.metric) -> its value on one pair, computing only that metric.
+_PAIR_METRICS: dict[str, Callable[[_Pair], float | None]] = {
+    "snr": lambda pair: _db(pair.power(), pair.mse()),
+    "psnr": _psnr,
+    "cosine": lambda pair: pair.cosine(),
+    "top1": lambda pair: pair.topk()[0],
+    "top5": lambda pair: pair.topk()[1],
+}
 
 
 def metrics(actual: Any, expected: Any) -> Metrics:
