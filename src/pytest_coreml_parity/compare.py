@@ -22,6 +22,7 @@ import numpy as np
 from . import messages
 from ._values import flatten, to_numpy, widen_float16
 from .gates import GATE_TABLE
+from .precisions import is_exact
 from .verdict import (
     GATES,
     Judgement,
@@ -368,7 +369,7 @@ def assert_parity(
         lines.extend(_input_lines(model, arrays))
         if not ref_bad and not stateful:  # a stateful step is not diagnosed (plugin.py)
             lines.append(messages.PARITY_HINT)  # what happened: the diagnosis section says
-        if stateful and not frozen and model.precision == "fp32":
+        if stateful and not frozen and is_exact(model.precision):
             lines.append(messages.STATE_FP32_HINT)
         if stateful:
             lines.extend(describe_drift(model.steps))

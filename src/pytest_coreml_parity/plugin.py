@@ -26,11 +26,14 @@ from . import messages
 from ._values import package_version
 from .errors import SettingError
 from .gates import GATE_TABLE
+from .precisions import PRECISIONS, is_exact
 from .settings import (
+    DEFAULT_PRECISIONS,
     DEFAULT_TARGET_STACKS,
     GATES,
     MARKER_KEYWORDS,
     OPTIONS,
+    TARGET_STACKS,
     USER_CONVERT_FIXTURE,
     USER_CONVERT_KWARGS_FIXTURE,
     Settings,
@@ -39,6 +42,7 @@ from .settings import (
     parse_convert_kwargs,
     resolve_session,
 )
+from .settings import PRECISIONS as SETTINGS_PRECISIONS
 
 if TYPE_CHECKING:
     from .model import Runtime
@@ -66,9 +70,11 @@ BIND_EVENT = pytest.StashKey[dict[str, Any]]()
 BOUND_MODEL = pytest.StashKey[Any]()
 HEADROOM_DATA = pytest.StashKey[dict[str, Any]]()
 
+#: The precisions the help lists: Core ML's built-in ones (precisions.TABLE).
+_BUILT_IN = tuple(p for p in SETTINGS_PRECISIONS if not PRECISIONS[p].user_config)
 _HELP = {
-    "precisions": ("LIST", "precisions to run coreml_model at, comma-separated (fp32, fp16, int8, palettize4, prune50, w8a8). Default: fp32,fp16"),
-    "targets": ("LIST", "targets to convert for and run on, comma-separated (coreml, coreai). Default: coreml"),
+    "precisions": ("LIST", f"precisions to run coreml_model at, comma-separated ({', '.join(_BUILT_IN)}). Default: {','.join(DEFAULT_PRECISIONS)}"),
+    "targets": ("LIST", f"targets to convert for and run on, comma-separated ({', '.join(TARGET_STACKS)}). Default: {','.join(DEFAULT_TARGET_STACKS)}"),
     "rtol": ("RTOL", "relative tolerance for assert_parity, one number or fp16=..,fp32=... Default: per-precision preset"),
     "atol": ("ATOL", "absolute tolerance for assert_parity, one number or fp16=..,fp32=... Default: per-precision preset"),
     "target": ("TARGET", "minimum deployment target for conversion (iOS15..iOS18, macOS12..). Default: iOS16"),
@@ -213,9 +219,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     compute_units=settings.compute_units,
                     input_dtypes=settings.input_dtypes,
                     use_export=settings.export,
-                    optimization=settings.optimization if precision == "custom" else None,
+                    optimization=settings.optimization if PRECISIONS[precision].user_config else None,
                     fp32_ops=frozenset(settings.fp32_ops)
-                    if settings.fp32_ops and precision != "fp32"
+                    if settings.fp32_ops and not is_exact(precision)
                     else None,
                     convert_kwargs=settings.convert_kwargs,
                 ),

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import messages
 from ..compress import is_compressed
+from ..precisions import is_exact
 from ..verdict import Gates, resolve_tolerance
 from ._quiet import quiet
 from .compression import CompressionAttribution, attribute_compression
@@ -108,7 +109,7 @@ def diagnose_coreml(
     compression = attribute_compression(model, arrays) if is_compressed(precision) else None
     hint = choose_hint(localization, compression=compression.detail if compression is not None else None)
     fix = None
-    if model.search_fix and precision != "fp32" and hint.kind in FP16_KINDS:
+    if model.search_fix and not is_exact(precision) and hint.kind in FP16_KINDS:
         sets = [("failing inputs", arrays), ("example inputs", subject.example_arrays)]
         fix = search_fix(subject, sets, rtol=rtol, atol=atol)
     if localization.healthy and fix is None and compression is None:

@@ -30,11 +30,11 @@ def coreai_precision(options: ConversionOptions) -> tuple[str, frozenset[str] | 
     (``ARITHMETIC_FP32_OPS``); ``fp16`` with ``fp32_ops`` converts as mixed
     (:func:`~pytest_coreml_parity.coreai.convert.convert_exported` records it so).
     """
-    from ...precisions import PRECISIONS
+    from ...precisions import PRECISIONS, is_exact
 
     row = PRECISIONS[options.precision]
-    if row.base == "fp32":
-        return "fp32", None
+    if is_exact(row.name):
+        return row.name, None
     if row.mixed and not options.fp32_ops:
         from ...coreai.convert import ARITHMETIC_FP32_OPS
 
