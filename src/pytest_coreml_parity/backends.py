@@ -82,9 +82,9 @@ class EmulatorBackend:
     def make_state(self, mlmodel: Any, initial: Mapping[str, np.ndarray]) -> Any:
         """A fresh ``EmulatorState`` for a stateful program, buffers set to ``initial``
         (rounded to the declared float16), the others zero as Core ML's ``make_state``."""
-        from .emulator import _emulator_for
+        from .emulator import planned
 
-        state = _emulator_for(mlmodel, "main", self.profile).make_state()
+        state = planned(mlmodel, "main", self.profile).make_state()
         for name, value in initial.items():
             state[name] = value
         return state

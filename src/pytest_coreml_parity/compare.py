@@ -31,6 +31,7 @@ from .verdict import (
     judge_pair,
     mismatch_mask,
     resolve_gates,
+    worst_errors,
 )
 
 if TYPE_CHECKING:
@@ -409,15 +410,8 @@ def _judged_step(
         judgements.append(judgement)
         passed = passed and judgement.passed
         ratio = max(ratio, _error_ratio(Comparison(g, e, judgement.mismatch), judgement))
-        finite = np.isfinite(g) & np.isfinite(e)
-        if finite.any():
-            with np.errstate(all="ignore"):
-                err = np.abs(g[finite] - e[finite])
-                rel = err / np.abs(e[finite])
-            worst_abs = max(worst_abs, float(err.max()))
-            nonzero = e[finite] != 0
-            if nonzero.any():
-                worst_rel = max(worst_rel, float(rel[nonzero].max()))
+        max_abs, max_rel = worst_errors(g, e)
+        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
     return Step(step, worst_abs, worst_rel, ratio, passed), judgements
 
 

@@ -680,26 +680,19 @@ class Step:
 
 
 def unjudged_step(step: int, result: Any, expected: Any) -> Step:
-    """The :class:`Step` of a bare call: worst abs/rel error over every output."""
+    """The :class:`Step` of a bare call: worst abs/rel error over every output
+    (:func:`.verdict.worst_errors`; an output whose shape differs is left out)."""
     import numpy as np
 
+    from .verdict import worst_errors
+
     worst_abs = worst_rel = 0.0
-    actual = flatten(result)
-    wanted = flatten(expected)
-    for got, want in zip(actual, wanted, strict=False):
-        g = np.asarray(got, dtype=np.float64).reshape(-1)
-        w = np.asarray(want, dtype=np.float64).reshape(-1)
-        if g.shape != w.shape:
+    for got, want in zip(flatten(result), flatten(expected), strict=False):
+        g, w = np.asarray(got), np.asarray(want)
+        if g.size != w.size:
             continue
-        with np.errstate(all="ignore"):
-            err = np.abs(g - w)
-            rel = err / np.abs(w)
-        finite = np.isfinite(err)
-        if finite.any():
-            worst_abs = max(worst_abs, float(err[finite].max()))
-        rel_ok = finite & (w != 0)
-        if rel_ok.any():
-            worst_rel = max(worst_rel, float(rel[rel_ok].max()))
+        max_abs, max_rel = worst_errors(g, w)
+        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
     return Step(step=step, max_abs=worst_abs, max_rel=worst_rel)
 
 

@@ -277,6 +277,23 @@ def resolve_tolerance(
 # ------------------------------------------------------------------ metrics
 
 
+def worst_errors(actual: Any, expected: Any) -> tuple[float, float]:
+    """The worst ``|a - e|`` and ``|a - e| / |e|`` over the elements finite on both sides
+    (relative: where ``e != 0``); 0.0 where there are none. One stateful step's errors
+    (``assert_parity`` and a bare call alike) come from here."""
+    a = np.asarray(actual, dtype=np.float64).reshape(-1)
+    e = np.asarray(expected, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(a) & np.isfinite(e)
+    if not finite.any():
+        return 0.0, 0.0
+    with np.errstate(all="ignore"):
+        err = np.abs(a[finite] - e[finite])
+    reference = e[finite]
+    nonzero = reference != 0
+    worst_rel = float((err[nonzero] / np.abs(reference[nonzero])).max()) if nonzero.any() else 0.0
+    return float(err.max()), worst_rel
+
+
 def _as_float(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return a.astype(np.float64) if a.dtype.kind in "fiub" else a
 
@@ -621,6 +638,7 @@ def outputs_match(actual: Any, expected: Any, rtol: float, atol: float, **gates:
 
 __all__ = [
     "GATES",
+    "GATE_TABLE",
     "OFF",
     "PRESETS",
     "TOLERANCES",
@@ -644,4 +662,5 @@ __all__ = [
     "preset",
     "resolve_gates",
     "resolve_tolerance",
+    "worst_errors",
 ]
