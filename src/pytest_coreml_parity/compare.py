@@ -35,7 +35,8 @@ from .verdict import (
 )
 
 if TYPE_CHECKING:
-    from .model import CoreMLModel, Step
+    from .model import CoreMLModel
+    from .sequence import Step
 
 _TABLE_ROWS = 5
 _SHOW_INPUT_ELEMENTS = 64
@@ -397,7 +398,7 @@ def _judged_step(
     """The :class:`~.model.Step` of one ``assert_parity`` call (worst errors over every
     output, the worst error / allowed ratio, whether every output passed) and the
     judgements, which the caller reuses; none when a shape differs."""
-    from .model import Step
+    from .sequence import Step
 
     worst_abs = worst_rel = ratio = 0.0
     passed = True

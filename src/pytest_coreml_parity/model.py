@@ -35,6 +35,7 @@ from .convert import (
     unflatten,
 )
 from .errors import InputMismatchError, NotBoundError
+from .sequence import StatefulSequence, Step
 from .shapes import AllowedShapes, Shape, combined, read_allowed
 from .stacks import DEFAULT_STACKS, Stack, stack
 
@@ -170,17 +171,8 @@ class CoreMLModel:
         #: The test's ``torch_preprocess(pixels) -> tensor`` fixture, if any: how PyTorch
         #: gets an image input (else the ImageType's declared scale and bias).
         self.torch_preprocess: Any = None
-        #: (name, shape) of each torch buffer ``forward`` updates (a stateful model).
-        self.state_buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()
-        #: Those of :attr:`state_buffers` the program holds no state for (frozen).
-        self.frozen_buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()
-        #: The backend's state (``EmulatorState`` / ``MLState``) of this test's sequence.
-        self.state: Any = None
-        #: This test's deep copy of ``torch_model``, whose buffers advance with the steps.
-        self.torch_state_model: Any = None
-        #: Every step of this test's sequence so far (a stateful model), in order.
-        self.steps: list[Step] = []
-        self._program_states: tuple[str, ...] | None = None
+        #: A stateful model's sequence (buffers, states, the torch copy, the steps).
+        self.sequence = StatefulSequence()
         _LIVE.add(self)
 
     def __repr__(self) -> str:
@@ -290,19 +282,38 @@ class CoreMLModel:
     @property
     def stateful(self) -> bool:
         """Whether ``forward`` updates buffers, or the program declares states."""
-        return bool(self.state_buffers) or self._program_states is not None
+        return self.sequence.stateful
+
+    @property
+    def steps(self) -> list[Step]:
+        """Every step of this test's sequence so far (a stateful model), in order."""
+        return self.sequence.steps
+
+    @property
+    def state_buffers(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(name, shape) of each torch buffer ``forward`` updates (a stateful model)."""
+        return self.sequence.state_buffers
+
+    @property
+    def frozen_buffers(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Those of :attr:`state_buffers` the program holds no state for (frozen)."""
+        return self.sequence.frozen_buffers
+
+    @property
+    def torch_state_model(self) -> Any:
+        """This test's deep copy of ``torch_model``, whose buffers advance with the steps."""
+        return self.sequence.torch_model
+
+    @property
+    def state(self) -> Any:
+        """The runner's state (``EmulatorState`` / ``MLState``) of this test's sequence."""
+        return self.sequence.state
 
     def _bind_state(
         self, updated: tuple[tuple[str, tuple[int, ...]], ...], description: Any
     ) -> None:
         """Match the buffers ``forward`` updates with the program's states; start fresh."""
-        declared = tuple(s.name for s in getattr(description, "state", ()))
-        self._program_states = declared or None
-        self.state_buffers = updated
-        self.frozen_buffers = tuple(
-            (name, shape) for name, shape in updated
-            if name not in declared and name.replace(".", "_") not in declared
-        )  # fmt: skip
+        self.sequence.bind(updated, description)
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -310,21 +321,7 @@ class CoreMLModel:
         Core ML side a fresh state holding the torch buffers' initial values (zeros for
         any state no buffer matches). Binding calls it, so each test starts fresh;
         call it yourself to start over within a test (e.g. per Hypothesis example)."""
-        self.steps = []
-        self.state = None
-        self.torch_state_model = (
-            copy.deepcopy(self.torch_model) if self.state_buffers else None
-        )
-        if not self._program_states or self.backend is None:
-            return
-        buffers = dict(self.torch_model.named_buffers())
-        by_state = {name.replace(".", "_"): tensor for name, tensor in buffers.items()}
-        initial = {}
-        for name in self._program_states:
-            tensor = buffers.get(name, by_state.get(name))
-            if tensor is not None:
-                initial[name] = to_numpy(tensor)
-        self.state = self.backend.make_state(self.mlmodel, initial)
+        self.sequence.reset(self.torch_model, self.backend, self.mlmodel)
 
     def _bind_package(
         self, path: Path, torch_model: Any, example_inputs: tuple[Any, ...], options: ConversionOptions
@@ -661,22 +658,6 @@ class CoreMLModel:
         if self.torch_state_model is not None:  # outputs may alias buffers the next step updates
             return copy.deepcopy(_to_numpy(result))
         return _to_numpy(result)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One call of a stateful model's sequence: its errors against torch, and the verdict.
-
-    ``ratio`` is the worst error over the allowed error (the verdict's rule: above 1 is
-    beyond tolerance); ``passed`` is None for a bare ``coreml_model(...)`` call, which
-    is measured but not judged.
-    """
-
-    step: int
-    max_abs: float
-    max_rel: float
-    ratio: float | None = None
-    passed: bool | None = None
 
 
 def unjudged_step(step: int, result: Any, expected: Any) -> Step:
