@@ -35,6 +35,7 @@ from .convert import (
     unflatten,
 )
 from .errors import InputMismatchError, NotBoundError
+from .model_images import ImageInputs
 from .sequence import StatefulSequence, Step
 from .shapes import AllowedShapes, Shape, combined, read_allowed
 from .stacks import DEFAULT_STACKS, Stack, stack
@@ -165,12 +166,8 @@ class CoreMLModel:
         #: With ``package=``: why the verdict uses :attr:`precision` (read from the program).
         self.precision_origin: str | None = None
         self._structure: Any = None
-        #: Inputs the program declares as images (``ct.ImageType``), by name: they take
-        #: uint8 pixels or PIL images (see :mod:`.images`).
-        self.images: dict[str, Any] = {}
-        #: The test's ``torch_preprocess(pixels) -> tensor`` fixture, if any: how PyTorch
-        #: gets an image input (else the ImageType's declared scale and bias).
-        self.torch_preprocess: Any = None
+        #: The image inputs the program declares, and the test's ``torch_preprocess``.
+        self.image_inputs = ImageInputs()
         #: A stateful model's sequence (buffers, states, the torch copy, the steps).
         self.sequence = StatefulSequence()
         _LIVE.add(self)
@@ -267,12 +264,12 @@ class CoreMLModel:
         self.allowed_shapes = {a.name: a for a in read_allowed(description)}
         from .emulator.image_inputs import read_images
 
-        self.images = read_images(description, self.settings.function or "main")
+        self.image_inputs.declared = read_images(description, self.settings.function or "main")
         self._bind_state(self.runtime.last_states, description)
         if event != "memory":
             # Plan (emulator) or compile (Core ML) now, so the first hypothesis example
             # is not slower than the rest; this also proves the model runs.
-            self(*self._warmup_inputs(self.example_inputs))
+            self(*self.example_feed())
             self.last_inputs = self.last_outputs = None
             self.reset_state()
         return event
@@ -367,7 +364,7 @@ class CoreMLModel:
         self.allowed_shapes = loaded.allowed
         from .emulator.image_inputs import read_images
 
-        self.images = read_images(self.mlmodel.get_spec().description)
+        self.image_inputs.declared = read_images(self.mlmodel.get_spec().description)
         self.event = "package"
         self._bind_state(
             state_specs(torch_model, updated), _description(self.mlmodel.get_spec(), None)
@@ -510,21 +507,19 @@ class CoreMLModel:
 
     # ------------------------------------------------------------------ image inputs
 
-    def _warmup_inputs(self, example_inputs: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The example inputs, with a mid-grey image (of the example's size) for each
-        image input: its example is the float tensor the model was traced with."""
-        if not self.images:
-            return example_inputs
-        import numpy as np
+    @property
+    def images(self) -> dict[str, Any]:
+        """Inputs the program declares as images (``ct.ImageType``), by name."""
+        return self.image_inputs.declared
 
-        out = list(example_inputs)
-        for i, name in enumerate(self.input_names[: len(out)]):
-            image = self.images.get(name)
-            if image is not None:
-                h, w = tuple(out[i].shape)[-2:]
-                dtype = np.float32 if image.color_space == "GRAYSCALE_FLOAT16" else np.uint8
-                out[i] = np.full((h, w, image.channels), 128, dtype)
-        return tuple(out)
+    @property
+    def torch_preprocess(self) -> Any:
+        """The test's ``torch_preprocess(pixels) -> tensor`` fixture, if any."""
+        return self.image_inputs.preprocess
+
+    @torch_preprocess.setter
+    def torch_preprocess(self, preprocess: Any) -> None:
+        self.image_inputs.preprocess = preprocess
 
     def torch_tensors(self, arrays: tuple[Any, ...]) -> list[Any]:
         """The torch inputs for Core ML inputs ``arrays`` (as :meth:`prepare` returns them):
@@ -541,31 +536,16 @@ class CoreMLModel:
 
     def example_feed(self) -> tuple[Any, ...]:
         """Core ML inputs standing for the example inputs: a mid-grey image for an image input."""
-        return self._warmup_inputs(self.example_inputs)
+        return self.image_inputs.warmup(self.example_inputs, self.input_names)
 
     def preprocessing(self) -> dict[str, Any]:
         """Per image input, the scale and bias its program applies (:class:`.images.Preprocessing`)."""
-        if not self.images or self.mlmodel is None:
-            return {}
-        from .headroom import emulator_for
-        from .images import read_preprocessing
-
-        ops = emulator_for(self.mlmodel, self.emulator_profile).ops
-        return {name: read_preprocessing(ops, image) for name, image in self.images.items()}
+        return self.image_inputs.preprocessing(self.mlmodel, self.emulator_profile)
 
     def torch_images(self, arrays: tuple[Any, ...]) -> dict[int, tuple[Any, str]]:
         """Per image input (by position), the tensor PyTorch gets for its pixels in
         ``arrays`` and which preprocessing made it (``torch_preprocess`` or the declared one)."""
-        if not self.images:
-            return {}
-        from .images import torch_input
-
-        preps = self.preprocessing()
-        return {
-            i: torch_input(arrays[i], preps[name], self.torch_preprocess)
-            for i, name in enumerate(self.input_names)
-            if name in preps and i < len(arrays)
-        }
+        return self.image_inputs.torch_images(arrays, self.input_names, self.mlmodel, self.emulator_profile)
 
     def run_named(self, feed: dict[str, Any]) -> dict[str, Any]:
         """Run on a feed keyed by Core ML input names; outputs keyed by output name."""
@@ -589,11 +569,7 @@ class CoreMLModel:
         extra = {k: v for k, v in feed.items() if k not in cast}
         full = {**cast, **extra}
         if self.images and self.backend.on_device:  # Core ML's predict takes PIL images
-            from PIL import Image
-
-            for name in self.images:
-                pixels = np.asarray(full[name])
-                full[name] = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+            self.image_inputs.as_pil(full)
         with _one_thread_if_small(self.torch_model, list(cast.values())):
             if (peaks or self.headroom is not None) and self.backend.records:
                 from .headroom import FP16_MAX, emulator_for, fp16_peak_ratio
