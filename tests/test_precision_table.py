@@ -57,3 +57,22 @@ def test_an_unknown_precision_has_no_recipe() -> None:
 
     with pytest.raises(SettingError, match="mixed"):
         compress.builtin_configs("mixed")
+
+
+def test_no_precision_name_is_compared_in_the_pipeline() -> None:
+    """Model, conversion, cache, comparison, runners, settings, verdict, compression, the
+    plugin, the stacks and diagnosis ask the table (``is_exact``, a row's flags)."""
+    import re
+    from pathlib import Path
+
+    names = "|".join(row.name for row in TABLE)
+    compared = re.compile(rf"""(==|!=)\s*["']({names})["']""")
+    src = Path(precisions.__file__).parent
+    files = [*src.glob("*.py"), *src.glob("stacks/**/*.py"), *src.glob("diagnose/*.py")]
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if compared.search(line) and "input_dtypes" not in line
+    ]
+    assert found == []

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConversionError, SettingError
+from ..precisions import is_exact
 from .availability import coreai_unavailable_reason, quiet_coreai_warnings
 from .errors import CoreAIUnavailableError
 from .program import (
@@ -68,7 +69,7 @@ def _check_precision(precision: str, fp32_ops: frozenset[str] | None) -> frozens
             f"unknown Core AI precision {precision!r} (known: {', '.join(PRECISIONS)})"
         )
     ops = frozenset(fp32_ops or ())
-    if precision == "fp32" and ops:
+    if is_exact(precision) and ops:
         raise SettingError(
             "fp32_ops only applies to 'fp16' or 'mixed' (everything is fp32 at 'fp32')"
         )
@@ -268,11 +269,11 @@ def convert_exported(
 
             # The casting pass rewrites parameters in place, and they are the model's own
             # tensors: cast a copy so neither the model nor ``exported`` changes.
-            if precision != "fp32":
+            if not is_exact(precision):
                 exported = copy.deepcopy(exported)
             stage = "run_decompositions"
             exported = exported.run_decompositions(coreai_torch.get_decomp_table())
-            if precision != "fp32":
+            if not is_exact(precision):
                 from coreai_opt.casting import cast_fp32_to_fp16
 
                 stage = "cast_fp32_to_fp16"
