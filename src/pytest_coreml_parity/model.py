@@ -135,15 +135,8 @@ class CoreMLModel:
         self.runtime = runtime
         self.options: ConversionOptions = settings.options
         self.precision: str = settings.options.precision
-        self.rtol: ToleranceValue = settings.rtol
-        self.atol: ToleranceValue = settings.atol
-        self.gates: Mapping[str, GateValue] = settings.gates
-        self.search_fix: bool = settings.search_fix
-        self.report_dir: Path | None = settings.report_dir
         #: The ``CoreAIProgram`` of a bound coreai model (``mlmodel`` stays None).
         self.program: Any = None
-        self.guide: bool = settings.guide
-        self.emulator_profile: str = settings.emulator_profile
         #: Set by the plugin for a test that wants headroom; every emulator call then
         #: records per-op peaks into it (see :mod:`.headroom`).
         self.headroom: HeadroomLog | None = None
@@ -171,6 +164,37 @@ class CoreMLModel:
         #: A stateful model's sequence (buffers, states, the torch copy, the steps).
         self.sequence = StatefulSequence()
         _LIVE.add(self)
+
+    # ------------------------------------------------------------------ settings (read, never copied)
+
+    @property
+    def rtol(self) -> ToleranceValue:
+        return self.settings.rtol
+
+    @property
+    def atol(self) -> ToleranceValue:
+        return self.settings.atol
+
+    @property
+    def gates(self) -> Mapping[str, GateValue]:
+        """Configured verdict gates by name (None values: the preset's)."""
+        return self.settings.gates
+
+    @property
+    def search_fix(self) -> bool:
+        return self.settings.search_fix
+
+    @property
+    def report_dir(self) -> Path | None:
+        return self.settings.report_dir
+
+    @property
+    def guide(self) -> bool:
+        return self.settings.guide
+
+    @property
+    def emulator_profile(self) -> str:
+        return self.settings.emulator_profile
 
     def __repr__(self) -> str:
         name = type(self.torch_model).__name__ if self.torch_model is not None else "unbound"
