@@ -38,6 +38,7 @@ from pytest_coreml_parity.convert import (  # noqa: E402
     conversion_key,
     convert_captured,
 )
+from pytest_coreml_parity.stacks.coreml.layout import PACKAGE_LAYOUT  # noqa: E402
 
 
 class ComplexDiv(torch.nn.Module):
@@ -129,12 +130,14 @@ def main() -> None:
                 key,
                 lambda: (convert_captured(captured, options), captured.structure),  # noqa: B023
                 lambda path: backend.load(path, "ALL"),
+                PACKAGE_LAYOUT,
             )
             hit_s = _median_seconds(
                 lambda: ConversionCache(Path(tmp)).get(
                     key,  # noqa: B023
                     lambda: (None, "t"),
                     lambda path: backend.load(path, "ALL"),
+                    PACKAGE_LAYOUT,
                 ),
                 args.repeat,
             )

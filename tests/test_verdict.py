@@ -466,3 +466,13 @@ def test_widening_fp16_outputs_is_exact_either_way() -> None:
     np.testing.assert_array_equal(widened, big.astype(np.float64))
     for value in (big[::2], frozen, big[:10], np.arange(FAST_WIDEN_MIN_SIZE)):
         assert widen_float16(value) is value  # left to as_pair's numpy cast
+
+
+def test_worst_errors_skip_non_finite_and_zero_references() -> None:
+    from pytest_coreml_parity.verdict import worst_errors
+
+    actual = np.array([1.5, np.inf, 0.5, np.nan, 2.0])
+    expected = np.array([1.0, 1.0, 0.0, 3.0, 4.0])
+    # finite on both sides: 0, 2, 4; relative only where the reference is not 0: 0, 4
+    assert worst_errors(actual, expected) == (2.0, 0.5)
+    assert worst_errors(np.array([np.inf]), np.array([1.0])) == (0.0, 0.0)

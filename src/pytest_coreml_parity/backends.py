@@ -9,7 +9,7 @@ the coreai target. The plugin skips (never passes) tests whose backend is unavai
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,13 +21,31 @@ BACKENDS: tuple[str, ...] = ("auto", "coreml", "emulator")
 
 
 class Backend(Protocol):
+    """A runner: what runs a stack's converted artifact (every member callers use)."""
+
+    #: The runner's name in reports and summaries: ``emulator``, ``coreml``, ``coreai-interpreter``.
     name: str
+    #: True for the emulator: it can record every op's value (headroom, guided fuzzing).
+    records: bool
+    #: True for a real Apple runtime: models load compiled, image inputs take PIL images.
+    on_device: bool
 
     def load(self, package: Path, compute_units: str) -> Any:
-        """Open a cached ``.mlpackage`` in the form :meth:`predict` needs."""
+        """Open a cached artifact (``.mlpackage``, program directory) in the form :meth:`predict` needs."""
 
     def predict(self, mlmodel: Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run ``mlmodel`` on ``feed``; outputs keyed by output name."""
+
+    def make_state(self, mlmodel: Any, initial: Mapping[str, np.ndarray]) -> Any:
+        """A fresh state of a stateful program, buffers set to ``initial``."""
+
+    def predict_stateful(
+        self, mlmodel: Any, feed: Mapping[str, np.ndarray], state: Any
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict` reading and advancing ``state`` (from :meth:`make_state`)."""
+
+    def with_profile(self, profile: str) -> Backend:
+        """This runner under the emulator execution ``profile`` (others: itself)."""
 
 
 class EmulatorBackend:
@@ -38,6 +56,8 @@ class EmulatorBackend:
     """
 
     name = "emulator"
+    records = True
+    on_device = False
 
     def __init__(self, profile: str = "typed") -> None:
         self.profile = profile
@@ -62,9 +82,9 @@ class EmulatorBackend:
     def make_state(self, mlmodel: Any, initial: Mapping[str, np.ndarray]) -> Any:
         """A fresh ``EmulatorState`` for a stateful program, buffers set to ``initial``
         (rounded to the declared float16), the others zero as Core ML's ``make_state``."""
-        from .emulator import _emulator_for
+        from .emulator import planned
 
-        state = _emulator_for(mlmodel, "main", self.profile).make_state()
+        state = planned(mlmodel, "main", self.profile).make_state()
         for name, value in initial.items():
             state[name] = value
         return state
@@ -82,6 +102,12 @@ class CoreMLBackend:
     """The real Core ML runtime via ``MLModel.predict`` (macOS only)."""
 
     name = "coreml"
+    records = False
+    on_device = True
+
+    def with_profile(self, profile: str) -> CoreMLBackend:
+        """The runtime has no emulator profile: itself."""
+        return self
 
     def load(self, package: Path, compute_units: str) -> Any:
         from ._coremltools import import_coremltools
@@ -123,8 +149,30 @@ class CoreAIBackend:
     either becomes a CoreAIRuntimeError in the test; the pytest process survives.
     """
 
+    records = False
+    on_device = False
+
     def __init__(self, name: str = "coreai-interpreter") -> None:
         self.name = name
+
+    def with_profile(self, profile: str) -> CoreAIBackend:
+        """The interpreter has no emulator profile: itself."""
+        return self
+
+    def make_state(self, mlmodel: Any, initial: Mapping[str, np.ndarray]) -> Any:
+        """Core AI programs carry no state across calls here: a clear error."""
+        from . import messages
+        from .errors import NotBoundError
+
+        raise NotBoundError(messages.STATE_UNSUPPORTED_BACKEND.format(backend=self.name))
+
+    def predict_stateful(
+        self, mlmodel: Any, feed: Mapping[str, np.ndarray], state: Any
+    ) -> dict[str, np.ndarray]:
+        from . import messages
+        from .errors import NotBoundError
+
+        raise NotBoundError(messages.STATE_UNSUPPORTED_BACKEND.format(backend=self.name))
 
     def load(self, package: Path, compute_units: str) -> Any:
         """Open a cached program directory; verifies main.hash (CacheEntryError if bad)."""
@@ -169,17 +217,30 @@ def coreml_unavailable_reason() -> str | None:
 
 def auto_backend_name() -> str:
     """What ``auto`` means here: ``coreml`` on macOS with a working runtime, else ``emulator``."""
-    return "coreml" if coreml_unavailable_reason() is None else "emulator"
+    return CoreMLBackend.name if coreml_unavailable_reason() is None else EmulatorBackend.name
+
+
+def _emulator() -> tuple[Backend | None, str | None]:
+    return EmulatorBackend(), None
+
+
+def _coreml_runtime() -> tuple[Backend | None, str | None]:
+    reason = coreml_unavailable_reason()
+    if reason is not None:
+        return None, f"--coreml-backend={CoreMLBackend.name}: {reason}"
+    return CoreMLBackend(), None
+
+
+#: Core ML's runners by ``--coreml-backend`` name: (runner, None) or (None, why not here).
+RUNNERS: dict[str, Callable[[], tuple[Backend | None, str | None]]] = {
+    EmulatorBackend.name: _emulator,
+    CoreMLBackend.name: _coreml_runtime,
+}
 
 
 def resolve_backend(choice: str) -> tuple[Backend | None, str | None]:
     """(backend, None) when ``choice`` can run here, else (None, reason to skip)."""
     name = auto_backend_name() if choice == "auto" else choice
-    if name == "emulator":
-        return EmulatorBackend(), None
-    if name == "coreml":
-        reason = coreml_unavailable_reason()
-        if reason is not None:
-            return None, f"--coreml-backend=coreml: {reason}"
-        return CoreMLBackend(), None
-    raise ValueError(f"unknown backend {choice!r} (known: {', '.join(BACKENDS)})")
+    if name not in RUNNERS:
+        raise ValueError(f"unknown backend {choice!r} (known: {', '.join(BACKENDS)})")
+    return RUNNERS[name]()

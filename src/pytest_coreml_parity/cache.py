@@ -15,10 +15,9 @@ manifest first: a truncated, garbled, half-written (no manifest) or foreign
 (another key or format) entry, or one missing a sidecar, is a miss. It is
 rebuilt, and the reason is reported (``Entry.rebuilt``, ``CacheStats.rebuilt``).
 
-Entries of kind ``coreai`` (the coreai target) hold ``program/`` (a saved
-``CoreAIProgram``: ``model.aimodel/`` and ``coreai.json``) instead of the package and
-scopes; the same manifest, lock and healing apply, and loading also checks the
-asset's own ``main.hash``.
+What an entry holds besides ``meta.json`` (the artifact and its sidecars) is the
+stack's :class:`EntryLayout` (``stacks/<name>/layout.py``): a Core ML package and its
+torch scopes, or a saved Core AI program; the same manifest, lock and healing apply.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .convert import CACHE_FORMAT, Structure
 from .errors import CacheEntryError, ConversionError
@@ -47,22 +46,24 @@ except ImportError:  # pragma: no cover - Windows
 EVENTS = ("converted", "disk", "memory", "failed")
 
 MANIFEST = "manifest.json"
-PACKAGE = "model.mlpackage"
 META = "meta.json"
 ERROR = "error.json"
-#: Same name as ``diagnose.names.SCOPES_SIDECAR`` (not imported: diagnose is heavy).
-SCOPES = "torch_scopes.json"
-#: Files every converted-model entry must list in its manifest.
-REQUIRED = (META, SCOPES, f"{PACKAGE}/Manifest.json")
-#: Entry kinds: Core ML packages, or Core AI programs (the coreai target).
-KINDS = ("coreml", "coreai")
-COREAI_PROGRAM = "program"
-COREAI_REQUIRED = (
-    META,
-    f"{COREAI_PROGRAM}/coreai.json",
-    f"{COREAI_PROGRAM}/model.aimodel/main.mlirb",
-    f"{COREAI_PROGRAM}/model.aimodel/main.hash",
-)
+
+
+class EntryLayout(Protocol):
+    """What a stack's cache entry holds besides ``meta.json``, ``error.json`` and the manifest."""
+
+    #: The artifact's path inside the entry (a directory): ``model.mlpackage``, ``program``.
+    artifact: str
+    #: Files a converted entry's manifest must list (``meta.json`` included).
+    required: tuple[str, ...]
+
+    def save(self, artifact: Any, directory: Path) -> None:
+        """Write ``artifact`` (and any sidecar) into the new entry ``directory``."""
+
+    def check(self, directory: Path, where: str) -> None:
+        """Raise :class:`CacheEntryError` when a sidecar in ``directory`` is unusable."""
+
 
 #: ``convert()`` gives (an untyped coremltools ``MLModel``, the torch output structure).
 Convert = Callable[[], tuple[Any, Structure]]
@@ -186,20 +187,20 @@ class ConversionCache:
         self._lock = threading.Lock()
 
     def get(
-        self, key: str, convert: Convert, load: Load, kind: str = "coreml"
+        self, key: str, convert: Convert, load: Load, layout: EntryLayout
     ) -> tuple[Entry, str]:
-        """Return (entry, event). ``convert()`` gives (mlmodel, structure); ``load(path)`` an MLModel.
+        """Return (entry, event). ``convert()`` gives (artifact, structure); ``load(path)``
+        opens a stored artifact; ``layout`` (the stack's) says how the entry stores it.
 
         A cached failure is returned as an entry with ``error`` set. An entry that
-        replaced a damaged disk entry has ``rebuilt`` set to the reason. ``kind``
-        ``coreai``: ``convert()`` gives a ``CoreAIProgram`` and ``load`` opens one.
+        replaced a damaged disk entry has ``rebuilt`` set to the reason.
         """
         with self._lock:
             entry = self._memory.get(key)
             if entry is not None:
                 self.stats.memory += 1
                 return entry, "memory"
-            entry, event = self._from_disk_or_convert(key, convert, load, kind)
+            entry, event = self._from_disk_or_convert(key, convert, load, layout)
             self._memory[key] = entry
             self.stats.keys.add(key)
             setattr(self.stats, event, getattr(self.stats, event) + 1)
@@ -208,7 +209,7 @@ class ConversionCache:
             return entry, event
 
     def _from_disk_or_convert(
-        self, key: str, convert: Convert, load: Load, kind: str = "coreml"
+        self, key: str, convert: Convert, load: Load, layout: EntryLayout
     ) -> tuple[Entry, str]:
         if self.directory is None:
             return self._convert(convert)
@@ -216,7 +217,7 @@ class ConversionCache:
         with file_lock(self.directory / f"{key}.lock"):
             rebuilt = None
             try:
-                found = self._read(final, key, load, kind)
+                found = self._read(final, key, load, layout)
             except CacheEntryError as exc:
                 rebuilt = exc.reason
                 _remove(final)
@@ -225,8 +226,8 @@ class ConversionCache:
                 return found, "failed" if found.error else "disk"
             entry, event = self._convert(convert)
             entry.rebuilt = rebuilt
-            self._publish(final, key, entry, kind)
-            stored = final / (COREAI_PROGRAM if kind == "coreai" else PACKAGE)
+            self._publish(final, key, entry, layout)
+            stored = final / layout.artifact
             if entry.path is None and entry.error is None and stored.is_dir():
                 entry.path = stored
             return entry, event
@@ -240,7 +241,7 @@ class ConversionCache:
         return Entry(mlmodel=mlmodel, structure=structure), "converted"
 
     @staticmethod
-    def _read(final: Path, key: str, load: Load, kind: str = "coreml") -> Entry | None:
+    def _read(final: Path, key: str, load: Load, layout: EntryLayout) -> Entry | None:
         """The verified entry in ``final``, None if there is none; CacheEntryError if damaged."""
         if not final.exists():
             return None
@@ -252,35 +253,26 @@ class ConversionCache:
                 return Entry(error=ConversionError(str(data["summary"]), str(data.get("detail", ""))))
             except (OSError, ValueError, TypeError, KeyError):
                 raise CacheEntryError(f"{ERROR}: garbled", where) from None
-        for required in COREAI_REQUIRED if kind == "coreai" else REQUIRED:
+        for required in layout.required:
             if required not in listed:
                 raise CacheEntryError(f"{Path(required).name}: not in {MANIFEST}", where)
         try:
             structure = json.loads((final / META).read_text())["structure"]
         except (OSError, ValueError, TypeError, KeyError):
             raise CacheEntryError(f"{META}: garbled", where) from None
-        if kind == "coreai":
-            program = final / COREAI_PROGRAM
-            try:
-                return Entry(mlmodel=load(program), structure=structure, path=program)
-            except CacheEntryError as exc:  # CoreAIProgram.load: meta or main.hash
-                raise CacheEntryError(f"{COREAI_PROGRAM}: {exc.reason}", where) from None
-            except Exception as exc:
-                raise CacheEntryError(
-                    f"{COREAI_PROGRAM}: does not load ({type(exc).__name__})", where
-                ) from exc
+        layout.check(final, where)
+        stored = final / layout.artifact
         try:
-            json.loads((final / SCOPES).read_text())
-        except (OSError, ValueError):
-            raise CacheEntryError(f"{SCOPES}: garbled", where) from None
-        package = final / PACKAGE
-        try:
-            mlmodel = load(package)
+            artifact = load(stored)
+        except CacheEntryError as exc:  # the loader's own check (a Core AI program's main.hash)
+            raise CacheEntryError(f"{layout.artifact}: {exc.reason}", where) from None
         except Exception as exc:  # whatever the loader raises, the entry is not usable
-            raise CacheEntryError(f"{PACKAGE}: does not load ({type(exc).__name__})", where) from exc
-        return Entry(mlmodel=mlmodel, structure=structure, path=package)
+            raise CacheEntryError(
+                f"{layout.artifact}: does not load ({type(exc).__name__})", where
+            ) from exc
+        return Entry(mlmodel=artifact, structure=structure, path=stored)
 
-    def _publish(self, final: Path, key: str, entry: Entry, kind: str = "coreml") -> None:
+    def _publish(self, final: Path, key: str, entry: Entry, layout: EntryLayout) -> None:
         assert self.directory is not None
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.directory))
@@ -289,17 +281,9 @@ class ConversionCache:
                 (tmp / ERROR).write_text(
                     json.dumps({"summary": entry.error.summary, "detail": entry.error.detail})
                 )
-            elif kind == "coreai":
-                entry.mlmodel.save(tmp / COREAI_PROGRAM)  # a CoreAIProgram
-                (tmp / META).write_text(json.dumps({"structure": entry.structure}))
             else:
-                entry.mlmodel.save(str(tmp / PACKAGE))
+                layout.save(entry.mlmodel, tmp)
                 (tmp / META).write_text(json.dumps({"structure": entry.structure}))
-                from .diagnose.names import save_scopes  # diagnosis names torch sources
-
-                save_scopes(entry.mlmodel, tmp)
-                if not (tmp / SCOPES).exists():  # always present, so a missing one is damage
-                    (tmp / SCOPES).write_text("{}")
             write_manifest(tmp, key)
             _remove(final)
             os.replace(tmp, final)

@@ -21,6 +21,8 @@ import numpy as np
 
 from . import messages
 from ._values import flatten, to_numpy, widen_float16
+from .gates import GATE_TABLE
+from .precisions import is_exact
 from .verdict import (
     GATES,
     Judgement,
@@ -29,10 +31,12 @@ from .verdict import (
     judge_pair,
     mismatch_mask,
     resolve_gates,
+    worst_errors,
 )
 
 if TYPE_CHECKING:
-    from .model import CoreMLModel, Step
+    from .model import CoreMLModel
+    from .sequence import Step
 
 _TABLE_ROWS = 5
 _SHOW_INPUT_ELEMENTS = 64
@@ -96,14 +100,16 @@ def gates_for(
     )
 
 
-_METRIC_ROWS = (
+#: (label, Metrics attribute, gate) per row of the metrics table: the two ungated error
+#: rows, then every gate of the gate table with a row of its own, in its row order.
+_METRIC_ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("max abs err", "max_abs", None),
     ("max rel err", "max_rel", None),
-    ("cosine", "cosine", "min_cosine"),
-    ("PSNR (dB)", "psnr", "min_psnr"),
-    ("SNR (dB)", "snr", "min_snr"),
-    ("top-1", "top1", "min_top1"),
-    ("top-5", "top5", "min_top5"),
+    *(
+        (row.label, row.metric, row.name)
+        for row in sorted(GATE_TABLE, key=lambda row: row.row)
+        if row.label is not None and row.metric is not None
+    ),
 )
 
 
@@ -329,17 +335,8 @@ def assert_parity(
             _observe(model, worst)
         origin, gates_origin = _origins(model.precision, resolved)
         label = _describe_output(model, i, len(actual))
-        coreai = model.framework == "coreai"
-        header = messages.COREAI_PARITY_HEADER if coreai else messages.PARITY_HEADER
-        head = header.format(output=label, precision=model.precision, backend=backend)
-        converted = (
-            messages.COREAI_CONVERTED.format(
-                precision=model.precision,
-                fp32_ops=", ".join(sorted(model.options.fp32_ops or ())) or "none",
-            )
-            if coreai
-            else model.options.describe()
-        )
+        head = model.stack.parity_header.format(output=label, precision=model.precision, backend=backend)
+        converted = model.stack.describe_conversion(model)
         model_line = f"model: {type(model.torch_model).__name__}, converted at {converted}"
         if model.settings.package is not None:  # package=: built elsewhere, not converted here
             model_line = messages.PACKAGE_MODEL_LINE.format(
@@ -369,12 +366,12 @@ def assert_parity(
         if ref_bad:
             lines.insert(0, messages.REFERENCE_NONFINITE.format(output=label))
         elif ours_bad:
-            lines.append((messages.COREAI_NONFINITE if coreai else messages.COREML_NONFINITE) + ".")
+            lines.append(model.stack.nonfinite + ".")
         lines.extend(image_lines)
         lines.extend(_input_lines(model, arrays))
         if not ref_bad and not stateful:  # a stateful step is not diagnosed (plugin.py)
             lines.append(messages.PARITY_HINT)  # what happened: the diagnosis section says
-        if stateful and not frozen and model.precision == "fp32":
+        if stateful and not frozen and is_exact(model.precision):
             lines.append(messages.STATE_FP32_HINT)
         if stateful:
             lines.extend(describe_drift(model.steps))
@@ -401,7 +398,7 @@ def _judged_step(
     """The :class:`~.model.Step` of one ``assert_parity`` call (worst errors over every
     output, the worst error / allowed ratio, whether every output passed) and the
     judgements, which the caller reuses; none when a shape differs."""
-    from .model import Step
+    from .sequence import Step
 
     worst_abs = worst_rel = ratio = 0.0
     passed = True
@@ -414,15 +411,8 @@ def _judged_step(
         judgements.append(judgement)
         passed = passed and judgement.passed
         ratio = max(ratio, _error_ratio(Comparison(g, e, judgement.mismatch), judgement))
-        finite = np.isfinite(g) & np.isfinite(e)
-        if finite.any():
-            with np.errstate(all="ignore"):
-                err = np.abs(g[finite] - e[finite])
-                rel = err / np.abs(e[finite])
-            worst_abs = max(worst_abs, float(err.max()))
-            nonzero = e[finite] != 0
-            if nonzero.any():
-                worst_rel = max(worst_rel, float(rel[nonzero].max()))
+        max_abs, max_rel = worst_errors(g, e)
+        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
     return Step(step, worst_abs, worst_rel, ratio, passed), judgements
 
 
@@ -510,7 +500,7 @@ _SCORE_CAP = 1e300  # target() takes finite observations only
 
 def _guided(model: CoreMLModel) -> bool:
     """Guide hypothesis only inside a ``@given`` test, on the emulator, when enabled."""
-    if not model.guide or model.backend is None or model.backend.name != "emulator":
+    if not model.guide or model.backend is None or not model.backend.records:
         return False
     try:
         from hypothesis.control import currently_in_test_context
@@ -585,8 +575,7 @@ def assert_finite(outputs: Any) -> None:
     model = _find_model(outputs)
     if model is not None:
         backend = model.backend.name if model.backend is not None else "?"
-        stack = "Core AI" if model.framework == "coreai" else "Core ML"
-        lines.insert(0, f"{stack} outputs at {model.precision} on the {backend} backend:")
+        lines.insert(0, f"{model.stack.title} outputs at {model.precision} on the {backend} backend:")
         if model.last_inputs is not None:
             lines.extend(_input_lines(model, model.last_inputs))
         lines.append(messages.PARITY_HINT)

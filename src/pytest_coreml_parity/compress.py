@@ -27,28 +27,18 @@ from typing import Any
 from . import messages
 from ._values import to_numpy
 from .errors import ConversionError, SettingError
-from .settings import COMPRESSED_PRECISIONS, CUSTOM_PRECISION
+from .precisions import PRECISIONS, TABLE
+from .precisions import is_compressed as _is_compressed
 
-#: Per compressed precision: what it is, in words (docs and descriptions).
-RECIPES: dict[str, str] = {
-    "int8": 'weights int8, per channel (OpLinearQuantizerConfig(mode="linear_symmetric", '
-    'dtype="int8", granularity="per_channel"))',
-    "palettize4": 'weights 4-bit k-means LUT (OpPalettizerConfig(nbits=4, mode="kmeans"))',
-    "prune50": "weights 50% magnitude-pruned (OpMagnitudePrunerConfig(target_sparsity=0.5))",
-    "w8a8": "activations int8 calibrated on the example inputs "
-    "(linear_quantize_activations), then weights int8 per channel",
-    CUSTOM_PRECISION: "the OptimizationConfig given with @pytest.mark.coreml(optimization=...)",
-}
+#: Per compressed precision: what it is, in words (docs and descriptions; precisions.TABLE).
+RECIPES: dict[str, str] = {p.name: p.recipe for p in TABLE if p.recipe is not None}
 
-#: The lowest iOS release each precision's ops exist in (constexpr_* ops: iOS16;
-#: quantize/dequantize of activations: iOS17).
-_MINIMUM_IOS: dict[str, int] = {"int8": 16, "palettize4": 16, "prune50": 16, "w8a8": 17, CUSTOM_PRECISION: 16}
 #: Deployment-target families and the offset of their release numbers from iOS's.
 _FAMILIES: dict[str, int] = {"iOS": 0, "macOS": -3, "watchOS": -7, "tvOS": 0}
 
 
 def is_compressed(precision: str) -> bool:
-    return precision in COMPRESSED_PRECISIONS or precision == CUSTOM_PRECISION
+    return _is_compressed(precision)
 
 
 def effective_target(target: str, precision: str) -> str:
@@ -59,7 +49,8 @@ def effective_target(target: str, precision: str) -> str:
     (rather than erroring) keeps a session-wide ``--coreml-target iOS15`` usable with
     every precision; :meth:`ConversionOptions.describe` says when it happened.
     """
-    minimum = _MINIMUM_IOS.get(precision)
+    row = PRECISIONS.get(precision)
+    minimum = row.minimum_ios if row is not None else None
     if minimum is None:
         return target
     for family, offset in _FAMILIES.items():
@@ -170,28 +161,12 @@ def emulated_predictions() -> Iterator[None]:
 
 def builtin_configs(precision: str) -> list[tuple[str, Any]]:
     """The steps of a built-in compressed precision: (coremltools function name, config)."""
+    row = PRECISIONS.get(precision)
+    if row is None or row.steps is None:
+        raise SettingError(messages.UNKNOWN_COMPRESSION.format(precision=precision))
     from ._coremltools import import_coremltools
 
-    cto = import_coremltools().optimize.coreml
-    int8 = cto.OptimizationConfig(
-        global_config=cto.OpLinearQuantizerConfig(
-            mode="linear_symmetric", dtype="int8", granularity="per_channel"
-        )
-    )
-    if precision == "int8":
-        return [("linear_quantize_weights", int8)]
-    if precision == "palettize4":
-        config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(nbits=4, mode="kmeans"))
-        return [("palettize_weights", config)]
-    if precision == "prune50":
-        config = cto.OptimizationConfig(global_config=cto.OpMagnitudePrunerConfig(target_sparsity=0.5))
-        return [("prune_weights", config)]
-    if precision == "w8a8":
-        activations = cto.OptimizationConfig(
-            global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
-        )
-        return [("linear_quantize_activations", activations), ("linear_quantize_weights", int8)]
-    raise SettingError(messages.UNKNOWN_COMPRESSION.format(precision=precision))
+    return row.steps(import_coremltools().optimize.coreml)
 
 
 _FUNCTION_FOR = {
@@ -241,7 +216,8 @@ def compress(mlmodel: Any, precision: str, optimization: Any, example_inputs: Se
     from ._coremltools import import_coremltools
 
     cto = import_coremltools().optimize.coreml
-    if precision == CUSTOM_PRECISION:
+    row = PRECISIONS.get(precision)
+    if row is not None and row.user_config:
         if optimization is None:
             raise SettingError(messages.CUSTOM_NEEDS_OPTIMIZATION.format(where="ConversionOptions"))
         steps = custom_steps(optimization)

@@ -32,6 +32,8 @@ from .compress import compress, effective_target, is_compressed, optimization_ke
 # The accepted values live with the settings that validate them (a module the plugin
 # imports cheaply); conversion uses the same lists.
 from .errors import ConversionError as ConversionError  # re-exported for callers
+from .precisions import PRECISIONS as PRECISION_TABLE
+from .precisions import is_exact
 from .settings import (  # noqa: F401
     COMPUTE_UNITS,
     INPUT_DTYPES,
@@ -720,9 +722,10 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
 def compute_precision(ct: Any, options: ConversionOptions) -> object:
     """The ``compute_precision`` for ct.convert (or ``coreml_convert``): FLOAT32, FLOAT16, or
     ``FP16ComputePrecision(op_selector=...)`` keeping ``options.fp32_ops`` in float32."""
-    if options.precision == "fp32":
+    row = PRECISION_TABLE.get(options.precision)
+    if row is not None and is_exact(row.name):
         return ct.precision.FLOAT32
-    if options.precision == "fp16" or is_compressed(options.precision):  # built on fp16
+    if row is not None and not row.mixed:  # fp16, and the compressed ones built on it
         if options.fp32_ops:
             keep = frozenset(options.fp32_ops)
             return ct.transform.FP16ComputePrecision(op_selector=lambda op: op.name not in keep)

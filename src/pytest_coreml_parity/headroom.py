@@ -22,36 +22,28 @@ fp16-typed op output, over 65504.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .emulator import Emulator, OpInfo, Recording
+from .emulator import Emulator, OpInfo, Recording, planned
 from .emulator.dtypes import F16_MAX, finite_peak, fp16_peak
 
 FP16_MAX = F16_MAX
 #: fp16's smallest normal; below it fp16 keeps fewer than 11 significant bits.
 FP16_TINY = 2.0**-14
 
+
 class HeadroomWarning(UserWarning):
     """``--coreml-headroom-action=warn``: an op peaked above 65504 / margin."""
 
 
-_EMULATORS: weakref.WeakKeyDictionary[Any, dict[str, Emulator]] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-
-
 def emulator_for(mlmodel: Any, fp16_execution: str = "typed") -> Emulator:
-    """One planned :class:`Emulator` per model and execution mode (plan once, record many)."""
-    with _LOCK:
-        per_model = _EMULATORS.setdefault(mlmodel, {})
-        emulator = per_model.get(fp16_execution)
-        if emulator is None:
-            emulator = per_model[fp16_execution] = Emulator(mlmodel, fp16_execution=fp16_execution)
-    return emulator
+    """The planned :class:`Emulator` of ``mlmodel`` under ``fp16_execution``: the
+    emulator's own cache (:func:`~.emulator.planned`), so the runner and the headroom
+    recording share one plan."""
+    return planned(mlmodel, "main", fp16_execution)
 
 
 def fp16_peak_ratio(recording: Recording) -> float | None:

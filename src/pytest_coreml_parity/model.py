@@ -5,9 +5,8 @@ bound to the test's ``torch_model`` and ``example_inputs`` at setup. Binding
 goes through the session's :class:`Runtime` (conversion cache + backend), so
 every hypothesis example and every test sharing a model reuses one conversion.
 
-The target axis (``framework``: ``coreml`` or ``coreai``) is dispatched here, at
-bind: a ``coreai`` model is exported once, keyed, converted with coreai-torch
-through the same cache, and run on Core AI (see docs/coreai.md).
+The model's *stack* (``stacks.STACKS``: Core ML or Core AI) captures, keys, converts
+and loads at bind; the model asks its stack object, never compares a name.
 """
 
 from __future__ import annotations
@@ -24,14 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import messages
 from ._values import flatten, to_numpy
-from .backends import Backend, EmulatorBackend, resolve_backend, resolve_coreai_backend
+from .backends import Backend
 from .cache import ConversionCache, Entry
 from .convert import (
     ConversionError,
     ConversionOptions,
-    capture,
-    conversion_key,
-    convert_captured,
     default_input_names,
     input_signature,
     restored_buffers,
@@ -39,7 +35,10 @@ from .convert import (
     unflatten,
 )
 from .errors import InputMismatchError, NotBoundError
+from .model_images import ImageInputs
+from .sequence import StatefulSequence, Step
 from .shapes import AllowedShapes, Shape, combined, read_allowed
+from .stacks import DEFAULT_STACKS, Stack, stack
 
 if TYPE_CHECKING:
     from .headroom import HeadroomLog
@@ -57,8 +56,8 @@ class ModelSettings:
     gates: Mapping[str, GateValue] = dataclasses.field(default_factory=dict)
     search_fix: bool = False
     report_dir: Path | None = None
-    #: The target stack: ``coreml`` (Core ML) or ``coreai`` (Apple's Core AI).
-    framework: str = "coreml"
+    #: The stack's name (``stacks.STACKS``): ``coreml`` (Core ML) or ``coreai`` (Core AI).
+    stack: str = "coreml"
     #: Guide hypothesis with ``target()`` inside ``@given`` (emulator backend only).
     guide: bool = True
     #: Headroom gate: fail (``headroom_action``) when an fp16 op peaks above 65504 / headroom.
@@ -76,123 +75,32 @@ class ModelSettings:
     disk_cache: bool = True
 
 
-#: Precisions the coreai target converts (coreai-opt's casting; mixed keeps ops in fp32).
-COREAI_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "mixed")
-
-
-def coreai_precision(options: ConversionOptions) -> tuple[str, frozenset[str] | None]:
-    """(precision, fp32_ops) to convert with for the coreai target.
-
-    ``mixed`` without ``fp32_ops`` keeps elementwise arithmetic in fp32
-    (``ARITHMETIC_FP32_OPS``); ``fp16`` with ``fp32_ops`` converts as mixed
-    (:func:`~.coreai.convert.convert_exported` records it so).
-    """
-    if options.precision == "fp32":
-        return "fp32", None
-    if options.precision == "mixed" and not options.fp32_ops:
-        from .coreai.convert import ARITHMETIC_FP32_OPS
-
-        return "fp16", ARITHMETIC_FP32_OPS
-    return options.precision, options.fp32_ops or None
-
-
 class Runtime:
-    """Session-wide: the conversion cache and the backend."""
+    """Session-wide: the conversion cache and each stack's runner."""
 
     def __init__(self, cache: ConversionCache, backend_choice: str) -> None:
         self.cache = cache
+        #: The ``--coreml-backend`` choice (Core ML's runner: auto, coreml, emulator).
         self.backend_choice = backend_choice
-        self._resolved: tuple[Backend | None, str | None] | None = None
-        self._coreai: tuple[Backend | None, str | None] | None = None
-        #: Why the last :meth:`obtain` rebuilt a damaged disk-cache entry, else None.
+        self._runners: dict[str, tuple[Backend | None, str | None]] = {}
+        #: Why the last bind rebuilt a damaged disk-cache entry, else None.
         self.last_rebuilt: str | None = None
         #: (name, shape) of the buffers the last captured model's ``forward`` updates.
         self.last_states: tuple[tuple[str, tuple[int, ...]], ...] = ()
         self._memory_only: ConversionCache | None = None
 
-    def _memory_cache(self) -> ConversionCache:
+    def memory_cache(self) -> ConversionCache:
         """The session-only cache of tests that opt out of the disk cache (cache=False)."""
         if self._memory_only is None:
             self._memory_only = ConversionCache(None)
             self._memory_only.stats = self.cache.stats  # one count for the summary
         return self._memory_only
 
-    def backend(self) -> tuple[Backend | None, str | None]:
-        """(backend, None), or (None, why it cannot run here)."""
-        if self._resolved is None:
-            self._resolved = resolve_backend(self.backend_choice)
-        return self._resolved
-
-    def coreai_backend(self) -> tuple[Backend | None, str | None]:
-        """(the Core AI backend, None), or (None, why Core AI cannot run here)."""
-        if self._coreai is None:
-            self._coreai = resolve_coreai_backend()
-        return self._coreai
-
-    def obtain_coreai(
-        self, torch_model: Any, example_inputs: Sequence[Any], options: ConversionOptions
-    ) -> tuple[Entry, str]:
-        """The Core AI program for the coreai target: export once, key it, convert on a miss."""
-        from .coreai.convert import convert_exported, export_for_coreai, program_key
-
-        backend, reason = self.coreai_backend()
-        if backend is None:
-            raise NotBoundError(str(reason))
-        self.last_rebuilt = None
-        precision, fp32_ops = coreai_precision(options)
-        name = type(torch_model).__name__
-        try:
-            exported = export_for_coreai(torch_model.eval(), example_inputs)
-        except ConversionError as exc:
-            self.cache.stats.failed += 1
-            return Entry(error=exc), "failed"
-        names = options.input_names or default_input_names(torch_model, len(example_inputs))
-        key = program_key(exported, torch_model, example_inputs, names, options, fp32_ops)
-
-        def convert() -> tuple[Any, Any]:
-            program = convert_exported(exported, name, precision, fp32_ops)
-            return program, program.output_tree
-
-        entry, event = self.cache.get(
-            key,
-            convert=convert,
-            load=lambda path: backend.load(path, options.compute_units),
-            kind="coreai",
-        )
-        if event != "memory":
-            self.last_rebuilt = entry.rebuilt
-        return entry, event
-
-    def obtain(
-        self,
-        torch_model: Any,
-        example_inputs: Sequence[Any],
-        options: ConversionOptions,
-        *,
-        disk: bool = True,
-    ) -> tuple[Entry, str]:
-        backend, reason = self.backend()
-        if backend is None:
-            raise NotBoundError(str(reason))
-        self.last_rebuilt = None
-        self.last_states = ()
-        # Capture once: the key is computed from the captured program, and a miss
-        # converts that same program (no second trace).
-        try:
-            captured = capture(torch_model, example_inputs, options)
-        except ConversionError as exc:
-            self.cache.stats.failed += 1
-            return Entry(error=exc), "failed"
-        self.last_states = captured.states
-        cache = self.cache if disk else self._memory_cache()
-        entry, event = cache.get(
-            conversion_key(captured, options),
-            convert=lambda: (convert_captured(captured, options), captured.structure),
-            load=lambda path: backend.load(path, options.compute_units),
-        )
-        if event != "memory":
-            self.last_rebuilt = entry.rebuilt
-        return entry, event
+    def runner(self, of: Stack) -> tuple[Backend | None, str | None]:
+        """(the runner of stack ``of``, None), or (None, why it cannot run here); resolved once."""
+        if of.name not in self._runners:
+            self._runners[of.name] = of.resolve_runner(self.backend_choice)
+        return self._runners[of.name]
 
 
 _LIVE: weakref.WeakSet[CoreMLModel] = weakref.WeakSet()
@@ -220,28 +128,15 @@ class CoreMLModel:
     """
 
     def __init__(self, settings: ModelSettings, runtime: Runtime | None = None) -> None:
-        if settings.framework == "coreai" and settings.options.precision == "mixed":
-            # An fp16 program with some ops in fp32: judged as fp16, like Core ML's fp32_ops.
-            precision, fp32 = coreai_precision(settings.options)
-            settings = dataclasses.replace(
-                settings,
-                options=dataclasses.replace(settings.options, precision=precision, fp32_ops=fp32),
-            )
+        #: The stack this model is converted for and run on (``stacks.STACKS``).
+        self.stack: Stack = stack(settings.stack)
+        settings = dataclasses.replace(settings, options=self.stack.converted_options(settings.options))
         self.settings = settings
         self.runtime = runtime
         self.options: ConversionOptions = settings.options
         self.precision: str = settings.options.precision
-        self.rtol: ToleranceValue = settings.rtol
-        self.atol: ToleranceValue = settings.atol
-        self.gates: Mapping[str, GateValue] = settings.gates
-        self.search_fix: bool = settings.search_fix
-        self.report_dir: Path | None = settings.report_dir
-        #: ``coreml`` or ``coreai``: the target stack this model is converted for.
-        self.framework: str = settings.framework
         #: The ``CoreAIProgram`` of a bound coreai model (``mlmodel`` stays None).
         self.program: Any = None
-        self.guide: bool = settings.guide
-        self.emulator_profile: str = settings.emulator_profile
         #: Set by the plugin for a test that wants headroom; every emulator call then
         #: records per-op peaks into it (see :mod:`.headroom`).
         self.headroom: HeadroomLog | None = None
@@ -264,54 +159,60 @@ class CoreMLModel:
         #: With ``package=``: why the verdict uses :attr:`precision` (read from the program).
         self.precision_origin: str | None = None
         self._structure: Any = None
-        #: Inputs the program declares as images (``ct.ImageType``), by name: they take
-        #: uint8 pixels or PIL images (see :mod:`.images`).
-        self.images: dict[str, Any] = {}
-        #: The test's ``torch_preprocess(pixels) -> tensor`` fixture, if any: how PyTorch
-        #: gets an image input (else the ImageType's declared scale and bias).
-        self.torch_preprocess: Any = None
-        #: (name, shape) of each torch buffer ``forward`` updates (a stateful model).
-        self.state_buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()
-        #: Those of :attr:`state_buffers` the program holds no state for (frozen).
-        self.frozen_buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()
-        #: The backend's state (``EmulatorState`` / ``MLState``) of this test's sequence.
-        self.state: Any = None
-        #: This test's deep copy of ``torch_model``, whose buffers advance with the steps.
-        self.torch_state_model: Any = None
-        #: Every step of this test's sequence so far (a stateful model), in order.
-        self.steps: list[Step] = []
-        self._program_states: tuple[str, ...] | None = None
+        #: The image inputs the program declares, and the test's ``torch_preprocess``.
+        self.image_inputs = ImageInputs()
+        #: A stateful model's sequence (buffers, states, the torch copy, the steps).
+        self.sequence = StatefulSequence()
         _LIVE.add(self)
+
+    # ------------------------------------------------------------------ settings (read, never copied)
+
+    @property
+    def rtol(self) -> ToleranceValue:
+        return self.settings.rtol
+
+    @property
+    def atol(self) -> ToleranceValue:
+        return self.settings.atol
+
+    @property
+    def gates(self) -> Mapping[str, GateValue]:
+        """Configured verdict gates by name (None values: the preset's)."""
+        return self.settings.gates
+
+    @property
+    def search_fix(self) -> bool:
+        return self.settings.search_fix
+
+    @property
+    def report_dir(self) -> Path | None:
+        return self.settings.report_dir
+
+    @property
+    def guide(self) -> bool:
+        return self.settings.guide
+
+    @property
+    def emulator_profile(self) -> str:
+        return self.settings.emulator_profile
 
     def __repr__(self) -> str:
         name = type(self.torch_model).__name__ if self.torch_model is not None else "unbound"
         backend = self.backend.name if self.backend is not None else "?"
-        if self.framework != "coreml":
-            return f"CoreMLModel({name}, {self.framework}-{self.precision}, {backend})"
+        if self.stack.name not in DEFAULT_STACKS:
+            return f"CoreMLModel({name}, {self.stack.name}-{self.precision}, {backend})"
         return f"CoreMLModel({name}, {self.precision}, {backend})"
 
     def resolve_backend(self) -> tuple[Backend | None, str | None]:
-        """(backend, None) for this model's target, or (None, why it cannot run here)."""
+        """(the runner of this model's stack, None), or (None, why it cannot run here)."""
         if self.runtime is None:
             raise NotBoundError(messages.NOT_BOUND)
-        if self.framework == "coreai":
-            return self.runtime.coreai_backend()
-        backend, reason = self.runtime.backend()
-        if isinstance(backend, EmulatorBackend):
-            backend = backend.with_profile(self.emulator_profile)
-        return backend, reason
+        backend, reason = self.runtime.runner(self.stack)
+        return (backend.with_profile(self.emulator_profile) if backend is not None else None), reason
 
     def skip_reason(self) -> str | None:
-        """Why this target cannot run this precision at all, else None."""
-        from .settings import COREAI_ONLY_PRECISIONS
-
-        if self.framework == "coreai" and self.precision not in COREAI_PRECISIONS:
-            return messages.COREAI_PRECISION_UNSUPPORTED.format(
-                precision=self.precision, known=", ".join(COREAI_PRECISIONS)
-            )
-        if self.framework == "coreml" and self.precision in COREAI_ONLY_PRECISIONS:
-            return messages.COREML_PRECISION_UNSUPPORTED.format(precision=self.precision)
-        return None
+        """Why this model's stack cannot run its precision at all, else None."""
+        return self.stack.skip_reason(self.precision)
 
     # ------------------------------------------------------------------ binding
 
@@ -360,17 +261,13 @@ class CoreMLModel:
         self.last_peak = None
         if self.settings.package is not None:
             return self._bind_package(self.settings.package, torch_model, example_inputs, options)
-        if self.framework == "coreai":
-            return self._bind_coreai(torch_model, example_inputs, options)
-        if convert is not None:  # re-keyed at every bind: the fixture may have changed
-            options = dataclasses.replace(options, user_convert=convert, user_convert_key=None)
-        if convert_kwargs and self.settings.options.convert_kwargs is None:
-            options = dataclasses.replace(
-                options, convert_kwargs=dict(convert_kwargs), convert_kwargs_key=None
-            )
-        entry, event = self.runtime.obtain(
-            torch_model, example_inputs, options, disk=self.settings.disk_cache
+        return self.stack.bind(
+            self, torch_model, example_inputs, options, convert=convert, convert_kwargs=convert_kwargs
         )
+
+    def load_package_entry(self, entry: Entry, event: str, options: ConversionOptions) -> str:
+        """Load a Core ML package the stack obtained (``entry``); warm it up unless reused."""
+        assert self.runtime is not None
         self.event = event
         if entry.error is not None:
             self.mlmodel = None
@@ -391,12 +288,12 @@ class CoreMLModel:
         self.allowed_shapes = {a.name: a for a in read_allowed(description)}
         from .emulator.image_inputs import read_images
 
-        self.images = read_images(description, self.settings.function or "main")
+        self.image_inputs.declared = read_images(description, self.settings.function or "main")
         self._bind_state(self.runtime.last_states, description)
         if event != "memory":
             # Plan (emulator) or compile (Core ML) now, so the first hypothesis example
             # is not slower than the rest; this also proves the model runs.
-            self(*self._warmup_inputs(example_inputs))
+            self(*self.example_feed())
             self.last_inputs = self.last_outputs = None
             self.reset_state()
         return event
@@ -406,19 +303,38 @@ class CoreMLModel:
     @property
     def stateful(self) -> bool:
         """Whether ``forward`` updates buffers, or the program declares states."""
-        return bool(self.state_buffers) or self._program_states is not None
+        return self.sequence.stateful
+
+    @property
+    def steps(self) -> list[Step]:
+        """Every step of this test's sequence so far (a stateful model), in order."""
+        return self.sequence.steps
+
+    @property
+    def state_buffers(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(name, shape) of each torch buffer ``forward`` updates (a stateful model)."""
+        return self.sequence.state_buffers
+
+    @property
+    def frozen_buffers(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Those of :attr:`state_buffers` the program holds no state for (frozen)."""
+        return self.sequence.frozen_buffers
+
+    @property
+    def torch_state_model(self) -> Any:
+        """This test's deep copy of ``torch_model``, whose buffers advance with the steps."""
+        return self.sequence.torch_model
+
+    @property
+    def state(self) -> Any:
+        """The runner's state (``EmulatorState`` / ``MLState``) of this test's sequence."""
+        return self.sequence.state
 
     def _bind_state(
         self, updated: tuple[tuple[str, tuple[int, ...]], ...], description: Any
     ) -> None:
         """Match the buffers ``forward`` updates with the program's states; start fresh."""
-        declared = tuple(s.name for s in getattr(description, "state", ()))
-        self._program_states = declared or None
-        self.state_buffers = updated
-        self.frozen_buffers = tuple(
-            (name, shape) for name, shape in updated
-            if name not in declared and name.replace(".", "_") not in declared
-        )  # fmt: skip
+        self.sequence.bind(updated, description)
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -426,24 +342,7 @@ class CoreMLModel:
         Core ML side a fresh state holding the torch buffers' initial values (zeros for
         any state no buffer matches). Binding calls it, so each test starts fresh;
         call it yourself to start over within a test (e.g. per Hypothesis example)."""
-        self.steps = []
-        self.state = None
-        self.torch_state_model = (
-            copy.deepcopy(self.torch_model) if self.state_buffers else None
-        )
-        if not self._program_states or self.backend is None:
-            return
-        make_state = getattr(self.backend, "make_state", None)
-        if make_state is None:
-            raise NotBoundError(messages.STATE_UNSUPPORTED_BACKEND.format(backend=self.backend.name))
-        buffers = dict(self.torch_model.named_buffers())
-        by_state = {name.replace(".", "_"): tensor for name, tensor in buffers.items()}
-        initial = {}
-        for name in self._program_states:
-            tensor = buffers.get(name, by_state.get(name))
-            if tensor is not None:
-                initial[name] = to_numpy(tensor)
-        self.state = make_state(self.mlmodel, initial)
+        self.sequence.reset(self.torch_model, self.backend, self.mlmodel)
 
     def _bind_package(
         self, path: Path, torch_model: Any, example_inputs: tuple[Any, ...], options: ConversionOptions
@@ -454,7 +353,9 @@ class CoreMLModel:
         from .convert import output_structure
         from .package import load_package
 
-        backend = self.resolve_backend()[0]
+        backend, reason = self.resolve_backend()
+        if backend is None:
+            raise NotBoundError(str(reason))
         assert options.input_names is not None
         loaded = load_package(
             path, torch_model, example_inputs, options.input_names, backend,
@@ -487,7 +388,7 @@ class CoreMLModel:
         self.allowed_shapes = loaded.allowed
         from .emulator.image_inputs import read_images
 
-        self.images = read_images(self.mlmodel.get_spec().description)
+        self.image_inputs.declared = read_images(self.mlmodel.get_spec().description)
         self.event = "package"
         self._bind_state(
             state_specs(torch_model, updated), _description(self.mlmodel.get_spec(), None)
@@ -546,20 +447,17 @@ class CoreMLModel:
                 )
             )
         path = entry.path or getattr(entry.mlmodel, "package_path", None)
-        on_device = self.backend is not None and self.backend.name == "coreml"
+        on_device = self.backend is not None and self.backend.on_device
         return ct.models.MLModel(str(path), function_name=name, skip_model_load=not on_device)
 
-    def _bind_coreai(
-        self, torch_model: Any, example_inputs: tuple[Any, ...], options: ConversionOptions
-    ) -> str:
-        assert self.runtime is not None
-        entry, event = self.runtime.obtain_coreai(torch_model, example_inputs, options)
+    def load_program_entry(self, entry: Entry, event: str, options: ConversionOptions) -> str:
+        """Load a Core AI program the stack obtained (``entry``); compile it in the worker unless reused."""
         self.event = event
         if entry.error is not None:
             self.program = None
             raise entry.error
         self.options = options
-        self.backend = self.runtime.coreai_backend()[0]
+        self.backend = self.resolve_backend()[0]
         self.program = entry.mlmodel
         self.mlmodel = None
         self.package_path = entry.path
@@ -567,7 +465,7 @@ class CoreMLModel:
         self.output_names = tuple(spec.name for spec in self.program.outputs)
         self.input_dtypes = tuple(spec.dtype for spec in self.program.inputs)
         if event != "memory":  # compile in the worker now; this also proves the program runs
-            self(*example_inputs)
+            self(*self.example_inputs)
             self.last_inputs = self.last_outputs = None
         return event
 
@@ -633,21 +531,19 @@ class CoreMLModel:
 
     # ------------------------------------------------------------------ image inputs
 
-    def _warmup_inputs(self, example_inputs: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The example inputs, with a mid-grey image (of the example's size) for each
-        image input: its example is the float tensor the model was traced with."""
-        if not self.images:
-            return example_inputs
-        import numpy as np
+    @property
+    def images(self) -> dict[str, Any]:
+        """Inputs the program declares as images (``ct.ImageType``), by name."""
+        return self.image_inputs.declared
 
-        out = list(example_inputs)
-        for i, name in enumerate(self.input_names[: len(out)]):
-            image = self.images.get(name)
-            if image is not None:
-                h, w = tuple(out[i].shape)[-2:]
-                dtype = np.float32 if image.color_space == "GRAYSCALE_FLOAT16" else np.uint8
-                out[i] = np.full((h, w, image.channels), 128, dtype)
-        return tuple(out)
+    @property
+    def torch_preprocess(self) -> Any:
+        """The test's ``torch_preprocess(pixels) -> tensor`` fixture, if any."""
+        return self.image_inputs.preprocess
+
+    @torch_preprocess.setter
+    def torch_preprocess(self, preprocess: Any) -> None:
+        self.image_inputs.preprocess = preprocess
 
     def torch_tensors(self, arrays: tuple[Any, ...]) -> list[Any]:
         """The torch inputs for Core ML inputs ``arrays`` (as :meth:`prepare` returns them):
@@ -664,31 +560,16 @@ class CoreMLModel:
 
     def example_feed(self) -> tuple[Any, ...]:
         """Core ML inputs standing for the example inputs: a mid-grey image for an image input."""
-        return self._warmup_inputs(self.example_inputs)
+        return self.image_inputs.warmup(self.example_inputs, self.input_names)
 
     def preprocessing(self) -> dict[str, Any]:
         """Per image input, the scale and bias its program applies (:class:`.images.Preprocessing`)."""
-        if not self.images or self.mlmodel is None:
-            return {}
-        from .headroom import emulator_for
-        from .images import read_preprocessing
-
-        ops = emulator_for(self.mlmodel, self.emulator_profile).ops
-        return {name: read_preprocessing(ops, image) for name, image in self.images.items()}
+        return self.image_inputs.preprocessing(self.mlmodel, self.emulator_profile)
 
     def torch_images(self, arrays: tuple[Any, ...]) -> dict[int, tuple[Any, str]]:
         """Per image input (by position), the tensor PyTorch gets for its pixels in
         ``arrays`` and which preprocessing made it (``torch_preprocess`` or the declared one)."""
-        if not self.images:
-            return {}
-        from .images import torch_input
-
-        preps = self.preprocessing()
-        return {
-            i: torch_input(arrays[i], preps[name], self.torch_preprocess)
-            for i, name in enumerate(self.input_names)
-            if name in preps and i < len(arrays)
-        }
+        return self.image_inputs.torch_images(arrays, self.input_names, self.mlmodel, self.emulator_profile)
 
     def run_named(self, feed: dict[str, Any]) -> dict[str, Any]:
         """Run on a feed keyed by Core ML input names; outputs keyed by output name."""
@@ -711,14 +592,10 @@ class CoreMLModel:
                 cast[name] = value.astype(dtype) if dtype is not None else value
         extra = {k: v for k, v in feed.items() if k not in cast}
         full = {**cast, **extra}
-        if self.images and self.backend.name != "emulator":  # Core ML's predict takes PIL images
-            from PIL import Image
-
-            for name in self.images:
-                pixels = np.asarray(full[name])
-                full[name] = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        if self.images and self.backend.on_device:  # Core ML's predict takes PIL images
+            self.image_inputs.as_pil(full)
         with _one_thread_if_small(self.torch_model, list(cast.values())):
-            if (peaks or self.headroom is not None) and self.backend.name == "emulator":
+            if (peaks or self.headroom is not None) and self.backend.records:
                 from .headroom import FP16_MAX, emulator_for, fp16_peak_ratio
 
                 emulator = emulator_for(self.mlmodel, self.emulator_profile)
@@ -731,8 +608,7 @@ class CoreMLModel:
                 self.headroom.add(recording)
                 return recording.outputs
             if self.state is not None:
-                stateful: Any = self.backend  # EmulatorBackend or CoreMLBackend (reset_state)
-                return dict(stateful.predict_stateful(self.mlmodel, full, self.state))
+                return self.backend.predict_stateful(self.mlmodel, full, self.state)
             return self.backend.predict(self.mlmodel, full)
 
     def __call__(self, *inputs: Any) -> Any:
@@ -784,43 +660,20 @@ class CoreMLModel:
         return _to_numpy(result)
 
 
-@dataclass(frozen=True)
-class Step:
-    """One call of a stateful model's sequence: its errors against torch, and the verdict.
-
-    ``ratio`` is the worst error over the allowed error (the verdict's rule: above 1 is
-    beyond tolerance); ``passed`` is None for a bare ``coreml_model(...)`` call, which
-    is measured but not judged.
-    """
-
-    step: int
-    max_abs: float
-    max_rel: float
-    ratio: float | None = None
-    passed: bool | None = None
-
-
 def unjudged_step(step: int, result: Any, expected: Any) -> Step:
-    """The :class:`Step` of a bare call: worst abs/rel error over every output."""
+    """The :class:`Step` of a bare call: worst abs/rel error over every output
+    (:func:`.verdict.worst_errors`; an output whose shape differs is left out)."""
     import numpy as np
 
+    from .verdict import worst_errors
+
     worst_abs = worst_rel = 0.0
-    actual = flatten(result)
-    wanted = flatten(expected)
-    for got, want in zip(actual, wanted, strict=False):
-        g = np.asarray(got, dtype=np.float64).reshape(-1)
-        w = np.asarray(want, dtype=np.float64).reshape(-1)
-        if g.shape != w.shape:
+    for got, want in zip(flatten(result), flatten(expected), strict=False):
+        g, w = np.asarray(got), np.asarray(want)
+        if g.size != w.size:
             continue
-        with np.errstate(all="ignore"):
-            err = np.abs(g - w)
-            rel = err / np.abs(w)
-        finite = np.isfinite(err)
-        if finite.any():
-            worst_abs = max(worst_abs, float(err[finite].max()))
-        rel_ok = finite & (w != 0)
-        if rel_ok.any():
-            worst_rel = max(worst_rel, float(rel[rel_ok].max()))
+        max_abs, max_rel = worst_errors(g, w)
+        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
     return Step(step=step, max_abs=worst_abs, max_rel=worst_rel)
 
 

@@ -13,11 +13,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import messages
 from .errors import PackageError
 from .shapes import AllowedShapes, read_allowed
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 #: Core ML multiArray data types -> numpy dtype names (model.py's table, by enum name).
 _ARRAY_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64", "INT32": "int32"}
@@ -178,7 +181,7 @@ def load_package(
     torch_model: Any,
     example_inputs: Sequence[Any],
     params: Sequence[str],
-    backend: Any,
+    backend: Backend,
     compute_units: str,
     profile: str,
 ) -> LoadedPackage:
@@ -187,7 +190,7 @@ def load_package(
         precision, why = program_precision(path, profile)
         unplanned = None
     except PackageError as exc:
-        if getattr(backend, "name", None) == "emulator":
+        if backend.records:  # the emulator runs nothing it cannot plan
             raise
         unplanned = exc  # the real runtime may still run what the emulator cannot
     try:

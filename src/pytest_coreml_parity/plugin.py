@@ -25,11 +25,15 @@ import pytest
 from . import messages
 from ._values import package_version
 from .errors import SettingError
+from .gates import GATE_TABLE
+from .precisions import PRECISIONS, is_exact
 from .settings import (
+    DEFAULT_PRECISIONS,
     DEFAULT_TARGET_STACKS,
     GATES,
     MARKER_KEYWORDS,
     OPTIONS,
+    TARGET_STACKS,
     USER_CONVERT_FIXTURE,
     USER_CONVERT_KWARGS_FIXTURE,
     Settings,
@@ -38,6 +42,7 @@ from .settings import (
     parse_convert_kwargs,
     resolve_session,
 )
+from .settings import PRECISIONS as SETTINGS_PRECISIONS
 
 if TYPE_CHECKING:
     from .model import Runtime
@@ -65,9 +70,11 @@ BIND_EVENT = pytest.StashKey[dict[str, Any]]()
 BOUND_MODEL = pytest.StashKey[Any]()
 HEADROOM_DATA = pytest.StashKey[dict[str, Any]]()
 
+#: The precisions the help lists: Core ML's built-in ones (precisions.TABLE).
+_BUILT_IN = tuple(p for p in SETTINGS_PRECISIONS if not PRECISIONS[p].user_config)
 _HELP = {
-    "precisions": ("LIST", "precisions to run coreml_model at, comma-separated (fp32, fp16, int8, palettize4, prune50, w8a8). Default: fp32,fp16"),
-    "targets": ("LIST", "targets to convert for and run on, comma-separated (coreml, coreai). Default: coreml"),
+    "precisions": ("LIST", f"precisions to run coreml_model at, comma-separated ({', '.join(_BUILT_IN)}). Default: {','.join(DEFAULT_PRECISIONS)}"),
+    "targets": ("LIST", f"targets to convert for and run on, comma-separated ({', '.join(TARGET_STACKS)}). Default: {','.join(DEFAULT_TARGET_STACKS)}"),
     "rtol": ("RTOL", "relative tolerance for assert_parity, one number or fp16=..,fp32=... Default: per-precision preset"),
     "atol": ("ATOL", "absolute tolerance for assert_parity, one number or fp16=..,fp32=... Default: per-precision preset"),
     "target": ("TARGET", "minimum deployment target for conversion (iOS15..iOS18, macOS12..). Default: iOS16"),
@@ -80,13 +87,8 @@ _HELP = {
     "headroom": ("M", "fail (or warn) a test whose fp16 op peaks above 65504/M on its inputs (M >= 1). Default: no gate"),
     "headroom_action": ("ACTION", "what --coreml-headroom does below the margin: fail or warn. Default: fail"),
     "guide": ("BOOL", "inside @given, hypothesis.target() the error and the fp16 peak (emulator). Default: true"),
-    "scale_atol": ("S", "element-wise allowance as a fraction of the reference's rms, a number, off or fp16=..,fp32=... Default: per-precision preset"),
-    "min_snr": ("DB", "fail an output whose SNR (dB) is below this; a number, off or fp16=..,fp32=... Default: per-precision preset"),
-    "min_psnr": ("DB", "fail an output whose PSNR (dB, peak of the reference) is below this. Default: per-precision preset"),
-    "min_cosine": ("C", "fail an output whose cosine similarity to PyTorch is below this (0..1). Default: per-precision preset"),
-    "min_top1": ("F", "fail a score output whose argmax agrees on fewer than this fraction of rows. Default: per-precision preset"),
-    "min_top5": ("F", "fail a score output whose torch argmax is in Core ML's top 5 on fewer than this fraction of rows. Default: per-precision preset"),
 }
+_HELP.update({row.name: (row.metavar, row.help) for row in GATE_TABLE})  # the gate table's help
 _FLAG_HELP = {
     "export": "convert via torch.export instead of torch.jit.trace. Default: off (trace)",
     "search_fix": "on failure, search for the ops to keep in fp32 (mixed precision). Default: off",
@@ -169,21 +171,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _targets_header(targets: Sequence[str]) -> str:
-    """``coreml-parity: targets coreml, coreai; coreai: coreai-core 1.0.0b3, ..., backend coreai-interpreter``."""
-    line = f"coreml-parity: targets {', '.join(targets)}"
-    if "coreai" not in targets:
-        return line
-    from .coreai.availability import coreai_unavailable_reason  # cheap: no torch
+    """``coreml-parity: targets coreml, coreai; coreai: coreai-core 1.0.0b3, ..., backend coreai-interpreter``:
+    each selected stack adds its own note (:meth:`.stacks.Stack.header`)."""
+    from .stacks import stack
 
-    reason = coreai_unavailable_reason()
-    versions = ", ".join(
-        f"{dist} {_installed(dist)}" for dist in ("coreai-core", "coreai-torch", "coreai-opt")
-    )
-    if reason is not None:
-        return f"{line}; coreai: {versions}; UNAVAILABLE ({reason}): coreai tests skip"
-    from .backends import coreai_backend_name
-
-    return f"{line}; coreai: {versions}, backend {coreai_backend_name()}"
+    notes = [note for note in (stack(name).header() for name in targets) if note is not None]
+    return "; ".join([f"coreml-parity: targets {', '.join(targets)}", *notes])
 
 
 def _runtime(config: pytest.Config) -> Runtime:
@@ -216,7 +209,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except SettingError as exc:
         raise pytest.Collector.CollectError(str(exc)) from None
     runtime = _runtime(config)
-    axis = [(framework, precision) for framework in settings.targets for precision in settings.precisions]
+    axis = [(name, precision) for name in settings.targets for precision in settings.precisions]
     slots = [
         CoreMLModel(
             ModelSettings(
@@ -226,9 +219,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     compute_units=settings.compute_units,
                     input_dtypes=settings.input_dtypes,
                     use_export=settings.export,
-                    optimization=settings.optimization if precision == "custom" else None,
+                    optimization=settings.optimization if PRECISIONS[precision].user_config else None,
                     fp32_ops=frozenset(settings.fp32_ops)
-                    if settings.fp32_ops and precision != "fp32"
+                    if settings.fp32_ops and not is_exact(precision)
                     else None,
                     convert_kwargs=settings.convert_kwargs,
                 ),
@@ -237,7 +230,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 gates={gate: getattr(settings, gate) for gate in GATES},
                 search_fix=settings.search_fix,
                 report_dir=settings.report_dir,
-                framework=framework,
+                stack=name,
                 guide=settings.guide,
                 headroom=settings.headroom,
                 headroom_action=settings.headroom_action,
@@ -247,7 +240,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ),
             runtime,
         )
-        for framework, precision in axis
+        for name, precision in axis
     ]
     ids = parametrize_ids(settings.targets, settings.precisions)
     if settings.package is not None:  # one test against a built package: no precision axis
@@ -280,7 +273,7 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
     model_settings = dataclasses.replace(
         like.settings,
         options=dataclasses.replace(like.settings.options, precision=settings.precision or "fp32"),
-        framework="coreml",
+        stack=DEFAULT_TARGET_STACKS[0],  # a built Core ML package
         package=path,
         package_precision=settings.precision,
     )
@@ -338,8 +331,7 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         pytest.skip(unsupported)
     backend, reason = slot.resolve_backend()
     if backend is None:
-        template = messages.COREAI_UNAVAILABLE if slot.framework == "coreai" else messages.BACKEND_UNAVAILABLE
-        pytest.skip(template.format(reason=reason))
+        pytest.skip(slot.stack.unavailable.format(reason=reason))
     torch_model = _fixture_value(request, "torch_model", "an nn.Module to convert")
     example_inputs = _fixture_value(
         request, "example_inputs", "a tuple of tensors to trace and convert with"
@@ -387,7 +379,7 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     slot.headroom = None
     session = request.config.stash[STATE].settings
     wanted = slot.settings.headroom is not None or session.headroom_report or slot.report_dir is not None
-    if wanted and backend.name == "emulator":  # headroom reads the emulator's recording
+    if wanted and backend.records:  # headroom reads the emulator's recording
         from .headroom import HeadroomLog
 
         slot.headroom = HeadroomLog()

@@ -8,7 +8,6 @@ inside the functions, and only when there is something to report.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +62,7 @@ def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
         return messages.STATEFUL_NO_DIAGNOSIS.format(model=model)
     try:
         try:
-            from .diagnose import Diagnosis, diagnose_failure
-            from .diagnose.coreai import CoreAIDiagnosis
+            from .diagnose import diagnose_failure
         except ModuleNotFoundError as missing:  # a build without the diagnose package
             if missing.name == f"{__package__}.diagnose":
                 return None
@@ -74,18 +72,8 @@ def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
         if diagnosis is None:
             return None
         written: list[Path] = []
-        if model.report_dir is not None and not diagnosis.healthy and isinstance(diagnosis, Diagnosis):
-            from .report import write_report
-
-            with warnings.catch_warnings():  # plotting must not fail a -W error suite
-                warnings.simplefilter("ignore")
-                written = write_report(
-                    model.report_dir, diagnosis.localization, diagnosis.fix, node_id=node_id
-                )
-        elif model.report_dir is not None and not diagnosis.healthy and isinstance(diagnosis, CoreAIDiagnosis):
-            from .report import write_data  # Core AI: no per-op profile, so no plot
-
-            written = [write_data(model.report_dir, diagnosis.to_dict(), node_id=node_id)]
+        if model.report_dir is not None and not diagnosis.healthy:  # the stack's report files
+            written = model.stack.write_report(diagnosis, model.report_dir, node_id)
         return diagnosis.text(written)
     except Exception as error:
         return messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")

@@ -15,21 +15,30 @@ from typing import Any
 
 from . import messages
 from .errors import SettingError
+from .gates import GATE_ROWS, GATE_TABLE, gate_number
+from .gates import GATES as GATE_NAMES
+from .precisions import TABLE
+from .precisions import names as precision_names
+from .stacks import DEFAULT_STACKS
+from .stacks import names as stack_names
 
-#: The precisions that run unless others are asked for.
-DEFAULT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+#: The precisions that run unless others are asked for (precisions.TABLE, ``default``).
+DEFAULT_PRECISIONS: tuple[str, ...] = tuple(p.name for p in TABLE if p.default)
 #: Built on fp16 with ct.optimize.coreml (compress.py, docs/compression.md).
-COMPRESSED_PRECISIONS: tuple[str, ...] = ("int8", "palettize4", "prune50", "w8a8")
+COMPRESSED_PRECISIONS: tuple[str, ...] = tuple(
+    p.name for p in TABLE if p.compressed and not p.user_config
+)
 #: The user's own OptimizationConfig, given with @pytest.mark.coreml(optimization=...).
-CUSTOM_PRECISION = "custom"
-PRECISIONS: tuple[str, ...] = (*DEFAULT_PRECISIONS, *COMPRESSED_PRECISIONS, CUSTOM_PRECISION)
-#: Precisions only the coreai target runs (the coreml target skips them with a reason).
-COREAI_ONLY_PRECISIONS: tuple[str, ...] = ("mixed",)
+CUSTOM_PRECISION = next(p.name for p in TABLE if p.user_config)
+#: The precisions Core ML runs (the ones per-precision values may name).
+PRECISIONS: tuple[str, ...] = precision_names(stack=DEFAULT_STACKS[0])
+#: Precisions only other stacks run (the coreml stack skips them with a reason).
+COREAI_ONLY_PRECISIONS: tuple[str, ...] = tuple(p for p in precision_names() if p not in PRECISIONS)
 #: Every precision the precision axis accepts (what errors list as known).
-ALL_PRECISIONS: tuple[str, ...] = (*PRECISIONS, *COREAI_ONLY_PRECISIONS)
-#: The target axis: which Apple stack a test's model is converted for and run on.
-TARGET_STACKS: tuple[str, ...] = ("coreml", "coreai")
-DEFAULT_TARGET_STACKS: tuple[str, ...] = ("coreml",)
+ALL_PRECISIONS: tuple[str, ...] = precision_names()
+#: The target axis: which Apple stack a test's model is converted for (stacks.STACKS).
+TARGET_STACKS: tuple[str, ...] = stack_names()
+DEFAULT_TARGET_STACKS: tuple[str, ...] = DEFAULT_STACKS
 #: Accepted values; convert.py uses these lists too (this module stays cheap to import).
 TARGETS: tuple[str, ...] = (
     "iOS15", "iOS16", "iOS17", "iOS18",
@@ -42,8 +51,8 @@ INPUT_DTYPES: tuple[str, ...] = ("auto", "fp32", "fp16")
 BACKENDS: tuple[str, ...] = ("auto", "coreml", "emulator")
 #: The emulator's execution profiles (emulator.FP16_EXECUTION_MODES; docs/emulator.md).
 EMULATOR_PROFILES: tuple[str, ...] = ("typed", "float32", "fp16-sequential")
-#: The verdict's gates besides rtol/atol (verdict.GATES lists the same; docs/tolerances.md).
-GATES: tuple[str, ...] = ("scale_atol", "min_snr", "min_psnr", "min_cosine", "min_top1", "min_top5")
+#: The verdict's gates besides rtol/atol (gates.GATE_TABLE; docs/tolerances.md).
+GATES: tuple[str, ...] = GATE_NAMES
 MARKER_KEYWORDS: tuple[str, ...] = (
     "precisions", "rtol", "atol", "target", "compute_units", "input_dtypes", "export", "search_fix",
     "targets", "headroom", "headroom_action", "guide", "optimization", "emulator_profile",
@@ -144,14 +153,13 @@ def parse_targets(value: Any, where: str) -> tuple[str, ...]:
     """``coreml,coreai`` (or a list): the target stacks, in order, without repeats."""
     items = value.split(",") if isinstance(value, str) else list(value)
     names = [str(v).strip() for v in items if str(v).strip()]
+    known = stack_names()  # the live table: a registered stack counts
     if not names:
-        raise SettingError(messages.EMPTY_TARGETS.format(where=where, known=_known(TARGET_STACKS)))
+        raise SettingError(messages.EMPTY_TARGETS.format(where=where, known=_known(known)))
     for name in names:
-        if name not in TARGET_STACKS:
+        if name not in known:
             raise SettingError(
-                messages.UNKNOWN_TARGET_STACK.format(
-                    where=where, value=name, known=_known(TARGET_STACKS)
-                )
+                messages.UNKNOWN_TARGET_STACK.format(where=where, value=name, known=_known(known))
             )
     return tuple(dict.fromkeys(names))
 
@@ -190,16 +198,9 @@ def parse_tolerance(value: Any, where: str, what: str) -> float | dict[str, floa
 
 
 def _gate_number(value: Any, where: str, what: str, shown: Any) -> float | str:
-    text = str(value).strip().lower()
-    if text == "off":
-        return "off"
-    fraction = what in ("min_cosine", "min_top1", "min_top5")
-    allowed = "a number in [0, 1]" if fraction else "a finite number >= 0"
-    try:
-        number = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0.0 <= number < float("inf") or (fraction and number > 1.0):
+    number = gate_number(value, what, text=True)  # the one rule (gates.py); text may be "1e-2"
+    if number is None:
+        allowed = GATE_ROWS[what].allowed()
         raise SettingError(
             messages.BAD_GATE_SETTING.format(where=where, what=what, allowed=allowed, value=shown)
         )
@@ -273,8 +274,8 @@ OPTIONS: dict[str, tuple[str, str, Callable[[Any, str], Any]]] = {
     "rtol": ("--coreml-rtol", "coreml_rtol", lambda v, w: parse_tolerance(v, w, "rtol")),
     "atol": ("--coreml-atol", "coreml_atol", lambda v, w: parse_tolerance(v, w, "atol")),
     **{
-        gate: (f"--coreml-{gate.replace('_', '-')}", f"coreml_{gate}", _gate_parser(gate))
-        for gate in GATES
+        row.name: (row.flag, row.ini, _gate_parser(row.name))
+        for row in GATE_TABLE
     },
     "target": ("--coreml-target", "coreml_target", _choice(TARGETS, "deployment target")),
     "compute_units": (

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import SettingError
+from .gates import GATE_ROWS, GATE_TABLE, OFF, gate_number
 from .messages import BAD_GATE, BAD_TOLERANCE, UNKNOWN_PRESET
+from .precisions import TABLE
 
 
 class Tolerance(NamedTuple):
@@ -65,27 +67,12 @@ class Gates:
         return Tolerance(self.rtol, self.atol)
 
 
-#: Gate names besides rtol/atol, in table order (settings.GATES lists the same).
-GATES: tuple[str, ...] = tuple(f.name for f in fields(Gates))[2:]
-#: Gates whose value is a fraction in [0, 1].
-_FRACTIONS = frozenset({"min_cosine", "min_top1", "min_top5"})
-#: The value that turns a preset's gate off, from any source.
-OFF = "off"
+#: Gate names besides rtol/atol, in table order (gates.GATE_TABLE; Gates' fields agree).
+GATES: tuple[str, ...] = tuple(row.name for row in GATE_TABLE)
 
-#: The presets: one entry per precision (reasoning and evidence in docs/tolerances.md).
-PRESETS: dict[str, Gates] = {
-    "fp32": Gates(rtol=1e-4, atol=1e-5),
-    "fp16": Gates(rtol=1e-2, atol=1e-5, scale_atol=0.2, min_snr=25.0),
-    # Compressed weights on fp16 (compress.py); evidence: benchmarks/compression_evidence.py,
-    # docs/compression.md. Floors sit 3-6x (or 5+ dB) below the worst healthy measurement.
-    # int8 is built on fp16, so it is never judged stricter than fp16 (a net whose fp16
-    # noise alone reaches 0.15 rms, measured in docs/tolerances.md, must not fail int8).
-    "int8": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.2, min_snr=25.0, min_cosine=0.998),
-    "palettize4": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.5, min_snr=15.0, min_cosine=0.98),
-    "prune50": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.5, min_snr=20.0, min_cosine=0.99),
-    "w8a8": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.5, min_snr=15.0, min_cosine=0.98),
-    "custom": Gates(rtol=5e-2, atol=1e-5, scale_atol=0.5, min_snr=15.0, min_cosine=0.98),
-}
+#: The presets: one entry per precision, read from precisions.TABLE (reasoning and
+#: evidence in docs/tolerances.md; a precision judged as its base has none).
+PRESETS: dict[str, Gates] = {p.name: Gates(**p.preset) for p in TABLE if p.preset is not None}
 
 
 class _ToleranceView(Mapping[str, Tolerance]):
@@ -184,16 +171,13 @@ def check_tolerance(value: Any, where: str, what: str) -> ToleranceValue:
 
 def gate_range(what: str) -> str:
     """What ``what`` accepts, for messages."""
-    return "a number in [0, 1]" if what in _FRACTIONS else "a finite number >= 0 (dB)" if "nr" in what else "a finite number >= 0"
+    row = GATE_ROWS.get(what)
+    return row.allowed(unit=True) if row is not None else "a finite number >= 0"
 
 
 def _gate_number(value: Any, where: str, what: str, shown: Any) -> float | str:
-    if isinstance(value, str) and value.strip().lower() == OFF:
-        return OFF
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _bad_gate(where, what, shown)
-    number = float(value)
-    if not math.isfinite(number) or number < 0.0 or (what in _FRACTIONS and number > 1.0):
+    number = gate_number(value, what, text=False)  # the one rule (gates.py)
+    if number is None:
         raise _bad_gate(where, what, shown)
     return number
 
@@ -293,6 +277,23 @@ def resolve_tolerance(
 # ------------------------------------------------------------------ metrics
 
 
+def worst_errors(actual: Any, expected: Any) -> tuple[float, float]:
+    """The worst ``|a - e|`` and ``|a - e| / |e|`` over the elements finite on both sides
+    (relative: where ``e != 0``); 0.0 where there are none. One stateful step's errors
+    (``assert_parity`` and a bare call alike) come from here."""
+    a = np.asarray(actual, dtype=np.float64).reshape(-1)
+    e = np.asarray(expected, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(a) & np.isfinite(e)
+    if not finite.any():
+        return 0.0, 0.0
+    with np.errstate(all="ignore"):
+        err = np.abs(a[finite] - e[finite])
+    reference = e[finite]
+    nonzero = reference != 0
+    worst_rel = float((err[nonzero] / np.abs(reference[nonzero])).max()) if nonzero.any() else 0.0
+    return float(err.max()), worst_rel
+
+
 def _as_float(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return a.astype(np.float64) if a.dtype.kind in "fiub" else a
 
@@ -349,13 +350,11 @@ class Metrics:
 
     def value(self, gate: str) -> float | None:
         """The metric a gate (``min_snr``...) judges."""
-        return {
-            "min_snr": self.snr,
-            "min_psnr": self.psnr,
-            "min_cosine": self.cosine,
-            "min_top1": self.top1,
-            "min_top5": self.top5,
-        }.get(gate)
+        row = GATE_ROWS.get(gate)
+        if row is None or row.metric is None:
+            return None
+        value: float | None = getattr(self, row.metric)  # a field of this record, by the table
+        return value
 
 
 def _db(signal: float, noise: float) -> float:
@@ -481,18 +480,9 @@ class _Pair:
 
     def value(self, gate: str) -> float | None:
         """:meth:`Metrics.value` of this pair, computing only that metric."""
-        if gate == "min_snr":
-            return _db(self.power(), self.mse())
-        if gate == "min_psnr":
-            peak = self.peak()
-            return _db(peak * peak, self.mse())
-        if gate == "min_cosine":
-            return self.cosine()
-        if gate == "min_top1":
-            return self.topk()[0]
-        if gate == "min_top5":
-            return self.topk()[1]
-        return None
+        row = GATE_ROWS.get(gate)
+        compute = _PAIR_METRICS.get(row.metric) if row is not None and row.metric is not None else None
+        return compute(self) if compute is not None else None
 
     def metrics(self) -> Metrics:
         """The whole table (computed once)."""
@@ -527,6 +517,21 @@ class _Pair:
             top1=top1,
             top5=top5,
         )
+
+
+def _psnr(pair: _Pair) -> float:
+    peak = pair.peak()
+    return _db(peak * peak, pair.mse())
+
+
+#: Metric name (gates.GateRow.metric) -> its value on one pair, computing only that metric.
+_PAIR_METRICS: dict[str, Callable[[_Pair], float | None]] = {
+    "snr": lambda pair: _db(pair.power(), pair.mse()),
+    "psnr": _psnr,
+    "cosine": lambda pair: pair.cosine(),
+    "top1": lambda pair: pair.topk()[0],
+    "top5": lambda pair: pair.topk()[1],
+}
 
 
 def metrics(actual: Any, expected: Any) -> Metrics:
@@ -633,6 +638,7 @@ def outputs_match(actual: Any, expected: Any, rtol: float, atol: float, **gates:
 
 __all__ = [
     "GATES",
+    "GATE_TABLE",
     "OFF",
     "PRESETS",
     "TOLERANCES",
@@ -656,4 +662,5 @@ __all__ = [
     "preset",
     "resolve_gates",
     "resolve_tolerance",
+    "worst_errors",
 ]

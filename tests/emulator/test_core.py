@@ -198,9 +198,13 @@ def test_plan_is_reused_and_thread_safe(fp16_model: Any) -> None:
 
 
 def test_emulate_caches_the_plan_per_model(fp16_model: Any) -> None:
-    from pytest_coreml_parity.emulator import _emulator_for
+    from pytest_coreml_parity.emulator import _emulator_for, planned
+    from pytest_coreml_parity.headroom import emulator_for
 
     assert _emulator_for(fp16_model, "main") is _emulator_for(fp16_model, "main")
+    # One cache: the runner, emulate() and the headroom recording share one plan.
+    assert emulator_for(fp16_model) is planned(fp16_model) is _emulator_for(fp16_model, "main")
+    assert emulator_for(fp16_model, "float32") is not planned(fp16_model)
 
 
 def test_multifunction_package_runs_the_function_asked_for(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coreml_parity.cache import SCOPES, ConversionCache, verify_entry
+from pytest_coreml_parity.cache import ConversionCache, verify_entry
 from pytest_coreml_parity.errors import CacheEntryError, ConversionError
+from pytest_coreml_parity.stacks.coreml.layout import PACKAGE_LAYOUT, SCOPES
 
 KEY = "k" * 32
 
@@ -39,11 +40,11 @@ def test_the_scopes_sidecar_name_matches_diagnosis() -> None:
 
 
 def test_an_entry_round_trips_with_a_manifest(tmp_path: Path) -> None:
-    entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load)
+    entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load, PACKAGE_LAYOUT)
     assert event == "converted" and entry.rebuilt is None
     listed = verify_entry(tmp_path / KEY, KEY)
     assert {"meta.json", "torch_scopes.json", "model.mlpackage/Manifest.json"} <= listed
-    entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load)
+    entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load, PACKAGE_LAYOUT)
     assert (event, entry.mlmodel, entry.structure) == ("disk", "loaded model.mlpackage", "t")
 
 
@@ -51,32 +52,32 @@ def test_a_failed_conversion_is_cached_and_verified(tmp_path: Path) -> None:
     def fail() -> tuple[FakeModel, str]:
         raise ConversionError("coremltools could not convert M", "detail")
 
-    entry, event = ConversionCache(tmp_path).get(KEY, fail, _load)
+    entry, event = ConversionCache(tmp_path).get(KEY, fail, _load, PACKAGE_LAYOUT)
     assert event == "failed" and entry.error is not None
-    entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load)  # not retried
+    entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load, PACKAGE_LAYOUT)  # not retried
     assert event == "failed" and entry.error is not None
     assert entry.error.summary == "coremltools could not convert M"
     (tmp_path / KEY / "error.json").write_text("{}")  # garbled: same file, other content
     cache = ConversionCache(tmp_path)
-    entry, event = cache.get(KEY, _convert, _load)
+    entry, event = cache.get(KEY, _convert, _load, PACKAGE_LAYOUT)
     assert event == "converted"
     assert entry.rebuilt is not None and entry.rebuilt.startswith("error.json: size")
     assert cache.stats.rebuilt == [entry.rebuilt]
 
 
 def test_an_entry_that_does_not_load_is_rebuilt(tmp_path: Path) -> None:
-    ConversionCache(tmp_path).get(KEY, _convert, _load)
+    ConversionCache(tmp_path).get(KEY, _convert, _load, PACKAGE_LAYOUT)
 
     def broken(path: Path) -> str:
         raise OSError("unreadable")
 
-    entry, event = ConversionCache(tmp_path).get(KEY, _convert, broken)
+    entry, event = ConversionCache(tmp_path).get(KEY, _convert, broken, PACKAGE_LAYOUT)
     assert event == "converted"
     assert entry.rebuilt == "model.mlpackage: does not load (OSError)"
 
 
 def test_verification_names_the_problem(tmp_path: Path) -> None:
-    ConversionCache(tmp_path).get(KEY, _convert, _load)
+    ConversionCache(tmp_path).get(KEY, _convert, _load, PACKAGE_LAYOUT)
     (tmp_path / KEY / "manifest.json").write_text("not json")
     with pytest.raises(CacheEntryError, match=r"manifest\.json: garbled"):
         verify_entry(tmp_path / KEY, KEY)
@@ -86,6 +87,7 @@ RACER = """
 import sys, time
 from pathlib import Path
 from pytest_coreml_parity.cache import ConversionCache
+from pytest_coreml_parity.stacks.coreml.layout import PACKAGE_LAYOUT
 
 directory, log, go, ready = (Path(a) for a in sys.argv[1:5])
 
@@ -108,7 +110,7 @@ import pytest_coreml_parity.diagnose.names  # noqa: F401  (imported before the r
 ready.touch()
 while not go.exists():
     time.sleep(0.01)
-entry, event = ConversionCache(directory).get("k" * 32, convert, lambda path: "loaded")
+entry, event = ConversionCache(directory).get("k" * 32, convert, lambda path: "loaded", PACKAGE_LAYOUT)
 print(event)
 """
 
@@ -167,7 +169,7 @@ def test_xdist_workers_sharing_one_model_convert_it_once(pytester: pytest.Pytest
 
 def test_a_stray_file_in_place_of_an_entry_is_replaced(tmp_path: Path) -> None:
     (tmp_path / KEY).write_text("not a directory")
-    entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load)
+    entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load, PACKAGE_LAYOUT)
     assert event == "converted"
     assert entry.rebuilt is not None and entry.rebuilt.startswith("manifest.json: unreadable")
-    assert ConversionCache(tmp_path).get(KEY, _convert, _load)[1] == "disk"
+    assert ConversionCache(tmp_path).get(KEY, _convert, _load, PACKAGE_LAYOUT)[1] == "disk"

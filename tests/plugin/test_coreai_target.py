@@ -295,7 +295,8 @@ def test_programs_come_from_the_disk_cache_and_damage_is_rebuilt(
 @needs_coreai
 def test_cache_key_covers_weights_precision_and_fp32_ops() -> None:
     from pytest_coreml_parity.convert import ConversionOptions
-    from pytest_coreml_parity.coreai.convert import export_for_coreai, program_key
+    from pytest_coreml_parity.coreai.convert import export_for_coreai
+    from pytest_coreml_parity.stacks.coreai.key import program_key
 
     model = torch.nn.Linear(3, 2).eval()
     x = (torch.ones(1, 3),)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConversionError, SettingError
+from ..precisions import is_exact
 from .availability import coreai_unavailable_reason, quiet_coreai_warnings
 from .errors import CoreAIUnavailableError
 from .program import (
@@ -68,7 +69,7 @@ def _check_precision(precision: str, fp32_ops: frozenset[str] | None) -> frozens
             f"unknown Core AI precision {precision!r} (known: {', '.join(PRECISIONS)})"
         )
     ops = frozenset(fp32_ops or ())
-    if precision == "fp32" and ops:
+    if is_exact(precision) and ops:
         raise SettingError(
             "fp32_ops only applies to 'fp16' or 'mixed' (everything is fp32 at 'fp32')"
         )
@@ -268,11 +269,11 @@ def convert_exported(
 
             # The casting pass rewrites parameters in place, and they are the model's own
             # tensors: cast a copy so neither the model nor ``exported`` changes.
-            if precision != "fp32":
+            if not is_exact(precision):
                 exported = copy.deepcopy(exported)
             stage = "run_decompositions"
             exported = exported.run_decompositions(coreai_torch.get_decomp_table())
-            if precision != "fp32":
+            if not is_exact(precision):
                 from coreai_opt.casting import cast_fp32_to_fp16
 
                 stage = "cast_fp32_to_fp16"
@@ -315,41 +316,6 @@ def convert_exported(
     }
     CoreAIProgram.write_meta(target, meta)
     return CoreAIProgram(target, {"format": 1, **meta}, owned=owned)
-
-
-def program_key(
-    exported: Any,
-    torch_model: Any,
-    example_inputs: Sequence[Any],
-    input_names: Sequence[str],
-    options: Any,
-    fp32_ops: frozenset[str] | None,
-) -> str:
-    """The disk-cache key of converting ``exported`` for Core AI.
-
-    The package's sound key (:func:`pytest_coreml_parity.convert.conversion_key`: the
-    exported graph without source locations, its constants, every parameter and buffer,
-    the input signature and names, the options and versions) extended with what only
-    Core AI depends on: the target, precision, ``fp32_ops`` and the coreai versions.
-    """
-    import hashlib
-
-    from ..convert import Captured, conversion_key
-
-    spec = exported.call_spec.out_spec
-    structure = str(spec) if spec is not None else "leaf"
-    captured = Captured(
-        torch_model=torch_model,
-        example_inputs=tuple(example_inputs),
-        source=exported,
-        structure=structure,
-        leaf_dtypes=(),  # the exported graph's text already fixes output dtypes
-        names=tuple(input_names),
-    )
-    h = hashlib.sha256(conversion_key(captured, options).encode())
-    h.update(b"\0coreai\0")
-    h.update(repr((options.precision, sorted(fp32_ops or ()), sorted(versions().items()))).encode())
-    return "coreai-" + h.hexdigest()[:32]
 
 
 def ignored_ops_snippet(fp32_ops: frozenset[str]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import messages
+from ..precisions import is_exact
 from ..verdict import Gates, judge
 from .subject import torch_reference
 
@@ -284,7 +285,7 @@ def diagnose_coreai(
     ``model.search_fix`` and verifies with the failed assertion's ``gates`` (else the
     fp16 preset at its ``rtol``/``atol``).
     """
-    if model.precision == "fp32" or model.program is None:
+    if is_exact(model.precision) or model.program is None:
         return None
     arrays = tuple(np.asarray(x) for x in inputs)
     finding = first_nonfinite(model.program, arrays)

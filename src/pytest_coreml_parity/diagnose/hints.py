@@ -17,6 +17,7 @@ import enum
 from dataclasses import dataclass
 
 from .. import messages
+from ..precisions import is_exact
 from .localize import FP16_MAX, Localization, OpFinding
 
 
@@ -59,7 +60,7 @@ def choose_hint(localization: Localization, *, compression: str | None = None) -
         )
     if compression is not None:
         return compression_hint(compression)
-    if loc.precision == "fp32" or loc.fp32_passes is False:
+    if is_exact(loc.precision) or loc.fp32_passes is False:
         dep = loc.fp32_departure or loc.departure
         at = f" at {dep.brief()}" if dep is not None else ""
         return Hint(HintKind.CONVERTER, messages.HINT_CONVERTER.format(at=at))

@@ -22,6 +22,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from ..emulator import Emulator, Recording
+from ..precisions import is_exact
 from .departure import Departure
 from .names import fp32_name, var_correspondence
 from .source import CodeLine, describe
@@ -165,7 +166,7 @@ class Localization:
 
     def text(self) -> str:
         if self.healthy:
-            if self.precision == "fp32":
+            if is_exact(self.precision):
                 return f"no op's value departs from PyTorch ({_values(self.compared)} compared)"
             return f"no op's {self.precision} output departs from fp32 beyond rel. error {self.tolerance:g}"
         lines = [finding.text() for finding in self.input_overflow]

@@ -14,11 +14,14 @@ search verifies each selector by converting with it).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
+
+from ..scopes import SCOPES_SIDECAR as SCOPES_SIDECAR  # re-exported: diagnosis reads the sidecar
+from ..scopes import Scopes as Scopes
+from ..scopes import save_scopes as save_scopes
+from ..scopes import scope_names as scope_names
 
 FP16_SUFFIX = "_cast_fp16"
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
@@ -42,61 +45,6 @@ def fp32_name(fp16_name: str) -> str:
     if fp16_name.endswith(FP16_SUFFIX):
         return fp16_name[: -len(FP16_SUFFIX)]
     return fp16_name
-
-
-#: Written beside a saved ``.mlpackage`` (by the plugin's disk cache) to keep the
-#: torch scopes that the milproto round trip drops.
-SCOPES_SIDECAR = "torch_scopes.json"
-
-Scopes = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
-
-
-def scope_names(mlmodel: Any) -> Scopes:
-    """Final op name -> (torch module types, torch module names).
-
-    From the in-memory program when there is one; for a model loaded from disk,
-    from the :data:`SCOPES_SIDECAR` beside its package if one was saved, else empty.
-    """
-    program = getattr(mlmodel, "_mil_program", None)
-    if program is None:
-        return _read_sidecar(getattr(mlmodel, "package_path", None))
-    from coremltools.converters.mil.mil.scope import ScopeSource
-
-    result: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-    for function in program.functions.values():
-        for op in _walk(function.operations):
-            scopes = getattr(op, "scopes", None) or {}
-            types = tuple(str(t) for t in scopes.get(ScopeSource.TORCHSCRIPT_MODULE_TYPE, ()))
-            names = tuple(str(n) for n in scopes.get(ScopeSource.TORCHSCRIPT_MODULE_NAME, ()))
-            if types or names:
-                result[op.name] = (types, names)
-    return result
-
-
-def save_scopes(mlmodel: Any, directory: Path) -> None:
-    """Write ``mlmodel``'s torch scopes to ``directory/SCOPES_SIDECAR`` (if it has any)."""
-    scopes = scope_names(mlmodel)
-    if scopes:
-        data = {name: [list(types), list(names)] for name, (types, names) in scopes.items()}
-        (directory / SCOPES_SIDECAR).write_text(json.dumps(data))
-
-
-def _read_sidecar(package_path: Any) -> Scopes:
-    if not package_path:
-        return {}
-    sidecar = Path(package_path).parent / SCOPES_SIDECAR
-    try:
-        data = json.loads(sidecar.read_text())
-        return {name: (tuple(types), tuple(names)) for name, (types, names) in data.items()}
-    except (OSError, ValueError, TypeError):
-        return {}  # no sidecar, or a damaged one: know nothing rather than guess
-
-
-def _walk(operations: Iterable[Any]) -> Iterable[Any]:
-    for op in operations:
-        yield op
-        for block in op.blocks:
-            yield from _walk(block.operations)
 
 
 def selector_names(fp16_name: str, scopes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> tuple[str, ...]:

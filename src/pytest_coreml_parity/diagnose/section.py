@@ -15,10 +15,11 @@ from typing import Any
 
 from .. import messages
 from ..compress import is_compressed
+from ..precisions import is_exact
 from ..verdict import Gates, resolve_tolerance
 from ._quiet import quiet
 from .compression import CompressionAttribution, attribute_compression
-from .coreai import CoreAIDiagnosis, diagnose_coreai
+from .coreai import CoreAIDiagnosis
 from .fix import MixedPrecisionFix, search_fix
 from .hints import FP16_KINDS, Hint, choose_hint
 from .localize import Localization
@@ -57,7 +58,6 @@ class Diagnosis:
         return "\n".join(parts)
 
 
-@quiet
 def diagnose_failure(
     model: ModelUnderTest,
     inputs: Sequence[Any],
@@ -72,10 +72,30 @@ def diagnose_failure(
     ``gates`` (else ``rtol``/``atol``) are what the failed assertion used; without
     them the model's configured tolerance (or the preset) is used. At fp32 nothing is
     converted: the test's program is compared with torch's intermediate values.
+    The model's stack says how (:meth:`.stacks.Stack.diagnose`: Core ML per op through
+    the emulator, :func:`diagnose_coreml`; Core AI through the interpreter's values).
     May raise; the caller decides how to report that.
     """
-    if getattr(model, "framework", "coreml") == "coreai":  # Core AI: the interpreter's values
-        return diagnose_coreai(model, as_arrays(inputs), rtol=rtol, atol=atol, gates=gates)
+    stack = getattr(model, "stack", None)  # a bare ModelUnderTest (no stack) is a Core ML one
+    if stack is None:
+        return diagnose_coreml(model, inputs, rtol=rtol, atol=atol, gates=gates)
+    result: Diagnosis | CoreAIDiagnosis | None = stack.diagnose(
+        model, inputs, rtol=rtol, atol=atol, gates=gates
+    )
+    return result
+
+
+@quiet
+def diagnose_coreml(
+    model: ModelUnderTest,
+    inputs: Sequence[Any],
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    gates: Gates | None = None,
+) -> Diagnosis | None:
+    """:func:`diagnose_failure` of a Core ML model: localize per op, attribute compression,
+    search a fix."""
     precision = model.precision
     if rtol is None or atol is None:
         resolved = resolve_tolerance(precision, configured_rtol=model.rtol, configured_atol=model.atol)
@@ -89,7 +109,7 @@ def diagnose_failure(
     compression = attribute_compression(model, arrays) if is_compressed(precision) else None
     hint = choose_hint(localization, compression=compression.detail if compression is not None else None)
     fix = None
-    if model.search_fix and precision != "fp32" and hint.kind in FP16_KINDS:
+    if model.search_fix and not is_exact(precision) and hint.kind in FP16_KINDS:
         sets = [("failing inputs", arrays), ("example inputs", subject.example_arrays)]
         fix = search_fix(subject, sets, rtol=rtol, atol=atol)
     if localization.healthy and fix is None and compression is None:

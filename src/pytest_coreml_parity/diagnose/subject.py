@@ -19,6 +19,7 @@ import numpy as np
 
 from .._values import flatten, to_numpy
 from ..convert import ConversionOptions, convert_model
+from ..precisions import is_exact
 from ..verdict import ToleranceValue
 from .source import CodeLine, code_lines
 from .torch_values import traced_values
@@ -124,7 +125,7 @@ class Subject:
 
     @staticmethod
     def _key(precision: str, fp32_ops: frozenset[str] | None) -> tuple[str, frozenset[str] | None]:
-        return (precision, frozenset(fp32_ops) if fp32_ops and precision != "fp32" else None)
+        return (precision, frozenset(fp32_ops) if fp32_ops and not is_exact(precision) else None)
 
     def model(self, precision: str, fp32_ops: frozenset[str] | None = None) -> Any:
         """The program at ``precision`` keeping ``fp32_ops`` in float32 (converted once)."""

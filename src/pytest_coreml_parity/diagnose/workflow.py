@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..emulator import Emulator
+from ..precisions import is_exact
 from ..verdict import Gates, outputs_match, preset
 from ._quiet import quiet
 from .departure import first_departure
@@ -71,7 +72,7 @@ def localize_subject(
     em = Emulator(mlmodel)
     rec = em.record(feed_for(em, inputs))
     scopes = scope_names(mlmodel)
-    if precision == "fp32":
+    if is_exact(precision):
         loc = localize_recordings(
             em, rec, rec, precision=precision, tolerance=rtol, scopes=scopes, lines=lines, root_class=root
         )
@@ -98,7 +99,7 @@ def localize_subject(
     departure, compared = first_departure(
         rec, torch_values, **rule, scopes=scopes, lines=lines, root_class=root
     )
-    if precision == "fp32":
+    if is_exact(precision):
         loc = dataclasses.replace(loc, fp32_departure=departure)
     return dataclasses.replace(loc, departure=departure, compared=compared, fp32_passes=fp32_passes)
 

@@ -65,6 +65,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedOpError",
     "emulate",
+    "planned",
     "supported_ops",
 ]
 
@@ -266,7 +267,10 @@ _PATH_CACHE_SIZE = 16
 _LOCK = threading.Lock()
 
 
-def _emulator_for(model: ModelLike, function_name: str, fp16_execution: str = "typed") -> Emulator:
+def planned(model: ModelLike, function_name: str = "main", fp16_execution: str = "typed") -> Emulator:
+    """The one planned :class:`Emulator` of ``model`` (an MLModel, per object; a path, by
+    its files), ``function_name`` and execution mode: plan once, run and record many.
+    :func:`emulate`, the emulator runner and headroom recording all share it."""
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).resolve()
         try:
@@ -297,6 +301,9 @@ def _emulator_for(model: ModelLike, function_name: str, fp16_execution: str = "t
     return emulator
 
 
+_emulator_for = planned  # the former private name (tests, tools)
+
+
 def emulate(
     model: ModelLike,
     inputs: Mapping[str, Value],
@@ -320,7 +327,7 @@ def emulate(
     A stateful model needs ``state``, made by ``Emulator(model).make_state()``
     (any emulator of the same model: a state holds arrays, not a plan).
     """
-    emulator = _emulator_for(model, function_name, fp16_execution)
+    emulator = planned(model, function_name, fp16_execution)
     if record:
         return emulator.record(inputs, state=state).values
     return emulator.run(inputs, state=state)
