@@ -76,4 +76,4 @@ def test_markdown_keeps_the_hand_written_page_and_json_round_trips(tmp_path: Pat
     assert text.startswith("# Zoo\n\nintro\n") and text.endswith("\nafter\n") and "old" not in text
     assert "| `vit_b_16` | torchvision | vision transformer | fail (parity) [1] | fail (convert) [2] |" in text
     assert "1. Core ML output 0 does not match PyTorch" in text
-    assert "| fp16 | 1 | 0 | 0 | 1 | 0 | 0 | 0 | – | – |" in text
+    assert "| fp16 | 1 | 0 | 0 | 1 | 0 | 0 | 0 | – (0 timed) | – |" in text
