@@ -77,6 +77,18 @@ def cause_line(lines: list[str]) -> str:
     return ""
 
 
+#: Lines of a parity failure's detail worth a place beside its cause in the table.
+PARITY_FACTS = (r"mismatched elements: .*", r"max abs error \(finite elements\): \S+")
+
+
+def summary(slot: PrecisionResult) -> str:
+    """The cause, and for a parity failure how far off it was (``mismatched elements: 1 / 1000``)."""
+    if slot.stage != "parity":
+        return slot.cause
+    facts = [m.group(0) for pattern in PARITY_FACTS if (m := re.search(pattern, slot.detail))]
+    return "; ".join([slot.cause, *facts])
+
+
 def stage_of(cause: str) -> str:
     for pattern, stage in STAGES:
         if re.search(pattern, cause):
