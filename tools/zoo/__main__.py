@@ -89,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     entries = select(args.models, args.libraries)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    start = time.perf_counter()
+    start, commit = time.perf_counter(), _commit()  # the code the run starts from
     results = run_models(
         entries, precisions=precisions, workdir=args.workdir, cache_dir=args.cache_dir,
         timeout=args.timeout, on_result=_progress,
     )  # fmt: skip
     meta: dict[str, Any] = {
         "date": _dt.date.today().isoformat(),
-        "commit": _commit(),
+        "commit": commit,
         "versions": _versions(),
         "python": sys.version.split()[0],
         "precisions": precisions,
