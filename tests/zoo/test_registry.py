@@ -44,3 +44,14 @@ def test_the_generated_test_file_is_the_users_plain_file() -> None:
     assert "def test_parity(coreml_model, example_inputs):\n    assert_parity(coreml_model, *example_inputs)" in text
     assert "get('timm/levit_128s')" in text
     compile(text, "test_timm_levit_128s.py", "exec")
+
+
+def test_a_partial_run_must_name_where_it_writes(capsys: pytest.CaptureFixture[str]) -> None:
+    from tools.zoo.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--models", "resnet18"])
+    assert exit_info.value.code == 2
+    assert "a partial run would replace the whole zoo table" in capsys.readouterr().err
+    assert main(["list"]) == 0
+    assert "hf/llama" in capsys.readouterr().out

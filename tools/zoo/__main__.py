@@ -3,9 +3,9 @@
 Examples::
 
     python -m tools.zoo list
-    python -m tools.zoo run                                   # everything (~1 h on 2 cores)
+    python -m tools.zoo run                                   # everything (35-60 min on 2 cores)
     python -m tools.zoo run --models resnet18 hf/bert --out /tmp/zoo.md --json /tmp/zoo.json
-    python -m tools.zoo run --libraries timm --precisions fp32
+    python -m tools.zoo run --libraries timm --precisions fp32 --out /tmp/t.md --json /tmp/t.json
     python -m tools.zoo render                                # docs/zoo.md from docs/zoo.json
 """
 
@@ -25,6 +25,8 @@ from .render import read_json, write_json, write_markdown
 from .results import ModelResult
 from .run import DEFAULT_TIMEOUT, REPO, run_models
 
+#: Where a full run writes zoo.md and zoo.json.
+DOCS = REPO / "docs"
 #: The packages whose versions a run records.
 VERSIONED = ("torch", "coremltools", "numpy", "torchvision", "timm", "transformers")
 
@@ -69,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--models", nargs="+", metavar="NAME", help="these models (default: all)")
     run.add_argument("--libraries", nargs="+", choices=LIBRARIES, help="the models of these libraries")
     run.add_argument("--precisions", default="fp32,fp16", help="comma-separated (default: fp32,fp16)")
-    run.add_argument("--out", type=Path, default=REPO / "docs" / "zoo.md", help="markdown page to update")
-    run.add_argument("--json", type=Path, default=REPO / "docs" / "zoo.json", help="raw results")
+    run.add_argument("--out", type=Path, help="markdown page to update (default: docs/zoo.md, full runs only)")
+    run.add_argument("--json", type=Path, help="raw results (default: docs/zoo.json, full runs only)")
     run.add_argument("--workdir", type=Path, help="keep the generated test files and logs here")
     run.add_argument("--cache-dir", help="conversion cache (default: a fresh one per model)")
     run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per model")
     render = sub.add_parser("render", help="rewrite the markdown from a JSON of results")
-    render.add_argument("--json", type=Path, default=REPO / "docs" / "zoo.json")
-    render.add_argument("--out", type=Path, default=REPO / "docs" / "zoo.md")
+    render.add_argument("--json", type=Path, default=DOCS / "zoo.json")
+    render.add_argument("--out", type=Path, default=DOCS / "zoo.md")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -88,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(args.out, stored, stored_meta)
         return 0
     entries = select(args.models, args.libraries)
+    partial = len(entries) < len(select())
+    if partial and (args.out is None or args.json is None):
+        parser.error("a partial run would replace the whole zoo table: give --out and --json")
+    out = args.out if args.out is not None else DOCS / "zoo.md"
+    json_path = args.json if args.json is not None else DOCS / "zoo.json"
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     start, commit = time.perf_counter(), _commit()  # the code the run starts from
     results = run_models(
@@ -103,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         "models": len(results),
         "wall_s": round(time.perf_counter() - start, 1),
     }
-    write_json(args.json, results, meta)
-    write_markdown(args.out, results, meta)
-    print(f"wrote {args.out} and {args.json}")
+    write_json(json_path, results, meta)
+    write_markdown(out, results, meta)
+    print(f"wrote {out} and {json_path}")
     return 0
 
 
