@@ -29,13 +29,11 @@ Cheap to import: torch is imported by the functions that need it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 #: See the module docstring.
 Structure: TypeAlias = "str | list[Any]"
-#: A leaf's key path: dict keys (text) and sequence positions (int).
-Path: TypeAlias = "tuple[str | int, ...]"
 
 TENSOR = "t"
 
@@ -190,10 +188,30 @@ def coreml_names(structure: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def capture_kwargs(model: Any, structure: Any) -> dict[str, Any]:
+    """Keywords the capture calls ``model`` with: ``use_cache=False`` when its output
+    holds a transformers ``Cache`` (``use_cache`` defaults on) and ``forward`` takes
+    ``use_cache``. The cache is not an output anyway (not a tensor), and a traced
+    cache is not a program coremltools converts; the logits do not change."""
+    import inspect
+
+    caches = [kind for _key, kind in dropped(structure) if kind.endswith("Cache")]
+    if not caches:
+        return {}
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"use_cache": False} if "use_cache" in parameters else {}
+
+
 def keyed_module(model: Any, structure: Any) -> Any:
-    """A ``torch.nn.Module`` calling ``model`` and returning its tensor leaves as a flat
-    tuple (what trace and coremltools take), for a structure that :func:`is_keyed`."""
+    """A ``torch.nn.Module`` calling ``model`` (with :func:`capture_kwargs`) and returning
+    its tensor leaves as a flat tuple (what trace and coremltools take), for a
+    structure that :func:`is_keyed`."""
     import torch
+
+    kwargs = capture_kwargs(model, structure)
 
     class KeyedOutputs(torch.nn.Module):
         """``model``'s tensor outputs, flat, in key order."""
@@ -203,7 +221,7 @@ def keyed_module(model: Any, structure: Any) -> Any:
             self.model = model
 
         def forward(self, *inputs: Any) -> tuple[Any, ...]:
-            return tuple(leaves(self.model(*inputs), structure))
+            return tuple(leaves(self.model(*inputs, **kwargs), structure))
 
     return KeyedOutputs().eval()
 
@@ -217,6 +235,8 @@ def describe_keys(structure: Any) -> str | None:
     left = dropped(structure)
     if left:
         text += "; not outputs (not tensors): " + ", ".join(f"{k} ({t})" for k, t in left)
+        if any(t.endswith("Cache") for _k, t in left):
+            text += "; captured with use_cache=False"
     return text
 
 
@@ -238,14 +258,8 @@ def _plain_tree(value: Any, convert: Any) -> Any:
     return convert(value)
 
 
-def check_names(names: Sequence[str]) -> None:
-    """Core ML names must be unique identifiers (coreml_names makes them so)."""
-    if len(set(names)) != len(names):
-        raise OutputError(f"output names are not unique: {list(names)}")
-
-
 __all__ = [
-    "OutputError", "Structure", "coreml_names", "count", "describe_keys", "dropped",
+    "OutputError", "Structure", "capture_kwargs", "coreml_names", "count", "describe_keys", "dropped",
     "is_keyed", "keyed", "keyed_module", "labels", "leaves", "numpy_tree", "paths",
     "structure_of", "unflatten",
 ]

@@ -301,12 +301,11 @@ def registry_key(enabled: bool, function_key: Callable[[Any], str]) -> str:
 
 def describe(enabled: bool = True) -> str:
     """One line for the session header (no coremltools import)."""
+    from . import messages
+
     if not enabled:
-        return "coreml-parity: converter shims off (--coreml-shims=off)"
-    return (
-        f"coreml-parity: converter shims on ({', '.join(SHIM_OPS)}; each registered only "
-        "where the installed coremltools lacks it; --coreml-shims=off to disable)"
-    )
+        return messages.SHIMS_HEADER_OFF
+    return messages.SHIMS_HEADER_ON.format(ops=", ".join(SHIM_OPS))
 
 
 __all__ = ["SHIMS", "SHIM_OPS", "Shim", "active", "describe", "missing", "registered", "registry_key"]
