@@ -87,7 +87,7 @@ def tiny(name: str) -> Any:
                 vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
                 encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
                 decoder_ffn_dim=64, max_position_embeddings=64,
-            )  # fmt: skip
+            )
         )
     else:
         raise ValueError(f"no tiny config for {name!r}")

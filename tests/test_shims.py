@@ -124,7 +124,7 @@ def test_transformers_models_convert_with_the_shims(name: str) -> None:
 
     ids = token_ids()
     model = Logits().eval()
-    with pytest.raises(ConversionError, match="op '(diff|new_ones)'"):
+    with pytest.raises(ConversionError, match=r"op '(diff|new_ones)'"):
         convert_model(model, (ids,), ConversionOptions(shims=False))
     mlmodel = convert_model(model, (ids,), ConversionOptions())
     (got,) = emulate(mlmodel, {"ids": ids.numpy().astype(np.int32)}).values()

@@ -597,7 +597,7 @@ def capture(
         # The program is fixed to the example inputs' shapes (and parity is checked
         # against eager torch), which is what the tracer warns about; under -W error its
         # warning, raised inside Tensor.__bool__, would surface as a SystemError.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
         try:
             with torch.no_grad(), restored_buffers(torch_model) as updated:
                 reference = torch_model(*examples)
