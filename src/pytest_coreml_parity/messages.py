@@ -336,3 +336,8 @@ SHIMS_HEADER_ON = (
     "coremltools lacks it; --coreml-shims=off to disable)"
 )
 SHIMS_HEADER_OFF = "coreml-parity: converter shims off"
+CACHED_FAILURE = (
+    "(served from the disk cache: this conversion failed on {date}, with the same model, "
+    "options, versions and registered converter ops; to retry, delete {entry} or run with "
+    "--coreml-cache-dir=none)"
+)
