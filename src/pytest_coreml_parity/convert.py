@@ -98,6 +98,8 @@ class ConversionOptions:
             extra += ", coreml_convert"
         if self.fp32_ops:
             extra += f", {len(self.fp32_ops)} ops kept in fp32"
+        if not self.shims:
+            extra += ", converter shims off"
         target = self.conversion_target
         if target != self.target:
             where = messages.TARGET_RAISED.format(

@@ -9,6 +9,7 @@ them off.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -137,11 +138,20 @@ BERT = RAW.replace("MODEL.eval()", "transformers.BertModel(transformers.BertConf
 )
 
 
-def test_raw_transformers_models_pass_with_plain_assert_parity(run: Run, pytester: pytest.Pytester) -> None:
+def test_raw_transformers_models_pass_with_plain_assert_parity(
+    run: Run, pytester: pytest.Pytester, tmp_path: Path
+) -> None:
     pytester.makepyfile(test_llama=LLAMA, test_bert=BERT)
-    result = run("--coreml-cache-dir=none", "-v")
+    cache = f"--coreml-cache-dir={tmp_path / 'cache'}"
+    result = run(cache, "-v")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*" + messages.SHIMS_HEADER_ON.format(ops="diff, new_ones, alias, __and__")])
+    result.stdout.fnmatch_lines([
+        "*" + messages.SHIMS_HEADER_ON.format(ops="diff, new_ones, alias, __and__"),
+        "*4 converted, 0 from disk cache*",
+    ])  # fmt: skip
+    again = run(cache)  # keyed outputs survive the disk cache (structure, names)
+    again.assert_outcomes(passed=4)
+    again.stdout.fnmatch_lines(["*0 converted, 4 from disk cache*"])
 
 
 def test_with_shims_off_the_missing_op_is_named(run: Run, pytester: pytest.Pytester) -> None:
