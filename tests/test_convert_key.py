@@ -93,9 +93,9 @@ def test_the_program_text_has_no_source_locations() -> None:
 def test_capture_failure_is_a_conversion_error() -> None:
     from pytest_coreml_parity.errors import ConversionError
 
-    class Dict(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {"y": x}
+    class NoTensor(torch.nn.Module):  # dicts are outputs by key; a bare number is not
+        def forward(self, x: torch.Tensor) -> dict[str, float]:
+            return {"y": float(x.sum())}
 
-    with pytest.raises(ConversionError):
-        capture(Dict(), INPUTS, ConversionOptions())
+    with pytest.raises(ConversionError, match="holding no tensor"):
+        capture(NoTensor(), INPUTS, ConversionOptions())

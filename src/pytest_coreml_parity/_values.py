@@ -16,14 +16,17 @@ if TYPE_CHECKING:
 
 
 def flatten(value: Any) -> list[Any]:
-    """The leaves of a nested tuple/list structure (a torch model's outputs), in order."""
-    if not isinstance(value, (tuple, list)):
+    """The leaves of a nested tuple/list/dict structure (a model's outputs), in order
+    (a dict's values in its order: outputs by key, see outputs.py)."""
+    if not isinstance(value, (tuple, list, dict)):
         return [value]
     out: list[Any] = []
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, (tuple, list)):
+        if isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, (tuple, list)):
             stack.extend(reversed(item))
         else:
             out.append(item)

@@ -31,9 +31,11 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import messages
 from .convert import CACHE_FORMAT, Structure
 from .errors import CacheEntryError, ConversionError
 
@@ -123,6 +125,16 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def cached_failure(summary: str, created: Any, entry: Path) -> str:
+    """A conversion failure read back from the disk cache: the original summary, and that
+    it came from the cache, when, and how to retry (the key covers the model, options,
+    versions and the registered converter ops, so a fix to any of them converts again)."""
+    if not isinstance(created, str):  # entries written before the date was stored
+        stamp = datetime.fromtimestamp((entry / ERROR).stat().st_mtime, UTC)
+        created = stamp.isoformat(timespec="seconds")
+    return summary + "\n" + messages.CACHED_FAILURE.format(date=created, entry=entry)
 
 
 def write_manifest(directory: Path, key: str) -> None:
@@ -250,7 +262,8 @@ class ConversionCache:
         if ERROR in listed:
             try:
                 data = json.loads((final / ERROR).read_text())
-                return Entry(error=ConversionError(str(data["summary"]), str(data.get("detail", ""))))
+                summary = cached_failure(str(data["summary"]), data.get("created"), final)
+                return Entry(error=ConversionError(summary, str(data.get("detail", ""))))
             except (OSError, ValueError, TypeError, KeyError):
                 raise CacheEntryError(f"{ERROR}: garbled", where) from None
         for required in layout.required:
@@ -279,7 +292,11 @@ class ConversionCache:
         try:
             if entry.error is not None:
                 (tmp / ERROR).write_text(
-                    json.dumps({"summary": entry.error.summary, "detail": entry.error.detail})
+                    json.dumps({
+                        "summary": entry.error.summary,
+                        "detail": entry.error.detail,
+                        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    })
                 )
             else:
                 layout.save(entry.mlmodel, tmp)

@@ -249,6 +249,9 @@ def _fail(lines: list[str], model: CoreMLModel | None, inputs: tuple[Any, ...] |
 
 
 def _describe_output(model: CoreMLModel, index: int, count: int) -> str:
+    keys = model.output_keys
+    if index < len(keys):  # outputs by key (outputs.py): the key names it
+        return repr(keys[index])
     name = model.output_names[index] if index < len(model.output_names) else f"#{index}"
     return f"{index} ({name!r})" if count > 1 else repr(name)
 
@@ -353,6 +356,8 @@ def assert_parity(
             *describe_mismatch(comp),
             *describe_metrics(judgement, gates_origin),
         ]
+        if model.keys_note is not None:
+            lines.insert(2, model.keys_note)
         if stateful:
             buffers = ", ".join(repr(name) for name, _shape in model.state_buffers) or "states"
             lines.insert(2, messages.STATE_LINE.format(buffers=buffers, step=len(model.steps)))

@@ -24,10 +24,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from . import messages
+from . import messages, outputs, shims
 from ._coremltools import ignore_coremltools_noise
-from ._values import flatten, package_version
+from ._values import package_version
 from .compress import compress, effective_target, is_compressed, optimization_key
+from .error_text import cause_reason
 
 # The accepted values live with the settings that validate them (a module the plugin
 # imports cheaply); conversion uses the same lists.
@@ -45,8 +46,9 @@ from .settings import (  # noqa: F401
 if TYPE_CHECKING:
     import torch
 
-#: The torch output nesting: ``"t"`` for a tensor, else ``[kind, [children]]``.
-Structure: TypeAlias = "str | list[str | list[Structure]]"
+#: The torch output nesting, with keys (outputs.py): ``"t"`` for a tensor, else
+#: ``[kind, [children]]`` or ``[kind, [children], [keys], [dropped]]``.
+Structure: TypeAlias = outputs.Structure
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class ConversionOptions:
     #: Declare the buffers ``forward`` updates as iOS18 states (the default recipe).
     #: False converts as coremltools does without ``states=``: it freezes them.
     declare_states: bool = True
+    #: Register the converter shims the installed coremltools lacks (shims.py) while
+    #: converting. Keyed through the registry itself (shims.registry_key), not this flag.
+    shims: bool = True
 
     def __post_init__(self) -> None:
         if self.optimization is not None and self.optimization_key is None:
@@ -95,6 +100,8 @@ class ConversionOptions:
             extra += ", coreml_convert"
         if self.fp32_ops:
             extra += f", {len(self.fp32_ops)} ops kept in fp32"
+        if not self.shims:
+            extra += ", converter shims off"
         target = self.conversion_target
         if target != self.target:
             where = messages.TARGET_RAISED.format(
@@ -115,6 +122,7 @@ class ConversionOptions:
                 data.pop(name)
         if self.declare_states:  # keys stay as they were
             data.pop("declare_states")
+        data.pop("shims")  # conversion_key hashes the registry the flag leads to
         data["fp32_ops"] = sorted(self.fp32_ops) if self.fp32_ops is not None else None
         data["input_names"] = list(self.input_names) if self.input_names else None
         return data
@@ -366,6 +374,9 @@ def conversion_key(captured: Captured, options: ConversionOptions) -> str:
         h.update(repr(("states", captured.states)).encode())
     h.update(repr(sorted(options.key_material().items())).encode())
     h.update(repr(versions()).encode())
+    # The converter ops this conversion sees: the shims registered and any lowering a
+    # user registered (a fix in a conftest must not be served a cached failure).
+    h.update(b"torch ops\0" + shims.registry_key(options.shims, function_key).encode())
     return h.hexdigest()[:32]
 
 
@@ -385,32 +396,15 @@ def input_signature(example_inputs: Sequence[Any]) -> tuple[tuple[tuple[int, ...
 
 
 def output_structure(value: object) -> Structure:
-    """Describe the torch output nesting: ``"t"`` for a tensor, else (kind, children)."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return "t"
-    if isinstance(value, (tuple, list)):
-        return ["tuple" if isinstance(value, tuple) else "list", [output_structure(v) for v in value]]
-    raise ConversionError(
-        f"the torch model returns a {type(value).__name__}; coreml_model supports "
-        "a tensor or (nested) tuples/lists of tensors"
-    )
+    """The torch output's structure, by key (:func:`.outputs.structure_of`)."""
+    try:
+        return outputs.structure_of(value)
+    except outputs.OutputError as exc:
+        raise ConversionError(str(exc)) from None
 
 
-def count_leaves(structure: Any) -> int:
-    if structure == "t":
-        return 1
-    return sum(count_leaves(c) for c in structure[1])
-
-
-def unflatten(structure: Any, leaves: Iterator[Any]) -> Any:
-    """Rebuild the torch output nesting from flat leaves, in order."""
-    if structure == "t":
-        return next(leaves)
-    kind, children = structure
-    items = [unflatten(c, leaves) for c in children]
-    return tuple(items) if kind == "tuple" else items
+count_leaves = outputs.count
+unflatten = outputs.unflatten
 
 
 # ------------------------------------------------------------------- conversion
@@ -474,11 +468,7 @@ def summarize_error(exc: BaseException) -> tuple[str | None, str]:
         if match:
             op = match.group(1)
             break
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    reason = lines[0] if lines else text
-    if len(reason) > 300:
-        reason = reason[:297] + "..."
-    return op, f"{type(exc).__name__}: {reason}"
+    return op, f"{type(exc).__name__}: {cause_reason(text)}"
 
 
 def default_input_names(torch_model: Any, n: int) -> tuple[str, ...]:
@@ -498,6 +488,22 @@ def default_input_names(torch_model: Any, n: int) -> tuple[str, ...]:
 
 def _model_name(torch_model: Any) -> str:
     return type(torch_model).__name__
+
+
+@contextlib.contextmanager
+def unfused_attention() -> Iterator[None]:
+    """Capture ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` on their
+    composite path: the fused ``_native_multi_head_attention`` fast path, which they take
+    in eval mode under no_grad, has no coremltools lowering. (coremltools' docs trace
+    with grad enabled, which avoids it as long as a parameter requires grad.)"""
+    import torch
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
 
 
 @contextlib.contextmanager
@@ -592,12 +598,22 @@ def capture(
         )
     torch_model = torch_model.eval()
     with quiet_conversion():
+        # The program is fixed to the example inputs' shapes (and parity is checked
+        # against eager torch), which is what the tracer warns about; under -W error its
+        # warning, raised inside Tensor.__bool__, would surface as a SystemError.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
         try:
             with torch.no_grad(), restored_buffers(torch_model) as updated:
                 reference = torch_model(*examples)
-            with torch.no_grad(), restored_buffers(torch_model):
+            structure = output_structure(reference)
+            # ModelOutput, dicts, non-tensor leaves: capture the tensors, flat, by key.
+            keyed = outputs.is_keyed(structure)
+            program = outputs.keyed_module(torch_model, structure) if keyed else torch_model
+            # unfused_attention: nn.MultiheadAttention's fused fast path (taken under
+            # no_grad in eval mode) is an op coremltools cannot convert.
+            with torch.no_grad(), restored_buffers(torch_model), unfused_attention():
                 if options.use_export:
-                    exported = torch.export.export(torch_model, examples)
+                    exported = torch.export.export(program, examples)
                     if options.target not in ("iOS15",):
                         exported = exported.run_decompositions({})
                     source: object = exported
@@ -607,8 +623,10 @@ def capture(
                     # and assert_parity compares against eager torch anyway.
                     # (torch.jit.trace is not annotated in torch's stubs.)
                     source = torch.jit.trace(  # type: ignore[no-untyped-call]
-                        torch_model, examples, check_trace=False
+                        program, examples, check_trace=False
                     )
+        except ConversionError:
+            raise
         except Exception as exc:
             op, reason = summarize_error(exc)
             how = "torch.export" if options.use_export else "torch.jit.trace"
@@ -617,8 +635,7 @@ def capture(
                 f"{how} could not capture {_model_name(torch_model)}{op_part}: {reason}",
                 detail=str(exc),
             ) from exc
-    structure = output_structure(reference)
-    leaves = flatten(reference)
+    leaves = outputs.leaves(reference, structure)
     return Captured(
         torch_model=torch_model,
         example_inputs=examples,
@@ -678,10 +695,15 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
         "compute_units": getattr(ct.ComputeUnit, options.compute_units),
     }
     floating = ("float16", "float32", "float64", "bfloat16")
+    io: dict[str, Any] = {}
     if options.input_dtypes in ("fp32", "fp16") and all(d in floating for d in captured.leaf_dtypes):
-        io_dtype = np.float32 if options.input_dtypes == "fp32" else np.float16
+        io["dtype"] = np.float32 if options.input_dtypes == "fp32" else np.float16
         convert_kwargs["outputs"] = [
-            ct.TensorType(name=f"output{i}", dtype=io_dtype) for i in range(len(captured.leaf_dtypes))
+            ct.TensorType(name=f"output{i}", **io) for i in range(len(captured.leaf_dtypes))
+        ]
+    if outputs.is_keyed(captured.structure):  # Core ML output names follow the keys
+        convert_kwargs["outputs"] = [
+            ct.TensorType(name=name, **io) for name in outputs.coreml_names(captured.structure)
         ]
     if options.convert_kwargs:  # the marker's convert_kwargs= win over the plugin's
         if "outputs" in options.convert_kwargs:
@@ -700,7 +722,7 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
             )
     if sys.platform != "darwin":
         convert_kwargs["skip_model_load"] = True
-    with quiet_conversion():
+    with quiet_conversion(), shims.registered(options.shims):
         try:
             mlmodel = ct.convert(captured.source, **convert_kwargs)
             if compressed:
@@ -747,7 +769,7 @@ def convert_with_user_function(captured: Captured, options: ConversionOptions) -
     where = f"{captured.model_name} at {options.describe()}"
     precision = compute_precision(ct, options)
     # restored_buffers: its trace runs forward, which advances a stateful model's buffers.
-    with quiet_conversion(), restored_buffers(captured.torch_model):
+    with quiet_conversion(), restored_buffers(captured.torch_model), shims.registered(options.shims):
         try:
             result = options.user_convert(captured.torch_model, captured.example_inputs, precision)
         except Exception as exc:

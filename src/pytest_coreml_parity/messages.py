@@ -26,7 +26,7 @@ MARKER_SIGNATURE = (
     "input_dtypes=None, export=None, search_fix=None, targets=None, headroom=None, "
     "headroom_action=None, guide=None, optimization=None, scale_atol=None, min_snr=None, "
     "min_psnr=None, min_cosine=None, min_top1=None, min_top5=None, convert_kwargs=None, fp32_ops=None, function=None, cache=None, "
-    "package=None, precision=None): run coreml_model at "
+    "package=None, precision=None, shims=None): run coreml_model at "
     "these precisions (on these targets: coreml, coreai) with these conversion options and "
     "tolerances (see docs/configuration.md)"
 )
@@ -328,4 +328,16 @@ USER_CONVERT_NOT_CALLABLE = (
 TORCH_PREPROCESS_NOT_CALLABLE = (
     "the torch_preprocess fixture must return a callable (pixels uint8 tensor (1, C, H, W) "
     "-> the torch model's input tensor), got {got}"
+)
+
+# --- converter shims (shims.py) and outputs by key (outputs.py) ---------------------
+SHIMS_HEADER_ON = (
+    "coreml-parity: converter shims on ({ops}; each registered only where the installed "
+    "coremltools lacks it; --coreml-shims=off to disable)"
+)
+SHIMS_HEADER_OFF = "coreml-parity: converter shims off"
+CACHED_FAILURE = (
+    "(served from the disk cache: this conversion failed on {date}, with the same model, "
+    "options, versions and registered converter ops; to retry, delete {entry} or run with "
+    "--coreml-cache-dir=none)"
 )

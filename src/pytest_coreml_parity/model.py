@@ -36,6 +36,7 @@ from .convert import (
 )
 from .errors import InputMismatchError, NotBoundError
 from .model_images import ImageInputs
+from .outputs import describe_keys, is_keyed, labels, numpy_tree
 from .sequence import StatefulSequence, Step
 from .shapes import AllowedShapes, Shape, combined, read_allowed
 from .stacks import DEFAULT_STACKS, Stack, stack
@@ -350,7 +351,7 @@ class CoreMLModel:
         """Bind to a built package (no conversion): load, map inputs, read the precision."""
         import torch
 
-        from .convert import output_structure
+        from .convert import count_leaves, output_structure
         from .package import load_package
 
         backend, reason = self.resolve_backend()
@@ -364,7 +365,7 @@ class CoreMLModel:
         with torch.no_grad(), restored_buffers(torch_model) as updated:
             reference = torch_model(*example_inputs)
         structure = output_structure(reference)
-        want = len(flatten(reference))
+        want = count_leaves(structure)
         if want != len(loaded.output_names):
             from .errors import PackageError
 
@@ -638,6 +639,19 @@ class CoreMLModel:
         self.last_outputs = result
         return result
 
+    @property
+    def output_keys(self) -> tuple[str, ...]:
+        """Each output's key (``logits``, ``0.boxes``) when the torch model returns dicts,
+        ``ModelOutput``s or non-tensor leaves (outputs by key, see outputs.py), else ()."""
+        if self._structure is None or not is_keyed(self._structure):
+            return ()
+        return labels(self._structure)
+
+    @property
+    def keys_note(self) -> str | None:
+        """Which keys are compared and which leaves are not outputs (failure messages)."""
+        return None if self._structure is None else describe_keys(self._structure)
+
     def flat_outputs(self, result: Any) -> list[Any]:
         """Leaves of a result in output order."""
         return flatten(result)
@@ -655,9 +669,10 @@ class CoreMLModel:
         tensors = self.torch_tensors(arrays)
         with _one_thread_if_small(self.torch_model, tensors), torch.no_grad():
             result = torch_model(*tensors)
+        tree = numpy_tree(result, self._structure)  # by key, like the Core ML side
         if self.torch_state_model is not None:  # outputs may alias buffers the next step updates
-            return copy.deepcopy(_to_numpy(result))
-        return _to_numpy(result)
+            return copy.deepcopy(tree)
+        return tree
 
 
 def unjudged_step(step: int, result: Any, expected: Any) -> Step:
@@ -728,15 +743,6 @@ def _widen(array: Any) -> Any:
     import numpy as np
 
     return array.astype(np.float32) if array.dtype == np.float16 else array
-
-
-def _to_numpy(value: Any) -> Any:
-    """A torch output structure with every tensor as a numpy array (nesting kept)."""
-    if isinstance(value, tuple):
-        return tuple(_to_numpy(v) for v in value)
-    if isinstance(value, list):
-        return [_to_numpy(v) for v in value]
-    return to_numpy(value)
 
 
 __all__ = [

@@ -86,6 +86,7 @@ _HELP = {
     "cache_dir": ("DIR", "disk cache of converted models, or 'none'. Default: pytest's cache dir, else .coreml-parity-cache"),
     "headroom": ("M", "fail (or warn) a test whose fp16 op peaks above 65504/M on its inputs (M >= 1). Default: no gate"),
     "headroom_action": ("ACTION", "what --coreml-headroom does below the margin: fail or warn. Default: fail"),
+    "shims": ("on|off", "register the converter shims (diff, new_ones, alias, __and__) where the installed coremltools lacks them, for the plugin's conversion and coreml_convert alike. Default: on"),
     "guide": ("BOOL", "inside @given, hypothesis.target() the error and the fp16 peak (emulator). Default: true"),
 }
 _HELP.update({row.name: (row.metavar, row.help) for row in GATE_TABLE})  # the gate table's help
@@ -167,6 +168,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"coreml-parity: emulator profile {settings.emulator_profile} ({origin})")
     if settings.targets != DEFAULT_TARGET_STACKS:
         lines.append(_targets_header(settings.targets))
+    from .shims import describe  # cheap: no coremltools
+
+    lines.append(describe(settings.shims))
     return lines
 
 
@@ -224,6 +228,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     if settings.fp32_ops and not is_exact(precision)
                     else None,
                     convert_kwargs=settings.convert_kwargs,
+                    shims=settings.shims,
                 ),
                 rtol=settings.rtol,
                 atol=settings.atol,

@@ -58,7 +58,7 @@ MARKER_KEYWORDS: tuple[str, ...] = (
     "targets", "headroom", "headroom_action", "guide", "optimization", "emulator_profile",
     *GATES,
     "convert_kwargs", "fp32_ops", "function", "cache",
-    "package", "precision",
+    "package", "precision", "shims",
 )  # fmt: skip
 #: The optional user fixture returning the test's own conversion (docs/usage.md).
 USER_CONVERT_FIXTURE = "coreml_convert"
@@ -103,6 +103,8 @@ class Settings:
     headroom_action: str = "fail"
     headroom_report: bool = False
     guide: bool = True
+    #: Register the converter shims coremltools lacks while converting (shims.py).
+    shims: bool = True
     #: A user's ct.optimize.coreml OptimizationConfig (or a list of them): precision ``custom``.
     optimization: Any = field(default=None, compare=False)
     #: Extra ct.convert keywords (CONVERT_KWARGS), given with the marker's convert_kwargs=.
@@ -302,6 +304,7 @@ OPTIONS: dict[str, tuple[str, str, Callable[[Any, str], Any]]] = {
     ),
     "headroom_report": ("--coreml-headroom-report", "coreml_headroom_report", parse_bool),
     "guide": ("--coreml-guide", "coreml_guide", parse_bool),
+    "shims": ("--coreml-shims", "coreml_shims", parse_bool),
 }
 
 

@@ -56,7 +56,10 @@ def test_a_failed_conversion_is_cached_and_verified(tmp_path: Path) -> None:
     assert event == "failed" and entry.error is not None
     entry, event = ConversionCache(tmp_path).get(KEY, _convert, _load, PACKAGE_LAYOUT)  # not retried
     assert event == "failed" and entry.error is not None
-    assert entry.error.summary == "coremltools could not convert M"
+    first, note = entry.error.summary.split("\n")
+    assert first == "coremltools could not convert M"  # and where it came from:
+    assert note.startswith("(served from the disk cache: this conversion failed on 20")
+    assert str(tmp_path / KEY) in note
     (tmp_path / KEY / "error.json").write_text("{}")  # garbled: same file, other content
     cache = ConversionCache(tmp_path)
     entry, event = cache.get(KEY, _convert, _load, PACKAGE_LAYOUT)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .._values import flatten, to_numpy
+from .._values import to_numpy
 from ..convert import ConversionOptions, convert_model
 from ..precisions import is_exact
 from ..verdict import ToleranceValue
@@ -68,9 +68,11 @@ def torch_reference(torch_model: Any, inputs: Sequence[Any]) -> list[np.ndarray]
     """torch's outputs on ``inputs`` (tensors), flattened in order, as numpy arrays."""
     import torch
 
+    from ..outputs import leaves, structure_of
+
     with torch.no_grad():
         out = torch_model(*inputs)
-    return [to_numpy(leaf) for leaf in flatten(out)]
+    return [to_numpy(leaf) for leaf in leaves(out, structure_of(out))]  # by key (outputs.py)
 
 
 @dataclass
