@@ -68,10 +68,10 @@ class DumpError(CoreMLParityError):
 
 
 __all__ = [
-    "DumpError",
     "CacheEntryError",
     "ConversionError",
     "CoreMLParityError",
+    "DumpError",
     "InputMismatchError",
     "NotBoundError",
     "PackageError",

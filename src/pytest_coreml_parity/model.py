@@ -43,8 +43,8 @@ from .shapes import AllowedShapes, Shape, combined, read_allowed
 
 if TYPE_CHECKING:
     from .headroom import HeadroomLog
-    from .verdict_log import VerdictLog
     from .verdict import GateValue, ToleranceValue
+    from .verdict_log import VerdictLog
 
 
 @dataclass(frozen=True)

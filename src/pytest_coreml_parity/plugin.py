@@ -386,7 +386,7 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         pytest.fail(messages.TORCH_PREPROCESS_NOT_CALLABLE.format(got=type(preprocess).__name__), pytrace=False)
     slot.torch_preprocess = preprocess
     item = request.node
-    info = {
+    info: dict[str, Any] = {
         "precision": slot.precision, "backend": backend.name, "model": type(torch_model).__name__,
         "stack": slot.framework, "profile": slot.emulator_profile if backend.name == "emulator" else None,
     }  # fmt: skip

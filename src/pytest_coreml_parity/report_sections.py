@@ -39,7 +39,7 @@ def headroom_outcome(model: CoreMLModel) -> tuple[dict[str, Any] | None, str | N
 
 
 def write_headroom_file(model: CoreMLModel, headroom: dict[str, Any], node_id: str) -> None:
-    """The test's headroom JSON in ``--coreml-report`` DIR, when one is set."""
+    """The test's headroom JSON in ``--coreml-report-dir`` DIR, when one is set."""
     if model.report_dir is not None:
         from .report import write_headroom
 

@@ -62,8 +62,11 @@ class VerdictLog:
             (not judgement.passed, ratio) > (not old.judgement.passed, old.ratio)
         )
         if worse:
-            arrays = (inputs, actual, expected) if self.keep_arrays else ((), None, None)
-            self.kept[output] = Kept(output, judgement, ratio, *arrays, call=self.calls)
+            keep = self.keep_arrays
+            self.kept[output] = Kept(
+                output, judgement, ratio, inputs=inputs if keep else (), actual=actual if keep else None,
+                expected=expected if keep else None, call=self.calls,
+            )  # fmt: skip
 
     def start_call(self) -> None:
         """A new ``assert_parity`` call begins (the kept rows name their call, from 1)."""

@@ -63,7 +63,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_failure_names_the_op_and_proposes_a_verified_fix(project: pytest.Pytester) -> None:
     report = project.path / "reports"
     result = project.runpytest_subprocess(
-        *BASE_ARGS, "--coreml-search-fix", f"--coreml-report={report}", "-k", "parity or healthy"
+        *BASE_ARGS, "--coreml-search-fix", f"--coreml-report-dir={report}", "-k", "parity or healthy"
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([

@@ -13,7 +13,15 @@ Cheap to import: numpy, torch and coremltools load inside the functions that nee
 
 from __future__ import annotations
 
-from .files import REPORT_VERSION, plot_profile, report_data, report_stem, write_data, write_headroom, write_report
+from .files import (
+    REPORT_VERSION,
+    plot_profile,
+    report_data,
+    report_stem,
+    write_data,
+    write_headroom,
+    write_report,
+)
 
 __all__ = [
     "REPORT_VERSION",

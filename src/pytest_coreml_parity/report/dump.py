@@ -122,8 +122,10 @@ def write_dump(
     names = list(model.output_names) or [f"#{j}" for j in range(len(kept.actual))]
     verdicts = []
     for name, got, want in zip(names, kept.actual, kept.expected, strict=False):
-        j = judge(np.asarray(got), np.asarray(want), gates)
-        verdicts.append({"output": name, "verdict": "pass" if j.passed else "fail", "failed_gates": list(j.failed)})
+        judged = judge(np.asarray(got), np.asarray(want), gates)
+        verdicts.append(
+            {"output": name, "verdict": "pass" if judged.passed else "fail", "failed_gates": list(judged.failed)}
+        )
     stem = report_stem(node_id)
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{stem[:40]}.", dir=directory))
@@ -135,7 +137,7 @@ def write_dump(
         for j, (got, want) in enumerate(zip(kept.actual, kept.expected, strict=False)):
             arrays[f"torch.{j}"] = np.asarray(want)
             arrays[f"actual.{j}"] = np.asarray(got)
-        np.savez(staging / ARRAYS, **arrays)  # type: ignore[arg-type]
+        np.savez(staging / ARRAYS, **arrays)
         arrays_bytes = (staging / ARRAYS).stat().st_size
         source, cached = _package_source(model)
         package_bytes = tree_bytes(source) if source is not None and source.exists() else 0

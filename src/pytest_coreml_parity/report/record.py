@@ -84,13 +84,14 @@ def headroom_summary(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
     top = ops[:HEADROOM_OPS]
     keep = ("name", "op_type", "peak", "margin", "overflowed", "source")
     worst = top[0] if top else None
-    return json_safe({
+    summary: dict[str, Any] = json_safe({
         "calls": data.get("calls"),
         "fp16_ops": len(ops),
         "min_margin": 0.0 if worst is not None and worst["overflowed"] else (
             worst["margin"] if worst is not None else None),
         "ops": [{k: op.get(k) for k in keep} for op in top],
     })  # fmt: skip
+    return summary
 
 
 def call_record(
@@ -102,13 +103,14 @@ def call_record(
 ) -> dict[str, Any]:
     """What the call phase adds to a test's record (JSON-able)."""
     log = getattr(model, "verdicts", None)
-    return json_safe({
+    record: dict[str, Any] = json_safe({
         "calls": log.calls if log is not None else 0,
         "outputs": log.summary() if log is not None else [],
         "headroom": headroom_summary(headroom),
         "diagnosis": dict(diagnosis) if diagnosis is not None else None,
         "dump": dict(dump) if dump is not None else None,
     })  # fmt: skip
+    return record
 
 
 def worst_output(record: Mapping[str, Any]) -> Mapping[str, Any] | None:

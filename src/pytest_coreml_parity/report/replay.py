@@ -211,7 +211,8 @@ def _judge(dump: Dump, outputs: Sequence[Any]) -> dict[str, Any]:
 
     from ..verdict import Gates, judge
 
-    gates = Gates(**{k: (None if v == "off" else v) for k, v in dump.manifest["gates"].items()})
+    values: dict[str, Any] = {k: (None if v == "off" else v) for k, v in dump.manifest["gates"].items()}
+    gates = Gates(**values)
     rows = []
     for name, got, want in zip(dump.manifest["outputs"], outputs, dump.torch, strict=True):
         g = np.asarray(got, dtype=np.float32) if np.asarray(got).dtype == np.float16 else np.asarray(got)
@@ -267,10 +268,11 @@ def replay(root: Path) -> dict[str, Any]:
     dumps = [load_dump(folder) for folder in find_dumps(root)]
     results = [replay_dump(dump) for dump in dumps]
     matched = [r for r in results if any(run["matches_dump"] is False for run in r["runs"])]
-    return json_safe({
+    report: dict[str, Any] = json_safe({
         "format": REPLAY_FORMAT, "version": REPLAY_VERSION, "platform": sys.platform,
         "dumps": results, "fidelity": table(results), "mismatched": [r["nodeid"] for r in matched],
     })  # fmt: skip
+    return report
 
 
 def text(report: Mapping[str, Any]) -> list[str]:
@@ -296,7 +298,7 @@ def text(report: Mapping[str, Any]) -> list[str]:
 
 
 def _float(value: Any) -> float:
-    return float(value) if not isinstance(value, str) else float(value)
+    return float(value)  # json_safe's "inf" / "nan" strings parse too
 
 
 def _num(value: Any) -> str:

@@ -68,7 +68,7 @@ class Collector:
         self.report_attr = report_attr
         self.controller = controller
         self.tests: dict[str, dict[str, Any]] = {}
-        self.started = datetime.datetime.now(datetime.timezone.utc)
+        self.started = datetime.datetime.now(datetime.UTC)
 
     def _entry(self, nodeid: str) -> dict[str, Any]:
         entry = self.tests.get(nodeid)
@@ -129,7 +129,7 @@ class Collector:
         tests = [self.tests[k] for k in sorted(self.tests)]
         counts = Counter(t["outcome"] for t in tests)
         s = self.settings
-        return json_safe({
+        document: dict[str, Any] = json_safe({
             "format": REPORT_FORMAT,
             "version": REPORT_SCHEMA_VERSION,
             "created": self.started.isoformat(timespec="seconds"),
@@ -148,6 +148,7 @@ class Collector:
             "totals": {"tests": len(tests), **{o: counts.get(o, 0) for o in OUTCOMES}},
             "tests": tests,
         })  # fmt: skip
+        return document
 
 
 def _outcome(report: Any) -> str | None:

@@ -54,10 +54,10 @@ def markdown(document: Mapping[str, Any]) -> str:
         lines += ["### Failures", "", "| test | precision | op | torch line | fix |", "| --- | --- | --- | --- | --- |"]
         for t in failed:
             d = t.get("diagnosis") or {}
-            op = f"{d['op_type']} {d['op']}" if d.get("op") else None
+            where = f"{d['op_type']} {d['op']}" if d.get("op") else None
             fix = d.get("fix") or t.get("message")
             lines.append(
-                f"| {_code(t['nodeid'])} | {cell(t.get('precision'))} | {_code(op)} | "
+                f"| {_code(t['nodeid'])} | {cell(t.get('precision'))} | {_code(where)} | "
                 f"{_code(d.get('source'))} | {cell(fix)} |"
             )
         lines.append("")
