@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     output = args.output if args.output is not None else args.directory / REPLAY_REPORT
-    from .report.session import write_atomic
+    from .report._io import write_atomic
 
     write_atomic(output, json.dumps(report, indent=1, allow_nan=False) + "\n")
     for line in text(report):

@@ -265,3 +265,31 @@ def test_doc_jobs_run_the_same_pytest_line() -> None:
     text = DOC.read_text()
     line = " ".join(doc_command())
     assert text.count(line) == 3  # the sh block, the GitHub step, the GitLab script
+
+
+def test_coreai_dumps_replay_on_the_core_ai_interpreter(tmp_path: Path, cache: Path) -> None:
+    """A coreai dump holds the saved program and replays through Apple's interpreter."""
+    from pytest_coreml_parity.coreai.availability import coreai_unavailable_reason
+
+    reason = coreai_unavailable_reason(deep=True)
+    if reason is not None:
+        pytest.skip(reason)
+    path = make_project(tmp_path / "p", cache)
+    args = ["test_complex.py", "-k", "parity or healthy", "--coreml-targets=coreai", "--coreml-precisions=fp16",
+            "--coreml-dump=d", "--coreml-report=r.json"]  # fmt: skip
+    result = run(path, args)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    tests = {t["nodeid"]: t for t in json.loads((path / "r.json").read_text())["tests"] if t["model"]}
+    assert {t["stack"] for t in tests.values()} == {"coreai"}
+    assert all(t["dump"]["package"] == "copy" for t in tests.values())
+    output = tmp_path / "replay.json"
+    assert replay_main([str(path / "d"), "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert len(report["dumps"]) == 2
+    for dumped in report["dumps"]:
+        (run_,) = dumped["runs"]
+        assert run_["runner"] == "coreai-interpreter" and run_["matches_dump"] is True
+        assert run_["vs_dump"]["identical"] == 1.0
+        expected = "fail" if "test_parity" in dumped["nodeid"] else "pass"
+        assert run_["verdict"] == dumped["dumped_verdict"] == expected

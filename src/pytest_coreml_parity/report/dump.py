@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import messages
+from ._io import umask, write_atomic
 from .files import report_stem
 from .record import json_safe
-from .session import _umask, write_atomic
 
 DUMP_FORMAT = "pytest-coreml-parity-dump"
 INDEX_FORMAT = "pytest-coreml-parity-dump-index"
@@ -129,7 +129,7 @@ def write_dump(
     stem = report_stem(node_id)
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{stem[:40]}.", dir=directory))
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; a CI artifact is shared
+    os.chmod(staging, 0o777 & ~umask())  # mkdtemp makes 0700; a CI artifact is shared
     try:
         arrays: dict[str, Any] = {}
         for i, x in enumerate(kept.inputs):

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import platform
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from .._values import package_version
+from ._io import write_atomic
 from .record import RECORD_ATTR, json_safe
 
 #: The JSON report's ``format`` and ``version`` (a new version for any incompatible change).
@@ -38,26 +37,6 @@ def load_schema() -> dict[str, Any]:
     """The report's JSON Schema (draft 2020-12)."""
     schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
     return schema
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a CI artifact is shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class Collector:
@@ -172,4 +151,4 @@ def _message(report: Any) -> str | None:
     return lines[0][:500] if lines else None
 
 
-__all__ = ["REPORT_FORMAT", "REPORT_SCHEMA_VERSION", "SCHEMA_PATH", "Collector", "load_schema", "write_atomic"]
+__all__ = ["REPORT_FORMAT", "REPORT_SCHEMA_VERSION", "SCHEMA_PATH", "Collector", "load_schema"]
