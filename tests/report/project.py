@@ -92,6 +92,6 @@ def run(path: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[
     environ = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), **env}
     environ.pop("PYTEST_ADDOPTS", None)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", *args],
         cwd=path, env=environ, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
