@@ -3,8 +3,8 @@
 The plugin hangs a :class:`VerdictLog` on a test's ``coreml_model`` when a CI output
 wants it (``--junitxml``, ``--coreml-report``, ``--coreml-summary``, ``--coreml-dump``);
 ``assert_parity`` adds each call to it, the way the headroom log collects recordings.
-It keeps, per output, the worst call (a failing one first, else the largest error over
-the allowed error) and, for dumps, that call's arrays; metrics are computed once, at
+It keeps, per output, the deciding call (the last failing one, which under Hypothesis is
+the shrunk example; else the call with the largest error over the allowed error) and, for dumps, that call's arrays; metrics are computed once, at
 the end of the test, for the kept calls only, so a Hypothesis test with thousands of
 examples pays one comparison's metrics.
 
@@ -58,9 +58,9 @@ class VerdictLog:
             if ratio is None:  # non-finite somewhere: rank it above every finite call
                 ratio = math.inf
         old = self.kept.get(output)
-        worse = old is None or (
-            (not judgement.passed, ratio) > (not old.judgement.passed, old.ratio)
-        )
+        # The latest failure decides (with Hypothesis, the shrunk example runs last);
+        # among passing calls, the one nearest to failing.
+        worse = old is None or not judgement.passed or (old.judgement.passed and ratio > old.ratio)
         if worse:
             keep = self.keep_arrays
             self.kept[output] = Kept(
