@@ -317,6 +317,9 @@ def assert_parity(
         step, judged = _judged_step(len(model.steps) + 1, actual, expected, gates)
         model.steps.append(step)
     worst = 0.0
+    log = model.verdicts  # the CI outputs' record of this test (verdict_log.py), if wanted
+    if log is not None:
+        log.start_call()
     for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
         g, e = as_pair(widen_float16(got), want)
         if g.shape != e.shape:  # e.g. a flexible-shape program that lost a dim
@@ -330,6 +333,9 @@ def assert_parity(
             )
         judgement = judged[i] if judged else judge_pair(g, e, gates)
         comp = Comparison(actual=g, expected=e, mismatch=judgement.mismatch)
+        if log is not None:
+            name = model.output_names[i] if i < len(model.output_names) else f"#{i}"
+            log.add(name, judgement, arrays, actual, expected)
         if guided:
             worst = max(worst, _error_ratio(comp, judgement))
         if judgement.passed:

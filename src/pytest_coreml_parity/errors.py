@@ -62,10 +62,16 @@ class CacheEntryError(CoreMLParityError):
         super().__init__(f"cache entry {where}: {reason}")
 
 
+class DumpError(CoreMLParityError):
+    """A golden dump folder (``--coreml-dump``) that replay cannot use: missing, foreign,
+    of another format version, or damaged (report/replay.py)."""
+
+
 __all__ = [
     "CacheEntryError",
     "ConversionError",
     "CoreMLParityError",
+    "DumpError",
     "InputMismatchError",
     "NotBoundError",
     "PackageError",

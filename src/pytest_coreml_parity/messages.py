@@ -341,3 +341,26 @@ CACHED_FAILURE = (
     "options, versions and registered converter ops; to retry, delete {entry} or run with "
     "--coreml-cache-dir=none)"
 )
+
+# ------------------------------------------------------------------ CI outputs (report/)
+REPORT_NOT_JSON = (
+    "{where}: takes the session's JSON report file (a path ending in .json), got {value!r}; "
+    "the per-failure report folder moved to --coreml-report-dir=DIR (ini coreml_report_dir)"
+)
+OUTPUT_IS_DIRECTORY = "{where}: {value!r} is a directory; give a file path"
+OUTPUT_IS_FILE = "{where}: {value!r} is a file; give a directory"
+OUTPUT_PARENT_NOT_DIRECTORY = "{where}: cannot write {value!r}: {parent!r} is not a directory"
+OUTPUT_NOT_WRITABLE = "{where}: cannot write {value!r}: {error}"
+SUMMARY_TITLE = "coreml-parity results"
+DUMP_OVER_BUDGET = "dump skipped: {need:.1f} MB would exceed --coreml-dump-max-mb={limit:g} ({used:.1f} MB used)"
+REPLAY_NOT_A_DUMP = (
+    "{path}: not a pytest-coreml-parity dump (no {manifest}); "
+    "make one with pytest --coreml-dump=DIR"
+)
+REPLAY_FOREIGN = "{path}: {manifest} is not a pytest-coreml-parity dump manifest ({why})"
+REPLAY_VERSION = (
+    "{path}: dump format version {got} is not supported by this replay (supports {want}); "
+    "replay with the pytest-coreml-parity version that wrote it"
+)
+REPLAY_CORRUPT = "{path}: damaged dump: {why}"
+REPLAY_EMPTY = "{path}: no dumps found (expected {index} or test folders with {manifest})"

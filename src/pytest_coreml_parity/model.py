@@ -44,6 +44,7 @@ from .stacks import DEFAULT_STACKS, Stack, stack
 if TYPE_CHECKING:
     from .headroom import HeadroomLog
     from .verdict import GateValue, ToleranceValue
+    from .verdict_log import VerdictLog
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,9 @@ class CoreMLModel:
         #: Set by the plugin for a test that wants headroom; every emulator call then
         #: records per-op peaks into it (see :mod:`.headroom`).
         self.headroom: HeadroomLog | None = None
+        #: Set by the plugin when a CI output (JUnit, JSON report, dumps) wants this
+        #: test's verdicts; ``assert_parity`` adds each call (see :mod:`.verdict_log`).
+        self.verdicts: VerdictLog | None = None
         #: Largest finite |value| of an fp16-typed op over 65504 in the last recorded call.
         self.last_peak: float | None = None
         self.node_id: str | None = None

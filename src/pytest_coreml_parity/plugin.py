@@ -69,6 +69,7 @@ BIND_FAILURE = pytest.StashKey[str]()
 BIND_EVENT = pytest.StashKey[dict[str, Any]]()
 BOUND_MODEL = pytest.StashKey[Any]()
 HEADROOM_DATA = pytest.StashKey[dict[str, Any]]()
+CI_MODEL = pytest.StashKey[Any]()  # the bound model whose verdicts the CI outputs record
 
 #: The precisions the help lists: Core ML's built-in ones (precisions.TABLE).
 _BUILT_IN = tuple(p for p in SETTINGS_PRECISIONS if not PRECISIONS[p].user_config)
@@ -83,6 +84,10 @@ _HELP = {
     "backend": ("NAME", "where converted models run: auto, coreml (macOS) or emulator. Default: auto"),
     "emulator_profile": ("PROFILE", "how the emulator backend runs fp16: typed, float32 or fp16-sequential (fp16 matmul accumulation, as Core AI's interpreter). Default: typed"),
     "report_dir": ("DIR", "write diagnosis reports (JSON, plots) for failures to DIR. Default: none"),
+    "report": ("PATH", "write the session's JSON report (every test's verdicts, costs, diagnoses) to PATH (.json). Default: none"),
+    "summary": ("PATH", "write a markdown summary (failures with op, line and fix; worst headroom) to PATH. Default: none"),
+    "dump_dir": ("DIR", "write golden dumps (package, inputs, torch and emulator outputs) to DIR for replay. Default: none"),
+    "dump_max_mb": ("MB", "total size bound of --coreml-dump; past it, packages become cache pointers, then dumps are skipped. Default: 200"),
     "cache_dir": ("DIR", "disk cache of converted models, or 'none'. Default: pytest's cache dir, else .coreml-parity-cache"),
     "headroom": ("M", "fail (or warn) a test whose fp16 op peaks above 65504/M on its inputs (M >= 1). Default: no gate"),
     "headroom_action": ("ACTION", "what --coreml-headroom does below the margin: fail or warn. Default: fail"),
@@ -117,11 +122,28 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve_session(
             lambda name: config.getoption(f"coreml_{name}"), config.getini, ini_where
         )
+        from .report.outputs import check_outputs
+
+        check_outputs(settings)  # bad --coreml-report/-summary/-dump paths fail before the run
     except SettingError as exc:
         raise pytest.UsageError(str(exc)) from None
     state = PluginState(settings=settings, cache_dir=_cache_dir(config, settings))
     config.stash[STATE] = state
     config.pluginmanager.register(_Recorder(state), "coreml-parity-recorder")
+    from .report.outputs import wanted
+
+    if wanted(settings):  # the session's JSON report, summary and dump index
+        from .report.session import Collector
+
+        controller = not hasattr(config, "workerinput")
+        config.pluginmanager.register(Collector(settings, REPORT_ATTR, controller=controller), "coreml-parity-outputs")
+
+
+def _ci_wanted(config: pytest.Config) -> bool:
+    """Whether a CI output reads each test's verdicts: JUnit XML or a session output."""
+    from .report.outputs import wanted
+
+    return bool(config.getoption("xmlpath", None)) or wanted(config.stash[STATE].settings)
 
 
 def _cache_dir(config: pytest.Config, settings: Settings) -> Path | None:
@@ -361,12 +383,19 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         pytest.fail(messages.TORCH_PREPROCESS_NOT_CALLABLE.format(got=type(preprocess).__name__), pytrace=False)
     slot.torch_preprocess = preprocess
     item = request.node
-    info = {"precision": slot.precision, "backend": backend.name, "model": type(torch_model).__name__}
+    info: dict[str, Any] = {
+        "precision": slot.precision, "backend": backend.name, "model": type(torch_model).__name__,
+        "stack": slot.stack.name, "profile": slot.emulator_profile if backend.records else None,
+    }  # fmt: skip
+    import time
+
+    started = time.perf_counter()
     try:
         event = slot.bind(
             torch_model, example_inputs, item.nodeid, convert=convert, convert_kwargs=convert_kwargs
         )
     except ConversionError as exc:
+        info["seconds"] = time.perf_counter() - started
         item.stash[BIND_FAILURE] = messages.CONVERSION_FAILED.format(summary=exc.summary)
         item.stash[BIND_EVENT] = {**info, "event": slot.event or "failed"}
         if slot.runtime.last_rebuilt is not None:
@@ -378,12 +407,22 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         failed = None
     if failed is not None:  # outside the except block: the report shows only the message
         pytest.fail(failed, pytrace=False)
-    item.stash[BIND_EVENT] = {**info, "precision": slot.precision, "event": event}
+    item.stash[BIND_EVENT] = {
+        **info, "precision": slot.precision, "event": event, "seconds": time.perf_counter() - started
+    }
     if slot.runtime.last_rebuilt is not None:  # a damaged disk-cache entry was rebuilt
         item.stash[BIND_EVENT]["rebuilt"] = slot.runtime.last_rebuilt
     slot.headroom = None
     session = request.config.stash[STATE].settings
+    slot.verdicts = None
+    ci = _ci_wanted(request.config)
+    if ci:
+        from .verdict_log import VerdictLog
+
+        slot.verdicts = VerdictLog(keep_arrays=session.dump_dir is not None)
+        item.stash[CI_MODEL] = slot
     wanted = slot.settings.headroom is not None or session.headroom_report or slot.report_dir is not None
+    wanted = wanted or session.report is not None or session.summary is not None
     if wanted and backend.records:  # headroom reads the emulator's recording
         from .headroom import HeadroomLog
 
@@ -438,11 +477,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         info = item.stash.get(BIND_EVENT, None)
         if info is not None:
             setattr(report, REPORT_ATTR, info)  # rides to the xdist controller with the report
-    elif call.when == "call" and report.failed and call.excinfo is not None:
+    summary = None
+    if call.when == "call" and report.failed and call.excinfo is not None:
         # Once per failed test: with hypothesis, this is the final (shrunk) example's failure.
-        text = _diagnosis_section(call.excinfo.value, item.nodeid)
-        if text is not None:
-            report.sections.append((messages.DIAGNOSIS_SECTION, text))  # rides to xdist too
+        from .report_sections import attach_diagnosis, diagnose_exception
+
+        found = diagnose_exception(call.excinfo.value, item.nodeid)
+        if found is not None:
+            attach_diagnosis(report, found[0])  # the failure's own text: JUnit, -rA, xdist
+            summary = found[1]
+    if call.when == "call" and CI_MODEL in item.stash:
+        from .report.attach import attach_record
+
+        attach_record(
+            report, item, item.stash[CI_MODEL], settings=item.config.stash[STATE].settings,
+            setup=item.stash.get(BIND_EVENT, None), headroom=item.stash.get(HEADROOM_DATA, None),
+            diagnosis=summary,
+        )  # fmt: skip
     return report
 
 
@@ -450,12 +501,6 @@ def _write_headroom(item: pytest.Item, headroom: dict[str, Any]) -> None:
     from .report_sections import write_headroom_file
 
     write_headroom_file(item.stash[BOUND_MODEL], headroom, item.nodeid)
-
-
-def _diagnosis_section(exc: BaseException, node_id: str) -> str | None:
-    from .report_sections import diagnosis_section
-
-    return diagnosis_section(exc, node_id)
 
 
 class _Recorder:

@@ -38,7 +38,7 @@ def headroom_outcome(model: CoreMLModel) -> tuple[dict[str, Any] | None, str | N
 
 
 def write_headroom_file(model: CoreMLModel, headroom: dict[str, Any], node_id: str) -> None:
-    """The test's headroom JSON in ``--coreml-report`` DIR, when one is set."""
+    """The test's headroom JSON in ``--coreml-report-dir`` DIR, when one is set."""
     if model.report_dir is not None:
         from .report import write_headroom
 
@@ -46,7 +46,25 @@ def write_headroom_file(model: CoreMLModel, headroom: dict[str, Any], node_id: s
 
 
 def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
-    """The diagnosis of a :class:`~.compare.ParityFailure` (and its report files), or None.
+    """The diagnosis of a :class:`~.compare.ParityFailure` (and its report files), or None."""
+    found = diagnose_exception(exc, node_id)
+    return found[0] if found is not None else None
+
+
+def attach_diagnosis(report: Any, text: str) -> None:
+    """Put the diagnosis into the failure's own text (``report.longrepr``), so every
+    reporter carries it: the terminal, ``--junitxml`` (its ``<failure>`` text is
+    ``str(longrepr)``), ``-rA`` and xdist (longrepr sections are serialized). A failure
+    without an exception repr (``pytrace=False``: a plain string) gets a report section."""
+    longrepr = report.longrepr
+    if hasattr(longrepr, "addsection"):
+        longrepr.addsection(messages.DIAGNOSIS_SECTION, text)
+    else:
+        report.sections.append((messages.DIAGNOSIS_SECTION, text))
+
+
+def diagnose_exception(exc: BaseException, node_id: str) -> tuple[str, dict[str, Any] | None] | None:
+    """(the diagnosis text, its summary for the CI outputs) of a ParityFailure, or None.
 
     Imports diagnosis only when a ParityFailure is present (no compare module loaded
     means none was raised). Never raises: the real failure must stay visible.
@@ -59,7 +77,7 @@ def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
         return None
     model = exc.model
     if model.torch_state_model is not None:  # one step of a sequence replays wrong
-        return messages.STATEFUL_NO_DIAGNOSIS.format(model=model)
+        return messages.STATEFUL_NO_DIAGNOSIS.format(model=model), None
     try:
         try:
             from .diagnose import diagnose_failure
@@ -74,9 +92,14 @@ def diagnosis_section(exc: BaseException, node_id: str) -> str | None:
         written: list[Path] = []
         if model.report_dir is not None and not diagnosis.healthy:  # the stack's report files
             written = model.stack.write_report(diagnosis, model.report_dir, node_id)
-        return diagnosis.text(written)
+        from .report.record import diagnosis_summary
+
+        return diagnosis.text(written), diagnosis_summary(diagnosis)
     except Exception as error:
-        return messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}")
+        return messages.DIAGNOSIS_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}"), None
 
 
-__all__ = ["diagnosis_section", "headroom_outcome", "write_headroom_file"]
+__all__ = [
+    "attach_diagnosis", "diagnose_exception", "diagnosis_section", "headroom_outcome",
+    "write_headroom_file",
+]

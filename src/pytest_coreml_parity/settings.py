@@ -97,6 +97,11 @@ class Settings:
     #: How the emulator backend runs fp16-typed ops (EMULATOR_PROFILES).
     emulator_profile: str = "typed"
     report_dir: Path | None = None
+    #: CI outputs (report/): the session's JSON report, the markdown summary, golden dumps.
+    report: Path | None = None
+    summary: Path | None = None
+    dump_dir: Path | None = None
+    dump_max_mb: float | None = None
     cache_dir: str | None = None
     #: Fail (or warn) when an fp16 op peaks above 65504 / headroom (None: no gate).
     headroom: float | None = None
@@ -294,7 +299,11 @@ OPTIONS: dict[str, tuple[str, str, Callable[[Any, str], Any]]] = {
         "coreml_emulator_profile",
         _choice(EMULATOR_PROFILES, "emulator profile"),
     ),
-    "report_dir": ("--coreml-report", "coreml_report", _path),
+    "report_dir": ("--coreml-report-dir", "coreml_report_dir", _path),
+    "report": ("--coreml-report", "coreml_report", _path),
+    "summary": ("--coreml-summary", "coreml_summary", _path),
+    "dump_dir": ("--coreml-dump", "coreml_dump", _path),
+    "dump_max_mb": ("--coreml-dump-max-mb", "coreml_dump_max_mb", lambda v, w: _number(v, w, "dump size (MB)")),
     "cache_dir": ("--coreml-cache-dir", "coreml_cache_dir", lambda v, w: str(v)),
     "headroom": ("--coreml-headroom", "coreml_headroom", parse_margin),
     "headroom_action": (

@@ -63,7 +63,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_failure_names_the_op_and_proposes_a_verified_fix(project: pytest.Pytester) -> None:
     report = project.path / "reports"
     result = project.runpytest_subprocess(
-        *BASE_ARGS, "--coreml-search-fix", f"--coreml-report={report}", "-k", "parity or healthy"
+        *BASE_ARGS, "--coreml-search-fix", f"--coreml-report-dir={report}", "-k", "parity or healthy"
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
@@ -114,8 +114,10 @@ import pathlib
 
 
 def pytest_runtest_logreport(report):
+    # The diagnosis is a section of the failure's own text (longrepr), not a report section.
+    longrepr = [section[0] for section in getattr(report.longrepr, "sections", [])]
     row = {"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
-           "sections": [title for title, _ in report.sections]}
+           "sections": [title for title, _ in report.sections] + longrepr}
     with open(pathlib.Path(__file__).parent / "sections.jsonl", "a") as f:
         f.write(json.dumps(row) + "\\n")
 '''
@@ -130,8 +132,8 @@ def test_plain_assertion(coreml_model):
 
 
 def test_diagnosis_is_one_report_section_per_failed_parity_test(project: pytest.Pytester) -> None:
-    """On the report object itself: once for each failed assertion, never for a pass or
-    for a failure that is not a ParityFailure."""
+    """On the report object itself (in the failure's longrepr): once for each failed
+    assertion, never for a pass or for a failure that is not a ParityFailure."""
     project.makeconftest(RECORDER)
     project.makepyfile(test_other=OTHER_FAILURE)
     result = project.runpytest_subprocess(*BASE_ARGS)

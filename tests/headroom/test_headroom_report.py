@@ -114,7 +114,7 @@ def test_headroom_json_in_the_report_dir(pytester: pytest.Pytester, run) -> None
     copy_example(pytester)
     pytester.makepyfile(test_big=BIG_DENOMINATOR)
     report = pytester.path / "reports"
-    run("test_big.py", "--coreml-precisions=fp16", f"--coreml-report={report}").assert_outcomes(
+    run("test_big.py", "--coreml-precisions=fp16", f"--coreml-report-dir={report}").assert_outcomes(
         passed=1
     )
     files = sorted(report.glob("*.headroom.json"))

@@ -352,13 +352,13 @@ def test_a_worker_crash_or_hang_fails_one_test_and_the_next_test_passes(run: Any
 
 @needs_coreai
 def test_coreai_failure_writes_a_json_report(run: Any, pytester: pytest.Pytester, tmp_path: Path) -> None:
-    """--coreml-report DIR on the coreai target: the first non-finite op and its torch line."""
+    """--coreml-report-dir DIR on the coreai target: the first non-finite op and its torch line."""
     import json
 
     copy_example(pytester)
     reports = tmp_path / "reports"
     result = run(
-        COREAI, "--coreml-precisions=fp16", f"--coreml-report={reports}", "-k", "test_large_denominators"
+        COREAI, "--coreml-precisions=fp16", f"--coreml-report-dir={reports}", "-k", "test_large_denominators"
     )
     result.assert_outcomes(failed=1)
     (path,) = reports.glob("*.json")

@@ -120,7 +120,7 @@ class CoreAIDiagnosis:
         return self.first_nonfinite is None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report's body (``--coreml-report``): the first non-finite op and the fix."""
+        """The JSON report's body (``--coreml-report-dir``): the first non-finite op and the fix."""
         op = self.first_nonfinite
         fix = self.fix
         return {

@@ -2,7 +2,7 @@
 
 The plugin's report hook calls :func:`diagnose_failure` once per failed test and
 puts :meth:`Diagnosis.text` in a report section; it also writes the report files
-(``--coreml-report``) from the returned :class:`Diagnosis`. Nothing here writes
+(``--coreml-report-dir``) from the returned :class:`Diagnosis`. Nothing here writes
 files or knows about pytest.
 """
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .diagnose.fix import MixedPrecisionFix
-    from .diagnose.localize import Localization
+    from ..diagnose.fix import MixedPrecisionFix
+    from ..diagnose.localize import Localization
 
 REPORT_VERSION = 1
 
@@ -31,7 +31,7 @@ def report_data(
     localization: Localization, fix: MixedPrecisionFix | None, node_id: str | None = None
 ) -> dict[str, Any]:
     """The JSON document: versioned, with the localization, the profile and the fix."""
-    from .diagnose.localize import json_safe
+    from ..diagnose.localize import json_safe
 
     data: dict[str, Any] = {
         "version": REPORT_VERSION,
@@ -71,7 +71,7 @@ def write_report(
 
 def write_data(report_dir: str | Path, body: dict[str, Any], *, node_id: str | None = None) -> Path:
     """Write a diagnosis that has no per-op profile (Core AI's) to ``<stem>.json``."""
-    from .diagnose.localize import json_safe
+    from ..diagnose.localize import json_safe
 
     directory = Path(report_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def write_data(report_dir: str | Path, body: dict[str, Any], *, node_id: str | N
 
 def write_headroom(report_dir: str | Path, headroom: dict[str, Any], *, node_id: str | None = None) -> Path:
     """Write one test's headroom (see ``diagnose/headroom.py``) to ``<stem>.headroom.json``."""
-    from .diagnose.localize import json_safe
+    from ..diagnose.localize import json_safe
 
     directory = Path(report_dir)
     directory.mkdir(parents=True, exist_ok=True)
