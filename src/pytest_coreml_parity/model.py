@@ -533,9 +533,6 @@ class CoreMLModel:
 
     def _select_function(self, entry: Entry, name: str) -> Any:
         """The package's function ``name`` (marker ``function=``) as its own MLModel."""
-        from ._coremltools import import_coremltools
-
-        ct = import_coremltools()
         spec = entry.mlmodel.get_spec()
         functions = [f.name for f in spec.description.functions]
         if name not in functions:
@@ -546,8 +543,14 @@ class CoreMLModel:
                 )
             )
         path = entry.path or getattr(entry.mlmodel, "package_path", None)
-        on_device = self.backend is not None and self.backend.name == "coreml"
-        return ct.models.MLModel(str(path), function_name=name, skip_model_load=not on_device)
+        if self.backend is None or self.backend.name != "coreml":  # no coremltools import
+            from .emulator.saved import SavedModel
+
+            return SavedModel(str(path), function_name=name)
+        from ._coremltools import import_coremltools
+
+        ct = import_coremltools()
+        return ct.models.MLModel(str(path), function_name=name)
 
     def _bind_coreai(
         self, torch_model: Any, example_inputs: tuple[Any, ...], options: ConversionOptions
