@@ -62,9 +62,10 @@ def unpack_bits(packed: np.ndarray, nbits: int, count: int, signed: bool) -> np.
     values = (bits << np.arange(nbits, dtype=np.uint16)).sum(axis=1, dtype=np.uint16)
     if signed:
         values = values.astype(np.int16)
-        values = np.where(values >= 1 << (nbits - 1), values - (1 << nbits), values)
-        return values.astype(np.int8)
-    return values.astype(np.uint8)
+        signed_values: np.ndarray = np.where(values >= 1 << (nbits - 1), values - (1 << nbits), values)
+        return signed_values.astype(np.int8)
+    unsigned: np.ndarray = values.astype(np.uint8)
+    return unsigned
 
 
 class BlobFile:

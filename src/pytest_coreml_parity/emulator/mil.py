@@ -54,6 +54,25 @@ class MilOp:
     #: coremltools' scope records (the torch module path); a saved program has none.
     scopes: dict[str, Any] | None = None
 
+    def __getattr__(self, name: str) -> Any:
+        """An input by name (``op.x``, ``op.weight``), as coremltools' ops give them; None
+        for one the op was not given (coremltools' None for an absent optional input)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.__dict__.get("inputs", {}).get(name)
+
+
+def find_ops(operations: list[MilOp], op_type: str | None = None) -> list[MilOp]:
+    """Every op of ``operations`` and of their nested blocks, in program order, of
+    ``op_type`` (all ops when None)."""
+    found = []
+    for op in operations:
+        if op_type is None or op.op_type == op_type:
+            found.append(op)
+        for block in op.blocks:
+            found.extend(find_ops(block.operations, op_type))
+    return found
+
 
 @dataclass(eq=False)
 class MilBlock:
@@ -62,6 +81,10 @@ class MilBlock:
     inputs: list[MilVar]
     operations: list[MilOp]
     outputs: list[MilVar]
+
+    def find_ops(self, op_type: str | None = None) -> list[MilOp]:
+        """Every op of this block and its nested blocks (of ``op_type``), in order."""
+        return find_ops(self.operations, op_type)
 
 
 @dataclass(eq=False)
@@ -73,3 +96,7 @@ class MilFunction:
     outputs: list[MilVar]
     #: The opset (deployment target) name the function was loaded for, e.g. ``"iOS17"``.
     opset: str = ""
+
+    def find_ops(self, op_type: str | None = None) -> list[MilOp]:
+        """Every op of the function, nested ones included (of ``op_type``), in order."""
+        return find_ops(self.operations, op_type)

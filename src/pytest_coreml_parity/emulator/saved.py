@@ -13,6 +13,7 @@ that ``MLModel`` on first use (importing coremltools then) and is read from it.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ _AUTHOR = "com.apple.CoreML"
 class SavedModel:
     """A saved ``.mlpackage`` (see the module docstring)."""
 
-    def __init__(self, path: str | Path, function_name: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], function_name: str | None = None) -> None:
         self.package_path = str(path)
         self.function_name = function_name
         root = Path(path)
