@@ -179,9 +179,12 @@ def _row(name: str, numbers: dict[str, object], baseline: dict[str, object] | No
 
 def report(numbers: dict[str, object], baseline: dict[str, object] | None, imports: dict[str, float], repeats: int) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    head = "| whole pytest process (wall, median of %d) | before (baseline) | now | speed-up |\n| --- | ---: | ---: | ---: |" % repeats
+    head = (
+        f"| whole pytest process (wall, median of {repeats}) | before (baseline) | now | speed-up |\n"
+        "| --- | ---: | ---: | ---: |"
+    )
     if baseline is None:
-        head = "| whole pytest process (wall, median of %d) | now |\n| --- | ---: |" % repeats
+        head = f"| whole pytest process (wall, median of {repeats}) | now |\n| --- | ---: |"
     rows = [
         _row("2-test file, cold (converts fp32 and fp16)", numbers, baseline, "cold"),
         _row("2-test file, warm (both from the disk cache)", numbers, baseline, "warm"),

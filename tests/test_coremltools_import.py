@@ -48,7 +48,7 @@ def _run(hide: str) -> dict[str, object]:
 @pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="torchao is not installed")
 def test_optional_packages_stay_out_of_coremltools_import_without_changing_it() -> None:
     hidden = _run("1")
-    assert "torchao" in hidden["hidden"]
+    assert "torchao" in hidden["hidden"]  # type: ignore[operator]
     assert hidden["imported"] == [], hidden
     assert hidden["after"] == sorted(hidden["hidden"])  # type: ignore[call-overload]
     plain = _run("0")

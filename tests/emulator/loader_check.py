@@ -144,7 +144,7 @@ def plan_difference(a: ProgramPlan, b: ProgramPlan) -> list[str]:
 
 def plans(model: Any, function_name: str = "main", fp16_execution: str = "typed") -> dict[str, ProgramPlan]:
     """The plan of ``model`` by each loader."""
-    result = {}
+    result: dict[str, ProgramPlan] = {}
     for loader in ("proto", "coremltools"):
         loaded = load_program(model, function_name, loader=loader)
         assert loaded.loader == loader, f"the proto loader fell back to coremltools for {model!r}"

@@ -24,6 +24,7 @@ import pytest
 import torch
 from coremltools.converters.mil import Builder as mb
 
+from pytest_coreml_parity.emulator import Emulator
 from pytest_coreml_parity.emulator.blob import BlobFiles
 from pytest_coreml_parity.emulator.compile import compile_block
 from pytest_coreml_parity.emulator.execute import execute
@@ -138,7 +139,7 @@ def _lists() -> Any:
 def _image() -> Any:
     torch.manual_seed(2)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
-    traced = torch.jit.trace(model, torch.rand(1, 3, 8, 8))
+    traced = torch.jit.trace(model, torch.rand(1, 3, 8, 8))  # type: ignore[no-untyped-call]
     return ct.convert(
         traced,
         inputs=[ct.ImageType(name="image", shape=(1, 3, 8, 8), scale=1 / 255.0, bias=[-0.5, -0.4, -0.3])],
@@ -251,7 +252,7 @@ def test_weight_files_read_as_coremltools_reads_them(tmp_path: Path) -> None:
     from coremltools.libmilstoragepython import _BlobStorageReader, _BlobStorageWriter
 
     rng = np.random.default_rng(0)
-    values = {
+    values: dict[str, np.ndarray] = {
         "fp16": rng.normal(size=37).astype(np.float16),
         "fp32": rng.normal(size=5).astype(np.float32),
         "int8": rng.integers(-128, 128, 19).astype(np.int8),
@@ -302,5 +303,19 @@ def test_a_saved_package_runs_without_importing_coremltools(tmp_path: Path) -> N
         [sys.executable, "-c", code, str(tmp_path / "out.npy")], capture_output=True, text=True, check=True
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
-    want = next(iter(support.Emulator(model).run({"x0": x}).values()))
+    want = next(iter(Emulator(model).run({"x0": x}).values()))
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), want)
+
+
+def test_a_saved_model_forwards_to_coremltools_mlmodel_built_on_first_use(tmp_path: Path) -> None:
+    model = _mlp("fp32")
+    model.user_defined_metadata["origin"] = "test"
+    model.save(str(tmp_path / "model.mlpackage"))
+    saved = SavedModel(tmp_path / "model.mlpackage")
+    assert saved.get_spec().WhichOneof("Type") == "mlProgram"
+    assert saved.weights_dir is not None and Path(saved.weights_dir, "weight.bin").is_file()
+    assert saved.__dict__["_mlmodel"] is None  # the spec alone built nothing
+    assert saved.user_defined_metadata["origin"] == "test"  # forwarded: builds the MLModel
+    assert isinstance(saved.to_mlmodel(), ct.models.MLModel)
+    assert saved.to_mlmodel() is saved.to_mlmodel()
+    assert getattr(saved, "_mil_program", None) is None  # private names are not forwarded

@@ -7,7 +7,7 @@ It stands in for coremltools' ``MLModel`` opened with ``skip_model_load=True``:
 ``get_spec()``, ``package_path``, ``weights_dir`` and ``function_name`` are its own;
 any other attribute (``save``, ``user_defined_metadata``, ``predict``, ...) builds
 that ``MLModel`` on first use (importing coremltools then) and is read from it.
-:meth:`SavedModel.mlmodel` returns it.
+:meth:`SavedModel.to_mlmodel` returns it (private attributes are not forwarded).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class SavedModel:
                     ) from exc
             return self._spec
 
-    def mlmodel(self) -> Any:
+    def to_mlmodel(self) -> Any:
         """coremltools' ``MLModel`` of this package (``skip_model_load=True``), built once."""
         with self._lock:
             if self._mlmodel is None:
@@ -72,9 +72,11 @@ class SavedModel:
             return self._mlmodel
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_spec", "_mlmodel", "_lock", "_spec_path"):
+        """A public attribute of coremltools' ``MLModel`` of this package (built on first use);
+        private names are not forwarded."""
+        if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self.mlmodel(), name)
+        return getattr(self.to_mlmodel(), name)
 
     def __repr__(self) -> str:
         return f"SavedModel({self.package_path!r}, function_name={self.function_name!r})"
