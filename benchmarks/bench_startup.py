@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -118,30 +119,34 @@ def _project(directory: Path, files: dict[str, str]) -> None:
         (directory / name).write_text(text)
 
 
-def _pytest(src: Path, project: Path, cache: Path, *args: str) -> tuple[float, bool, str]:
-    """(wall seconds, whether coremltools was imported, the summary line) of one run."""
+def _pytest(src: Path, project: Path, cache: Path, *args: str) -> tuple[float, bool, str, float]:
+    """(wall seconds, whether coremltools was imported, the summary line, CPU seconds: user
+    + system of the process and its children, e.g. xdist workers) of one run."""
     modules = project / "modules.json"
     env = dict(os.environ, PYTHONPATH=str(src), BENCH_MODULES_FILE=str(modules), TQDM_DISABLE="1")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--coreml-cache-dir={cache}", *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"pytest failed in {project}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     names = json.loads(modules.read_text()) if modules.exists() else []
     summary = next((line for line in done.stdout.splitlines() if "coreml-parity: backend" in line), "")
-    return wall, "coremltools" in names, summary
+    return wall, "coremltools" in names, summary, cpu
 
 
-def _import_time(code: str) -> float:
-    """Wall seconds of ``python -c code`` minus a bare interpreter's start."""
-    def run(source: str) -> float:
-        start = time.perf_counter()
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-        subprocess.run([sys.executable, "-c", source], check=True, capture_output=True, env=env)
-        return time.perf_counter() - start
-
-    return run(code) - run("pass")
+def _import_time(before: str, code: str) -> float:
+    """Seconds ``code`` takes in a fresh process, after ``before`` ran there (median of 3)."""
+    source = f"import time\n{before}\nstart = time.perf_counter()\n{code}\nprint(time.perf_counter() - start)"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), TQDM_DISABLE="1")
+    runs = []
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", source], check=True, capture_output=True, text=True, env=env)
+        runs.append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(runs)
 
 
 def measure(src: Path, work: Path, repeats: int) -> dict[str, object]:
@@ -150,41 +155,43 @@ def measure(src: Path, work: Path, repeats: int) -> dict[str, object]:
     suite = work / "suite"
     _project(small, {"test_model_a.py": ONE_TEST})
     _project(suite, {f"test_model_{m}.py": FOUR_TESTS for m in "abcde"})
-    cold = []
-    for i in range(repeats):
-        cold.append(_pytest(src, small, work / f"cold-cache-{i}", "-n", "0")[0])
+    cold_runs = [_pytest(src, small, work / f"cold-cache-{i}", "-n", "0") for i in range(repeats)]
     warm_runs = [_pytest(src, small, work / "cold-cache-0", "-n", "0") for _ in range(repeats)]
     _pytest(src, suite, work / "suite-cache", "-n", "0")  # fill
     serial = [_pytest(src, suite, work / "suite-cache", "-n", "0") for _ in range(repeats)]
     parallel = [_pytest(src, suite, work / "suite-cache", "-n", "2") for _ in range(repeats)]
-    return {
-        "cold": statistics.median(cold),
-        "warm": statistics.median(w for w, _, _ in warm_runs),
-        "warm_imports_coremltools": any(imported for _, imported, _ in warm_runs),
+    numbers: dict[str, object] = {
+        "warm_imports_coremltools": any(run[1] for run in warm_runs),
         "warm_summary": warm_runs[-1][2],
-        "serial": statistics.median(w for w, _, _ in serial),
-        "parallel": statistics.median(w for w, _, _ in parallel),
-        "suite_imports_coremltools": any(imported for _, imported, _ in serial),
-        "suite_summary": serial[-1][2],
+        "suite_imports_coremltools": any(run[1] for run in serial),
     }
+    for key, runs in (("cold", cold_runs), ("warm", warm_runs), ("serial", serial), ("parallel", parallel)):
+        numbers[key] = statistics.median(run[0] for run in runs)
+        numbers[f"{key}_cpu"] = statistics.median(run[3] for run in runs)
+    return numbers
 
 
 def _row(name: str, numbers: dict[str, object], baseline: dict[str, object] | None, key: str) -> str:
     value = float(numbers[key])  # type: ignore[arg-type]
+    cpu = float(numbers[f"{key}_cpu"])  # type: ignore[arg-type]
     if baseline is None:
-        return f"| {name} | {value:.1f} s |"
+        return f"| {name} | {value:.1f} s | {cpu:.1f} s |"
     before = float(baseline[key])  # type: ignore[arg-type]
-    return f"| {name} | {before:.1f} s | {value:.1f} s | {before / value:.1f}x |"
+    before_cpu = float(baseline[f"{key}_cpu"])  # type: ignore[arg-type]
+    return (
+        f"| {name} | {before:.1f} s | {value:.1f} s | {before / value:.1f}x "
+        f"| {before_cpu:.1f} s | {cpu:.1f} s |"
+    )
 
 
 def report(numbers: dict[str, object], baseline: dict[str, object] | None, imports: dict[str, float], repeats: int) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     head = (
-        f"| whole pytest process (wall, median of {repeats}) | before (baseline) | now | speed-up |\n"
-        "| --- | ---: | ---: | ---: |"
+        f"| whole pytest process (median of {repeats}) | wall before | wall now | speed-up "
+        "| CPU before | CPU now |\n| --- | ---: | ---: | ---: | ---: | ---: |"
     )
     if baseline is None:
-        head = f"| whole pytest process (wall, median of {repeats}) | now |\n| --- | ---: |"
+        head = f"| whole pytest process (median of {repeats}) | wall | CPU |\n| --- | ---: | ---: |"
     rows = [
         _row("2-test file, cold (converts fp32 and fp16)", numbers, baseline, "cold"),
         _row("2-test file, warm (both from the disk cache)", numbers, baseline, "warm"),
@@ -198,7 +205,7 @@ def report(numbers: dict[str, object], baseline: dict[str, object] | None, impor
         f"Measured with `benchmarks/bench_startup.py` on {platform.machine()} {platform.system()}, "
         f"Python {platform.python_version()}, {os.cpu_count()} CPU cores shared with other jobs "
         f"(load average {load:.1f} at the end). Each figure is a fresh `python -m pytest` process, "
-        "wall clock, emulator backend; the 2-test file is one `assert_parity` test at fp32 and fp16, "
+        "wall clock and CPU time (user + system, workers included: steadier than wall on a loaded host), emulator backend; the 2-test file is one `assert_parity` test at fp32 and fp16, "
         "the suite 5 small MLPs x 4 tests x 2 precisions. Before/after columns come from the same run "
         "(`--baseline-src`: the main branch's package).",
         "",
@@ -210,7 +217,7 @@ def report(numbers: dict[str, object], baseline: dict[str, object] | None, impor
         "",
         "### Where a warm start's time goes",
         "",
-        "| import, in a fresh process (wall, minus a bare interpreter's start) | seconds |",
+        "| import, in a fresh process (wall, median of 3) | seconds |",
         "| --- | ---: |",
         *(f"| {name} | {seconds:.2f} |" for name, seconds in imports.items()),
         "",
@@ -233,15 +240,20 @@ def main() -> None:
     repeats = 1 if args.quick else args.repeats
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     try:
+        quiet = "from pytest_coreml_parity._coremltools import import_coremltools"
         imports = {
-            "`import torch`": _import_time("import torch"),
-            "`import coremltools` (torch already imported)": _import_time("import torch, coremltools")
-            - _import_time("import torch"),
-            "the warm path: `pytest_coreml_parity.emulator` + the Core ML schema (torch already imported)": _import_time(
-                "import torch, pytest_coreml_parity.emulator as e, pytest_coreml_parity.emulator.proto as p; "
-                "p.model_pb2(); p.mil_pb2()"
-            )
-            - _import_time("import torch"),
+            "`import torch`": _import_time("", "import torch"),
+            "`import coremltools`, torch already imported (all of `_deps`)": _import_time(
+                "import torch", "import coremltools"
+            ),
+            "the plugin's `import_coremltools()` on a miss, torch already imported": _import_time(
+                f"import torch; {quiet}", "import_coremltools()"
+            ),
+            "the warm path: `pytest_coreml_parity.emulator` and the Core ML schema, torch already imported": _import_time(
+                "import torch",
+                "import pytest_coreml_parity.emulator, pytest_coreml_parity.emulator.proto as p; "
+                "p.model_pb2(); p.mil_pb2()",
+            ),
         }
         baseline = measure(args.baseline_src, work / "baseline", repeats) if args.baseline_src else None
         numbers = measure(ROOT / "src", work / "now", repeats)
