@@ -67,10 +67,14 @@ class EmulatorBackend:
         return self if profile == self.profile else EmulatorBackend(profile)
 
     def load(self, package: Path, compute_units: str) -> Any:
-        from ._coremltools import import_coremltools
+        """The package as an ``emulator.SavedModel``: its spec parsed without importing
+        coremltools (a warm session never imports it); the ``MLModel`` is built on first use
+        of anything else."""
+        from .emulator.saved import SavedModel
 
-        ct = import_coremltools()
-        return ct.models.MLModel(str(package), skip_model_load=True)
+        model = SavedModel(package)
+        model.get_spec()  # a spec that does not parse is a damaged cache entry
+        return model
 
     def predict(self, mlmodel: Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .emulator import emulate

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import messages, outputs, shims
-from ._coremltools import ignore_coremltools_noise
+from ._coremltools import explain_hidden_torchao, ignore_coremltools_noise
 from ._values import package_version
 from .compress import compress, effective_target, is_compressed, optimization_key
 from .error_text import cause_reason
@@ -733,7 +733,7 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
         except Exception as exc:
             op, reason = summarize_error(exc)
             op_part = f": op '{op}'" if op else ""
-            hint = explain_numpy_error(exc)
+            hint = explain_numpy_error(exc) or explain_hidden_torchao(exc)
             if hint is not None:
                 reason = f"{reason}; {hint}"
             raise ConversionError(

@@ -439,9 +439,6 @@ class CoreMLModel:
 
     def _select_function(self, entry: Entry, name: str) -> Any:
         """The package's function ``name`` (marker ``function=``) as its own MLModel."""
-        from ._coremltools import import_coremltools
-
-        ct = import_coremltools()
         spec = entry.mlmodel.get_spec()
         functions = [f.name for f in spec.description.functions]
         if name not in functions:
@@ -452,8 +449,14 @@ class CoreMLModel:
                 )
             )
         path = entry.path or getattr(entry.mlmodel, "package_path", None)
-        on_device = self.backend is not None and self.backend.on_device
-        return ct.models.MLModel(str(path), function_name=name, skip_model_load=not on_device)
+        if self.backend is None or not self.backend.on_device:  # no coremltools import
+            from .emulator.saved import SavedModel
+
+            return SavedModel(str(path), function_name=name)
+        from ._coremltools import import_coremltools
+
+        ct = import_coremltools()
+        return ct.models.MLModel(str(path), function_name=name)
 
     def load_program_entry(self, entry: Entry, event: str, options: ConversionOptions) -> str:
         """Load a Core AI program the stack obtained (``entry``); compile it in the worker unless reused."""

@@ -176,9 +176,9 @@ class _Program:
 
 
 def _mil_float16() -> int:
-    from coremltools.proto import MIL_pb2
+    from .emulator.proto import mil_pb2  # the schema without importing coremltools
 
-    return int(MIL_pb2.DataType.Value("FLOAT16"))
+    return int(mil_pb2().DataType.Value("FLOAT16"))
 
 
 def _is_mask_name(name: str) -> bool:

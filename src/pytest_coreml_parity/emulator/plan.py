@@ -23,10 +23,12 @@ from .catalog import lookup
 from .checks import kernel_failure
 from .dtypes import F16, F32, MIL_TO_NUMPY, store, storer
 from .errors import UnsupportedFeatureError, UnsupportedOpError
+from .mil import MilVar
 from .registry import EXACT_OPS, FP16_EXECUTION_MODES, KernelFn, OpContext, Value
 
-#: MIL objects (``Function``, ``Block``, ``Operation``, ``Var``) come from coremltools,
-#: which ships no type information: ``Any`` is forced on us there.
+#: MIL objects: :mod:`.mil`'s (``MilFunction``, ``MilBlock``, ``MilOp``, ``MilVar``), or
+#: coremltools' own (``Function``, ``Block``, ``Operation``, ``Var``), which ship no type
+#: information: ``Any`` is forced on us there.
 MilObject = Any
 
 #: Rounds a value to a declared dtype, returning it in its holding dtype.
@@ -126,6 +128,8 @@ class ProgramPlan:
 
 def declared_dtype(var: MilObject) -> np.dtype[Any] | None:
     """The numpy dtype a MIL var is declared with, or None for non-tensor types."""
+    if isinstance(var, MilVar):
+        return var.dtype
     from coremltools.converters.mil.mil import types
 
     if not (types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type)):
@@ -135,6 +139,8 @@ def declared_dtype(var: MilObject) -> np.dtype[Any] | None:
 
 def static_shape(var: MilObject) -> tuple[int | None, ...] | None:
     """The declared shape with symbolic dims as None, or None when not a tensor."""
+    if isinstance(var, MilVar):
+        return var.shape
     from coremltools.converters.mil.mil import types
 
     if types.is_scalar(var.sym_type):
@@ -316,8 +322,6 @@ def plan_function(
     float32 without rounding, the function's inputs and outputs keeping their types;
     every op's context carries it, for kernels whose accumulation it changes.
     """
-    from coremltools.converters.mil.mil import types
-
     if fp16_execution not in FP16_EXECUTION_MODES:
         raise ValueError(
             f"fp16_execution={fp16_execution!r}; expected one of {FP16_EXECUTION_MODES}"
@@ -327,7 +331,7 @@ def plan_function(
     inputs = []
     states = []
     for name, var in function.inputs.items():
-        if types.is_state(var.sym_type):
+        if _is_state(var):
             states.append(_state_spec(name, var, opset))
             planner.var_dtypes[name] = None  # bound to a StateSlot, not an array
             continue
@@ -357,8 +361,23 @@ def plan_function(
     )
 
 
+def _is_state(var: MilObject) -> bool:
+    if isinstance(var, MilVar):
+        return var.kind == "state"
+    from coremltools.converters.mil.mil import types
+
+    return bool(types.is_state(var.sym_type))
+
+
 def _state_spec(name: str, var: MilObject, opset: str) -> InputSpec:
     """The wrapped tensor of a ``state`` input, which must have a static shape."""
+    if isinstance(var, MilVar):
+        dtype, shape = var.state_dtype, var.state_shape or ()
+        if dtype is None or any(d is None for d in shape):
+            raise UnsupportedFeatureError(
+                f"input of type {var.sym_type}", f"state input {name!r}, opset {opset}"
+            )
+        return InputSpec(name, dtype, shape)
     from coremltools.converters.mil.mil import types
 
     wrapped = var.sym_type.wrapped_type()

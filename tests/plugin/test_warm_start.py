@@ -1,0 +1,89 @@
+"""A warm run (every model from the disk cache) never imports coremltools.
+
+Two whole pytest processes on one disk cache: the first converts (and so imports
+coremltools), the second reads both models from the cache. A conftest hook writes the
+names in ``sys.modules`` when each session ends; the second run's list has no
+coremltools module, and the tests passed, so the emulator ran the cached programs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+CONFTEST = '''
+import json, os, sys
+import pytest
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return torch.softmax(self.linear(x) * 2.0, dim=-1)
+
+
+@pytest.fixture
+def torch_model():
+    return Net().eval()
+
+
+@pytest.fixture
+def example_inputs():
+    return (torch.linspace(-1.0, 1.0, 16).reshape(2, 8),)
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["MODULES_FILE"], "w") as handle:
+        json.dump(sorted(sys.modules), handle)
+'''
+
+TEST = '''
+from hypothesis import given, settings, strategies as st
+from pytest_coreml_parity import assert_parity
+from pytest_coreml_parity.strategies import model_inputs
+
+
+def test_parity(coreml_model, example_inputs):
+    assert_parity(coreml_model, *example_inputs)
+
+
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_fuzz(coreml_model, data):
+    inputs = data.draw(model_inputs(coreml_model), label="inputs")
+    assert coreml_model(*inputs).shape == (2, 4)
+'''
+
+
+def _coremltools_modules(path: Path) -> list[str]:
+    return [m for m in json.loads(path.read_text()) if m.split(".")[0] == "coremltools"]
+
+
+def test_a_warm_run_imports_no_coremltools(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_model=TEST)
+    cache = f"--coreml-cache-dir={tmp_path / 'cache'}"
+    args = ("-p", "no:cacheprovider", "-n", "0", cache, "--coreml-precisions=fp32,fp16")
+
+    cold_modules = tmp_path / "cold.json"
+    monkeypatch.setenv("MODULES_FILE", str(cold_modules))
+    cold = pytester.runpytest_subprocess(*args)
+    cold.assert_outcomes(passed=4)
+    cold.stdout.fnmatch_lines(["coreml-parity: backend emulator; 2 converted, 0 from disk cache*"])
+    assert "coremltools" in json.loads(cold_modules.read_text())  # the check can fail
+
+    warm_modules = tmp_path / "warm.json"
+    monkeypatch.setenv("MODULES_FILE", str(warm_modules))
+    warm = pytester.runpytest_subprocess(*args)
+    warm.assert_outcomes(passed=4)
+    warm.stdout.fnmatch_lines(["coreml-parity: backend emulator; 0 converted, 2 from disk cache*"])
+    assert _coremltools_modules(warm_modules) == []
