@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -282,19 +283,23 @@ def active(enabled: bool = True) -> tuple[Shim, ...]:
 
 
 def registry_key(enabled: bool, function_key: Callable[[Any], str]) -> str:
-    """The cache-key text of the torch-op registry a conversion sees: the shims it
-    registers and every lowering registered from outside coremltools (a user's
-    ``register_torch_op`` in a conftest), by name and code (``function_key``, the one
-    the cache keys ``coreml_convert`` with). coremltools' own lowerings are covered by
-    its version, already in the key."""
-    registry = _registry()
-    parts = [f"shims {','.join(s.op for s in active(enabled))}"]
-    for name, function in sorted(registry.name_to_func_mapping.items()):
+    """The cache-key text of the torch-op registry a conversion sees: the shims (every one,
+    by name and code: which of them register follows from coremltools' version, already in
+    the key) and every lowering registered from outside coremltools (a user's
+    ``register_torch_op`` in a conftest), by name and code (``function_key``, the one the
+    cache keys ``coreml_convert`` with). Imports no coremltools: with its op registry not
+    imported yet, nothing can have been registered from outside, so a warm run whose every
+    model comes from the disk cache keys the same without importing coremltools."""
+    parts = [f"shims {','.join(SHIM_OPS) if enabled else 'off'}"]
+    registry_module = sys.modules.get("coremltools.converters.mil.frontend.torch.torch_op_registry")
+    registry = getattr(registry_module, "_TORCH_OPS_REGISTRY", None)
+    mapping: dict[str, Any] = registry.name_to_func_mapping if registry is not None else {}
+    for name, function in sorted(mapping.items()):
         module = getattr(function, "__module__", "") or ""
         if module.startswith("coremltools.") or _is_ours(function):
             continue
         parts.append(f"{name}={module}.{getattr(function, '__qualname__', '?')}:{function_key(function)}")
-    for shim in active(enabled):  # our lowerings' code (changes without a version bump)
+    for shim in SHIMS if enabled else ():  # our lowerings' code (changes without a version bump)
         parts.append(f"shim {shim.op}:{function_key(shim.lower)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
