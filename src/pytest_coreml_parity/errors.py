@@ -64,6 +64,7 @@ class CacheEntryError(CoreMLParityError):
 
 __all__ = [
     "CacheEntryError",
+    "LintWarning",
     "ConversionError",
     "CoreMLParityError",
     "InputMismatchError",
@@ -71,3 +72,10 @@ __all__ = [
     "PackageError",
     "SettingError",
 ]
+
+
+class LintWarning(UserWarning):
+    """``--coreml-lint=warn``: the program holds a documented device hazard (docs/lint.md).
+
+    Here (a leaf) so an ini ``filterwarnings`` naming it imports nothing heavy.
+    """

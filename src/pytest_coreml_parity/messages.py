@@ -26,7 +26,7 @@ MARKER_SIGNATURE = (
     "input_dtypes=None, export=None, search_fix=None, targets=None, headroom=None, "
     "headroom_action=None, guide=None, optimization=None, scale_atol=None, min_snr=None, "
     "min_psnr=None, min_cosine=None, min_top1=None, min_top5=None, convert_kwargs=None, fp32_ops=None, function=None, cache=None, "
-    "package=None, precision=None): run coreml_model at "
+    "package=None, precision=None, lint=None): run coreml_model at "
     "these precisions (on these targets: coreml, coreai) with these conversion options and "
     "tolerances (see docs/configuration.md)"
 )
@@ -329,3 +329,13 @@ TORCH_PREPROCESS_NOT_CALLABLE = (
     "the torch_preprocess fixture must return a callable (pixels uint8 tensor (1, C, H, W) "
     "-> the torch model's input tensor), got {got}"
 )
+
+# ------------------------------------------------------------------ lint, weight parity, profiles
+
+LINT_SECTION = "coreml-parity lint"
+LINT_HEADER = "{count} documented device hazard(s) in this program (docs/lint.md; --coreml-lint=off silences):"
+LINT_FAILED = "--coreml-lint=error: {count} lint finding(s)\n{text}"
+LINT_UNAVAILABLE = "lint unavailable: {error}"
+LINT_SUMMARY = "lint: {count} finding(s) in {tests} test(s): {rules}"
+WEIGHTS_SECTION = "coreml-parity weights"
+PROFILES_SECTION = "coreml-parity profiles"

@@ -108,6 +108,8 @@ class Runtime:
         self.last_rebuilt: str | None = None
         #: (name, shape) of the buffers the last captured model's ``forward`` updates.
         self.last_states: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        #: What the last bind captured (a trace or an ExportedProgram): the lint's torch graph.
+        self.last_captured: Any = None
         self._memory_only: ConversionCache | None = None
 
     def _memory_cache(self) -> ConversionCache:
@@ -146,6 +148,7 @@ class Runtime:
         except ConversionError as exc:
             self.cache.stats.failed += 1
             return Entry(error=exc), "failed"
+        self.last_captured = exported
         names = options.input_names or default_input_names(torch_model, len(example_inputs))
         key = program_key(exported, torch_model, example_inputs, names, options, fp32_ops)
 
@@ -176,6 +179,7 @@ class Runtime:
             raise NotBoundError(str(reason))
         self.last_rebuilt = None
         self.last_states = ()
+        self.last_captured = None
         # Capture once: the key is computed from the captured program, and a miss
         # converts that same program (no second trace).
         try:
@@ -184,6 +188,7 @@ class Runtime:
             self.cache.stats.failed += 1
             return Entry(error=exc), "failed"
         self.last_states = captured.states
+        self.last_captured = captured.source
         cache = self.cache if disk else self._memory_cache()
         entry, event = cache.get(
             conversion_key(captured, options),

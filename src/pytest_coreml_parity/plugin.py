@@ -57,6 +57,8 @@ class PluginState:
     backends: set[str] = field(default_factory=set)
     rebuilt: list[str] = field(default_factory=list)
     headroom: list[dict[str, Any]] = field(default_factory=list)
+    #: (node id, findings) of every test whose program the lint found hazards in.
+    lint: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -64,6 +66,10 @@ BIND_FAILURE = pytest.StashKey[str]()
 BIND_EVENT = pytest.StashKey[dict[str, Any]]()
 BOUND_MODEL = pytest.StashKey[Any]()
 HEADROOM_DATA = pytest.StashKey[dict[str, Any]]()
+CHECKED_MODEL = pytest.StashKey[Any]()
+LINT_OUTCOME = pytest.StashKey[Any]()
+LINT_ATTR = "coreml_parity_lint"
+CHECKS_ATTR = "coreml_parity_checks"
 
 _HELP = {
     "precisions": ("LIST", "precisions to run coreml_model at, comma-separated (fp32, fp16, int8, palettize4, prune50, w8a8). Default: fp32,fp16"),
@@ -86,11 +92,14 @@ _HELP = {
     "min_cosine": ("C", "fail an output whose cosine similarity to PyTorch is below this (0..1). Default: per-precision preset"),
     "min_top1": ("F", "fail a score output whose argmax agrees on fewer than this fraction of rows. Default: per-precision preset"),
     "min_top5": ("F", "fail a score output whose torch argmax is in Core ML's top 5 on fewer than this fraction of rows. Default: per-precision preset"),
+    "lint": ("MODE", "check each program for documented device hazards at bind: off, warn or error (fails the test). Default: warn"),
 }
 _FLAG_HELP = {
     "export": "convert via torch.export instead of torch.jit.trace. Default: off (trace)",
     "search_fix": "on failure, search for the ops to keep in fp32 (mixed precision). Default: off",
     "headroom_report": "list the ops closest to 65504 and the most underflow in the summary. Default: off",
+    "weight_report": "report weight parity (each weight vs torch) on passing tests too. Default: failures with compressed weights only",
+    "profile_verdicts": "say which emulator profiles agree on passing tests near their gate too. Default: failures only",
 }
 
 
@@ -384,6 +393,8 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     item.stash[BIND_EVENT] = {**info, "precision": slot.precision, "event": event}
     if slot.runtime.last_rebuilt is not None:  # a damaged disk-cache entry was rebuilt
         item.stash[BIND_EVENT]["rebuilt"] = slot.runtime.last_rebuilt
+    item.stash[CHECKED_MODEL] = slot
+    _lint_at_bind(item, slot, markers_lint(item, request.config.stash[STATE].settings.lint))
     slot.headroom = None
     session = request.config.stash[STATE].settings
     wanted = slot.settings.headroom is not None or session.headroom_report or slot.report_dir is not None
@@ -394,11 +405,41 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         item.stash[BOUND_MODEL] = slot
 
 
+def markers_lint(item: pytest.Item, session_mode: str) -> str:
+    """The test's lint mode: the closest marker's ``lint=`` (validated at collection), else the session's."""
+    for marker in item.iter_markers("coreml"):
+        if marker.kwargs.get("lint") is not None:
+            return str(marker.kwargs["lint"]).strip()
+    return session_mode
+
+
+def _lint_at_bind(item: pytest.Item, slot: Any, mode: str) -> None:
+    if mode == "off":
+        return
+    from .check_sections import lint_bound
+
+    assert slot.runtime is not None
+    torch_source = slot.runtime.last_captured if slot.event != "package" else None
+    outcome = lint_bound(slot, mode, torch_source)
+    if outcome.text is None:
+        return
+    item.stash[LINT_OUTCOME] = outcome
+    if mode == "warn":
+        import warnings
+
+        from .lint import LintWarning
+
+        warnings.warn(LintWarning(outcome.text), stacklevel=1)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     failure = item.stash.get(BIND_FAILURE, None)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
+    lint = item.stash.get(LINT_OUTCOME, None)
+    if lint is not None and lint.failure is not None:
+        pytest.fail(lint.failure, pytrace=False)
     if BOUND_MODEL not in item.stash:
         return (yield)
     try:
@@ -446,7 +487,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         text = _diagnosis_section(call.excinfo.value, item.nodeid)
         if text is not None:
             report.sections.append((messages.DIAGNOSIS_SECTION, text))  # rides to xdist too
+    if call.when == "call":
+        _check_sections(item, call, report)
     return report
+
+
+def _check_sections(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """Lint findings, weight parity and per-profile verdicts as report sections (and data)."""
+    lint = item.stash.get(LINT_OUTCOME, None)
+    if lint is not None and lint.text is not None:
+        report.sections.append((messages.LINT_SECTION, lint.text))
+        setattr(report, LINT_ATTR, lint.findings)  # rides to the xdist controller
+    model = item.stash.get(CHECKED_MODEL, None)
+    if model is None or report.skipped:
+        return
+    from .check_sections import profile_section, weight_section
+
+    settings = item.config.stash[STATE].settings
+    exc = call.excinfo.value if report.failed and call.excinfo is not None else None
+    data: dict[str, Any] = {}
+    weights, data["weights"] = weight_section(model, exc, settings.weight_report)
+    if weights is not None:
+        report.sections.append((messages.WEIGHTS_SECTION, weights))
+    profiles, data["profiles"] = profile_section(model, exc, settings.profile_verdicts)
+    if profiles is not None:
+        report.sections.append((messages.PROFILES_SECTION, profiles))
+    if any(data.values()):
+        setattr(report, CHECKS_ATTR, data)
 
 
 def _write_headroom(item: pytest.Item, headroom: dict[str, Any]) -> None:
@@ -477,6 +544,9 @@ class _Recorder:
         headroom = getattr(report, HEADROOM_ATTR, None)
         if headroom and report.when == "call":
             self.state.headroom.append(headroom)
+        lint = getattr(report, LINT_ATTR, None)
+        if lint and report.when == "call":
+            self.state.lint.append((report.nodeid, lint))
 
 
 def summary_line(events: Counter[str], backends: set[str], rebuilt: Sequence[str] = ()) -> str:
@@ -510,6 +580,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_sep("-", SUMMARY_TITLE)
     line = summary_line(state.events, state.backends, state.rebuilt)
     terminalreporter.write_line(f"{SUMMARY_TITLE}: {line}")
+    if state.lint:
+        from .lint.summary import summary_line as lint_line
+
+        terminalreporter.write_line(f"{SUMMARY_TITLE}: {lint_line(state.lint)}")
     if state.settings.headroom_report and state.headroom:
         from .diagnose.headroom import summary_lines
 
