@@ -18,10 +18,13 @@ def call_nodes(source: Any, *targets: str) -> Iterator[Any]:
 
 
 def mutated_buffers(source: Any) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of each buffer the exported program updates (its states)."""
+    """(name, shape) of each buffer the exported program updates (its states), and of
+    each buffer named as a cache (an export that functionalized the update away)."""
     if not is_exported(source):
         return
-    names = set(source.graph_signature.buffers_to_mutate.values())
+    signature = source.graph_signature
+    names = set(signature.buffers_to_mutate.values())
+    names |= {b for b in signature.buffers if "cache" in b.lower()}
     for name, tensor in source.state_dict.items():
         if name in names:
             yield name, tuple(int(d) for d in tensor.shape)

@@ -17,12 +17,24 @@ from ..program import LintProgram
 from ..registry import Hit, Rule
 
 
+def _infinite(program: LintProgram, var: str) -> bool:
+    """Whether ``var`` may hold infinities: made by an op from an infinite constant
+    (``fill_like(value=-inf)``), or the function's input (anything may arrive)."""
+    producer = program.producers.get(var)
+    if producer is None:
+        return True
+    return any(
+        isinstance(v, np.ndarray) and v.dtype.kind == "f" and np.isinf(v).any()
+        for v in producer.constants.values()
+    )
+
+
 def check(program: LintProgram) -> Iterator[Hit]:
     for op in program.ops_of("sub"):
         x, y = op.inputs.get("x", ()), op.inputs.get("y", ())
         if len(x) == 1 and len(y) == 1 and program.producer_type(y[0]) == "band_part":
             band = program.producers[y[0]]
-            if band.inputs.get("x", ()) == x:
+            if band.inputs.get("x", ()) == x and _infinite(program, x[0]):
                 yield Hit(op=op.name, op_type=op.op_type, detail=f"{x[0]} - band_part({x[0]}): NaN where {x[0]} is infinite")
     for op in program.ops:
         for key, value in op.constants.items():
@@ -39,7 +51,7 @@ RULE = Rule(
     title="a triu(-inf) mask lowers to x - band_part(x), which is NaN",
     sources=("https://github.com/apple/coremltools/issues/2771",),
     applies="coremltools 9.0, 9.1.dev1 (torch.triu with diagonal > 0; every OS and compute unit)",
-    checks="sub(x, band_part(x)) in the program, or a float constant holding NaN",
+    checks="sub(x, band_part(x)) where x is filled from an infinite constant (or is an input), or a float constant holding NaN",
     advice=(
         "build the mask without triu of infinities: torch.where(torch.ones(L, L).triu(1).bool(), "
         "float('-inf'), 0.0), or a large finite negative (-1e4) instead of -inf"
