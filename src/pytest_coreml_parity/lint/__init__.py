@@ -1,7 +1,7 @@
 """Lint a converted program for documented device hazards, before anything runs.
 
 Each rule is one module in :mod:`.rules` defining ``RULE`` (id, sources, what it
-applies to, what it checks, what to do); :func:`rules` lists them. :func:`lint`
+applies to, what it checks, what to do); :func:`all_rules` lists them. :func:`lint`
 runs them over a :class:`LintProgram`; :func:`lint_package` lints a built
 ``.mlpackage``; :func:`findings_json` gives JSON-able findings. The plugin runs the
 lint at bind time (``--coreml-lint=off|warn|error``); the console command
@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import LintWarning
 from .program import LintProgram
-from .registry import Finding, Hit, Rule, rule, rules
+from .registry import Finding, Hit, Rule, all_rules, rule
 from .run import findings_json, lint
 
 #: ``--coreml-lint`` values: off (no lint), warn (report), error (fail the test).
@@ -46,5 +46,5 @@ __all__ = [
     "lint",
     "lint_package",
     "rule",
-    "rules",
+    "all_rules",
 ]

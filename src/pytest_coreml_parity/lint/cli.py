@@ -26,10 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rules", action="store_true", help="list the rules and their sources, then exit")
     args = parser.parse_args(argv)
 
-    from . import findings_json, lint_package, rules
+    from . import all_rules, findings_json, lint_package
 
     if args.rules:
-        for rule in rules():
+        for rule in all_rules():
             print(f"{rule.id} [{rule.stack}]: {rule.title}\n    applies: {rule.applies}\n    source: {', '.join(rule.sources)}")
         return 0
     if not args.packages:

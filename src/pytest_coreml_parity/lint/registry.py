@@ -96,7 +96,7 @@ class Finding:
 
 
 @lru_cache(maxsize=1)
-def rules() -> tuple[Rule, ...]:
+def all_rules() -> tuple[Rule, ...]:
     """Every registered rule, by module name; a module without ``RULE`` is an error."""
     package = importlib.import_module(f"{__package__}.rules")
     found: list[Rule] = []
@@ -117,10 +117,10 @@ def rules() -> tuple[Rule, ...]:
 
 def rule(rule_id: str) -> Rule:
     """The registered rule ``rule_id``; ``KeyError`` naming the known ids."""
-    for candidate in rules():
+    for candidate in all_rules():
         if candidate.id == rule_id:
             return candidate
-    raise KeyError(f"no lint rule {rule_id!r}; known: {', '.join(r.id for r in rules())}")
+    raise KeyError(f"no lint rule {rule_id!r}; known: {', '.join(r.id for r in all_rules())}")
 
 
-__all__ = ["STACKS", "Finding", "Hit", "Rule", "rule", "rules"]
+__all__ = ["STACKS", "Finding", "Hit", "Rule", "all_rules", "rule"]

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .program import LintProgram
-from .registry import Finding, Rule, rules
+from .registry import Finding, Rule, all_rules
 
 
 def lint(program: LintProgram, selected: Sequence[Rule] | None = None) -> list[Finding]:
@@ -15,7 +15,7 @@ def lint(program: LintProgram, selected: Sequence[Rule] | None = None) -> list[F
     A rule whose check raises is a bug in that rule: the error names it.
     """
     found: list[Finding] = []
-    for rule in selected if selected is not None else rules():
+    for rule in selected if selected is not None else all_rules():
         if rule.stack != program.stack:
             continue
         try:
