@@ -8,6 +8,7 @@ own outcome must stay visible).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import weakref
 from dataclasses import dataclass, field
@@ -52,10 +53,8 @@ def lint_bound(model: CoreMLModel, mode: str, torch_source: Any) -> LintOutcome:
             cached = _lint(model, torch_source)
         except Exception as error:  # a broken rule must not hide the test
             cached = ([], messages.LINT_UNAVAILABLE.format(error=f"{type(error).__name__}: {error}"))
-        try:
+        with contextlib.suppress(TypeError):
             _DONE.setdefault(program_object, {})[key] = cached
-        except TypeError:
-            pass
     findings, text = cached
     failure = None
     if mode == "error" and findings:

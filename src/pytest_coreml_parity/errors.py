@@ -64,10 +64,10 @@ class CacheEntryError(CoreMLParityError):
 
 __all__ = [
     "CacheEntryError",
-    "LintWarning",
     "ConversionError",
     "CoreMLParityError",
     "InputMismatchError",
+    "LintWarning",
     "NotBoundError",
     "PackageError",
     "SettingError",

@@ -42,9 +42,9 @@ __all__ = [
     "LintProgram",
     "LintWarning",
     "Rule",
+    "all_rules",
     "findings_json",
     "lint",
     "lint_package",
     "rule",
-    "all_rules",
 ]
