@@ -50,7 +50,29 @@ def test_a_kv_cache_of_1024_positions_is_quiet() -> None:
     assert exported_findings("coreai-kv-cache-2048", Cache(1024), torch.randn(1, 1, 16)) == []
 
 
-def test_fp16_on_the_neural_engine_is_found_and_fp32_or_gpu_is_quiet() -> None:
-    assert exported_findings("coreai-fp16-ane", Smooth(), torch.randn(8))
-    assert exported_findings("coreai-fp16-ane", Smooth(), torch.randn(8), precision="fp32") == []
-    assert exported_findings("coreai-fp16-ane", Smooth(), torch.randn(8), compute_units="CPU_AND_GPU") == []
+class TopKHead(torch.nn.Module):
+    """An end-to-end detection head: keep the top-k scores, gather their rows (coreai-torch #115)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores, index = x[..., 0].topk(3, dim=-1)
+        rows = x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        return rows * scores.unsqueeze(-1)
+
+
+class TopKOnly(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., 0].topk(3, dim=-1).values
+
+
+def test_an_fp16_topk_gather_head_on_the_neural_engine_is_found() -> None:
+    found = exported_findings("coreai-fp16-ane", TopKHead(), torch.randn(1, 10, 6))
+    assert [f.op_type for f in found] == ["aten.topk"]
+    assert "gather" in found[0].detail and "test_coreai_rules.py" in str(found[0].torch_line)
+
+
+def test_fp16_alone_topk_alone_fp32_or_gpu_is_quiet() -> None:
+    x = torch.randn(1, 10, 6)
+    assert exported_findings("coreai-fp16-ane", Smooth(), torch.randn(8)) == []  # every fp16 program: no
+    assert exported_findings("coreai-fp16-ane", TopKOnly(), x) == []
+    assert exported_findings("coreai-fp16-ane", TopKHead(), x, precision="fp32") == []
+    assert exported_findings("coreai-fp16-ane", TopKHead(), x, compute_units="CPU_AND_GPU") == []

@@ -8,10 +8,19 @@ fp32 while it runs in fp16 (executorch #19523 reports the same stripping).
 Found from the torch graph: a cast of a float tensor to float32 (``aten::to`` in a
 trace; ``_to_copy`` / ``to`` or the ``_assert_tensor_metadata`` that ``torch.export``
 leaves for a no-op ``.to``), none of whose consumers computes in float32 in the program.
+
+Only casts the source asks for are reported. RMSNorm's closing
+``hidden_states.to(input_dtype)`` is a cast to float32 too when traced with fp32
+inputs, and in the graph it is the same node as the opening cast (both are
+float32 -> float32 in an fp32 trace or export, with a constant dtype): only the
+source line tells them apart. A cast whose line is known and names no float32 dtype
+(``.to(input_dtype)``, ``.type_as(x)``) restores a dtype and is skipped; a cast whose
+line is unknown is reported. One finding per source line.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +30,17 @@ from ..program import LintProgram, is_exported, node_line
 from ..registry import Hit, Rule
 
 _TORCH_FLOAT32 = 6  # torch's ScalarType code for float32 (what a trace records)
+#: Source text that asks for float32 by name: ``.to(torch.float32)``, ``.float()``,
+#: ``dtype=torch.float``, ``"float32"``.
+_NAMES_FLOAT32 = re.compile(r"float32|\btorch\.float\b|\.float\(\s*\)")
+
+
+def asks_for_float32(line: str | None) -> bool:
+    """Whether a cast's source line names float32 (True when the line is unknown: can't tell)."""
+    if line is None:
+        return True
+    code = line.split(": ", 1)[1] if ": " in line else line  # "func, file.py:12: code"
+    return _NAMES_FLOAT32.search(code) is not None
 
 
 def _trace_casts(traced: Any) -> Iterator[tuple[str, list[str], str | None]]:
@@ -90,10 +110,13 @@ def check(program: LintProgram) -> Iterator[Hit]:
         if op.op_type != "cast" and any(program.dtype(o) == f32 for o in op.outputs)
     }
     casts = _export_casts(program.torch_source) if is_exported(program.torch_source) else _trace_casts(program.torch_source)
+    seen: set[str] = set()
     for name, users, line in casts:
         kept = {sanitize(u) for u in users} & fp32_ops or sanitize(name) in fp32_ops
-        if kept:
+        if kept or not asks_for_float32(line) or (line is not None and line in seen):
             continue
+        if line is not None:
+            seen.add(line)
         yield Hit(
             op=name,
             op_type="torch cast to float32",
@@ -110,7 +133,10 @@ RULE = Rule(
         "https://apple.github.io/coremltools/docs-guides/source/typed-execution.html",
     ),
     applies="compute precision FLOAT16 (coremltools 7-9, every OS and compute unit)",
-    checks="a torch cast of a float tensor to float32 none of whose consumers computes in float32 in the program",
+    checks=(
+        "a torch cast of a float tensor to float32, written as such in the source (a cast back to "
+        "a dtype variable, .to(input_dtype), is not one), none of whose consumers computes in float32 in the program"
+    ),
     advice=(
         "keep the ops after the cast in fp32: ct.convert(..., compute_precision="
         "ct.transform.FP16ComputePrecision(op_selector=...)), or the plugin's "
