@@ -67,15 +67,8 @@ __all__ = [
     "ConversionError",
     "CoreMLParityError",
     "InputMismatchError",
-    "LintWarning",
     "NotBoundError",
     "PackageError",
     "SettingError",
 ]
 
-
-class LintWarning(UserWarning):
-    """``--coreml-lint=warn``: the program holds a documented device hazard (docs/lint.md).
-
-    Here (a leaf) so an ini ``filterwarnings`` naming it imports nothing heavy.
-    """

@@ -337,5 +337,7 @@ LINT_HEADER = "{count} documented device hazard(s) in this program (docs/lint.md
 LINT_FAILED = "--coreml-lint=error: {count} lint finding(s)\n{text}"
 LINT_UNAVAILABLE = "lint unavailable: {error}"
 LINT_SUMMARY = "lint: {count} finding(s) in {tests} test(s): {rules}"
+LINT_FINDING_LINE = "  [{rule}] {where} ({count} test(s), first {first})"
+LINT_MORE = "  ... {count} more distinct finding(s): see each test's report section (-rA) or --coreml-lint=error"
 WEIGHTS_SECTION = "coreml-parity weights"
 PROFILES_SECTION = "coreml-parity profiles"

@@ -421,15 +421,8 @@ def _lint_at_bind(item: pytest.Item, slot: Any, mode: str) -> None:
     assert slot.runtime is not None
     torch_source = slot.runtime.last_captured if slot.event != "package" else None
     outcome = lint_bound(slot, mode, torch_source)
-    if outcome.text is None:
-        return
-    item.stash[LINT_OUTCOME] = outcome
-    if mode == "warn":
-        import warnings
-
-        from .lint import LintWarning
-
-        warnings.warn(LintWarning(outcome.text), stacklevel=1)
+    if outcome.text is not None:  # a report section and the session summary; never a Python warning
+        item.stash[LINT_OUTCOME] = outcome
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -581,9 +574,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     line = summary_line(state.events, state.backends, state.rebuilt)
     terminalreporter.write_line(f"{SUMMARY_TITLE}: {line}")
     if state.lint:
+        from .lint.summary import finding_lines
         from .lint.summary import summary_line as lint_line
 
         terminalreporter.write_line(f"{SUMMARY_TITLE}: {lint_line(state.lint)}")
+        for text in finding_lines(state.lint):
+            terminalreporter.write_line(text)
     if state.settings.headroom_report and state.headroom:
         from .diagnose.headroom import summary_lines
 

@@ -30,7 +30,8 @@ def test_parity(coreml_model, example_inputs):
     assert_parity(coreml_model, *example_inputs)
 """
 
-INI = "[pytest]\nfilterwarnings =\n    default::pytest_coreml_parity.errors.LintWarning\n"
+#: A strict user suite: every warning is an error. Lint findings are not warnings.
+INI = "[pytest]\nfilterwarnings =\n    error\n"
 
 
 @pytest.fixture
@@ -47,13 +48,27 @@ def test_warn_reports_the_finding_and_a_session_line(pytester: pytest.Pytester, 
     pytester.makeini(INI)
     pytester.makepyfile(RECIPROCAL)
     result = run("-rA")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*LintWarning: 1 documented device hazard*"])
+    result.assert_outcomes(passed=1)  # filterwarnings = error: a finding is no warning
+    assert "warnings summary" not in result.stdout.str()
     result.stdout.fnmatch_lines([
         f"*{messages.LINT_SECTION}*",
+        "*1 documented device hazard*",
         "*[[]coreml-reciprocal-epsilon[]]*",
         "*torch: *torch.reciprocal(x)*",
         "coreml-parity: lint: 1 finding(s) in 1 test(s): coreml-reciprocal-epsilon (1)",
+        "  [[]coreml-reciprocal-epsilon[]] Recip.forward, *torch.reciprocal(x)* (1 test(s), first test_*.py::test_parity*)",
+    ])
+
+
+def test_without_ra_the_summary_still_names_each_finding_once(pytester: pytest.Pytester, run) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(RECIPROCAL.replace("def test_parity(", "@pytest.mark.parametrize('n', [1, 2])\ndef test_parity(n, "))
+    result = run()
+    result.assert_outcomes(passed=2)
+    assert messages.LINT_SECTION not in result.stdout.str()  # sections of passing tests need -rP / -rA
+    result.stdout.fnmatch_lines([
+        "coreml-parity: lint: 2 finding(s) in 2 test(s): coreml-reciprocal-epsilon (2)",
+        "  [[]coreml-reciprocal-epsilon[]] *torch.reciprocal(x)* (2 test(s), first *test_parity[[]*",
     ])
 
 
@@ -66,7 +81,7 @@ def test_error_fails_the_test_and_off_is_silent(pytester: pytest.Pytester, run) 
     quiet = run("--coreml-lint=off", "-rA")
     quiet.assert_outcomes(passed=1)
     assert "coreml-reciprocal-epsilon" not in quiet.stdout.str()
-    assert "LintWarning" not in quiet.stdout.str()
+    assert "coreml-parity: lint" not in quiet.stdout.str()
 
 
 def test_the_marker_keyword_wins(pytester: pytest.Pytester, run) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import LintWarning
 from .program import LintProgram
 from .registry import Finding, Hit, Rule, all_rules, rule
 from .run import findings_json, lint
@@ -40,7 +39,6 @@ __all__ = [
     "Finding",
     "Hit",
     "LintProgram",
-    "LintWarning",
     "Rule",
     "all_rules",
     "findings_json",
