@@ -27,6 +27,8 @@ MARKER_SIGNATURE = (
     "headroom_action=None, guide=None, optimization=None, scale_atol=None, min_snr=None, "
     "min_psnr=None, min_cosine=None, min_top1=None, min_top5=None, convert_kwargs=None, fp32_ops=None, function=None, cache=None, "
     "package=None, precision=None, shims=None): run coreml_model at "
+
+    "package=None, precision=None, lint=None): run coreml_model at "
     "these precisions (on these targets: coreml, coreai) with these conversion options and "
     "tolerances (see docs/configuration.md)"
 )
@@ -364,3 +366,15 @@ REPLAY_VERSION = (
 )
 REPLAY_CORRUPT = "{path}: damaged dump: {why}"
 REPLAY_EMPTY = "{path}: no dumps found (expected {index} or test folders with {manifest})"
+
+# ------------------------------------------------------------------ lint, weight parity, profiles
+
+LINT_SECTION = "coreml-parity lint"
+LINT_HEADER = "{count} documented device hazard(s) in this program (docs/lint.md; --coreml-lint=off silences):"
+LINT_FAILED = "--coreml-lint=error: {count} lint finding(s)\n{text}"
+LINT_UNAVAILABLE = "lint unavailable: {error}"
+LINT_SUMMARY = "lint: {count} finding(s) in {tests} test(s): {rules}"
+LINT_FINDING_LINE = "  [{rule}] {where} ({count} test(s), first {first})"
+LINT_MORE = "  ... {count} more distinct finding(s): see each test's report section (-rA) or --coreml-lint=error"
+WEIGHTS_SECTION = "coreml-parity weights"
+PROFILES_SECTION = "coreml-parity profiles"

@@ -89,6 +89,8 @@ class Runtime:
         self.last_rebuilt: str | None = None
         #: (name, shape) of the buffers the last captured model's ``forward`` updates.
         self.last_states: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        #: What the last bind captured (a trace or an ExportedProgram): the lint's torch graph.
+        self.last_captured: Any = None
         self._memory_only: ConversionCache | None = None
 
     def memory_cache(self) -> ConversionCache:

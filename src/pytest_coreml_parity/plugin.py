@@ -62,6 +62,8 @@ class PluginState:
     backends: set[str] = field(default_factory=set)
     rebuilt: list[str] = field(default_factory=list)
     headroom: list[dict[str, Any]] = field(default_factory=list)
+    #: (node id, findings) of every test whose program the lint found hazards in.
+    lint: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -70,6 +72,10 @@ BIND_EVENT = pytest.StashKey[dict[str, Any]]()
 BOUND_MODEL = pytest.StashKey[Any]()
 HEADROOM_DATA = pytest.StashKey[dict[str, Any]]()
 CI_MODEL = pytest.StashKey[Any]()  # the bound model whose verdicts the CI outputs record
+CHECKED_MODEL = pytest.StashKey[Any]()
+LINT_OUTCOME = pytest.StashKey[Any]()
+LINT_ATTR = "coreml_parity_lint"
+CHECKS_ATTR = "coreml_parity_checks"
 
 #: The precisions the help lists: Core ML's built-in ones (precisions.TABLE).
 _BUILT_IN = tuple(p for p in SETTINGS_PRECISIONS if not PRECISIONS[p].user_config)
@@ -93,12 +99,15 @@ _HELP = {
     "headroom_action": ("ACTION", "what --coreml-headroom does below the margin: fail or warn. Default: fail"),
     "shims": ("on|off", "register the converter shims (diff, new_ones, alias, __and__) where the installed coremltools lacks them, for the plugin's conversion and coreml_convert alike. Default: on"),
     "guide": ("BOOL", "inside @given, hypothesis.target() the error and the fp16 peak (emulator). Default: true"),
+    "lint": ("MODE", "check each program for documented device hazards at bind: off, warn or error (fails the test). Default: warn"),
 }
 _HELP.update({row.name: (row.metavar, row.help) for row in GATE_TABLE})  # the gate table's help
 _FLAG_HELP = {
     "export": "convert via torch.export instead of torch.jit.trace. Default: off (trace)",
     "search_fix": "on failure, search for the ops to keep in fp32 (mixed precision). Default: off",
     "headroom_report": "list the ops closest to 65504 and the most underflow in the summary. Default: off",
+    "weight_report": "report weight parity (each weight vs torch) on passing tests too. Default: failures with compressed weights only",
+    "profile_verdicts": "say which emulator profiles agree on passing tests near their gate too. Default: failures only",
 }
 
 
@@ -412,6 +421,8 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     }
     if slot.runtime.last_rebuilt is not None:  # a damaged disk-cache entry was rebuilt
         item.stash[BIND_EVENT]["rebuilt"] = slot.runtime.last_rebuilt
+    item.stash[CHECKED_MODEL] = slot
+    _lint_at_bind(item, slot, markers_lint(item, request.config.stash[STATE].settings.lint))
     slot.headroom = None
     session = request.config.stash[STATE].settings
     slot.verdicts = None
@@ -430,11 +441,34 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         item.stash[BOUND_MODEL] = slot
 
 
+def markers_lint(item: pytest.Item, session_mode: str) -> str:
+    """The test's lint mode: the closest marker's ``lint=`` (validated at collection), else the session's."""
+    for marker in item.iter_markers("coreml"):
+        if marker.kwargs.get("lint") is not None:
+            return str(marker.kwargs["lint"]).strip()
+    return session_mode
+
+
+def _lint_at_bind(item: pytest.Item, slot: Any, mode: str) -> None:
+    if mode == "off":
+        return
+    from .check_sections import lint_bound
+
+    assert slot.runtime is not None
+    torch_source = slot.runtime.last_captured if slot.event != "package" else None
+    outcome = lint_bound(slot, mode, torch_source)
+    if outcome.text is not None:  # a report section and the session summary; never a Python warning
+        item.stash[LINT_OUTCOME] = outcome
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     failure = item.stash.get(BIND_FAILURE, None)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
+    lint = item.stash.get(LINT_OUTCOME, None)
+    if lint is not None and lint.failure is not None:
+        pytest.fail(lint.failure, pytrace=False)
     if BOUND_MODEL not in item.stash:
         return (yield)
     try:
@@ -494,7 +528,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             setup=item.stash.get(BIND_EVENT, None), headroom=item.stash.get(HEADROOM_DATA, None),
             diagnosis=summary,
         )  # fmt: skip
+    if call.when == "call":
+        _check_sections(item, call, report)
     return report
+
+
+def _check_sections(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """Lint findings, weight parity and per-profile verdicts as report sections (and data)."""
+    lint = item.stash.get(LINT_OUTCOME, None)
+    if lint is not None and lint.text is not None:
+        report.sections.append((messages.LINT_SECTION, lint.text))
+        setattr(report, LINT_ATTR, lint.findings)  # rides to the xdist controller
+    model = item.stash.get(CHECKED_MODEL, None)
+    if model is None or report.skipped:
+        return
+    from .check_sections import profile_section, weight_section
+
+    settings = item.config.stash[STATE].settings
+    exc = call.excinfo.value if report.failed and call.excinfo is not None else None
+    data: dict[str, Any] = {}
+    weights, data["weights"] = weight_section(model, exc, settings.weight_report)
+    if weights is not None:
+        report.sections.append((messages.WEIGHTS_SECTION, weights))
+    profiles, data["profiles"] = profile_section(model, exc, settings.profile_verdicts)
+    if profiles is not None:
+        report.sections.append((messages.PROFILES_SECTION, profiles))
+    if any(data.values()):
+        setattr(report, CHECKS_ATTR, data)
 
 
 def _write_headroom(item: pytest.Item, headroom: dict[str, Any]) -> None:
@@ -519,6 +579,9 @@ class _Recorder:
         headroom = getattr(report, HEADROOM_ATTR, None)
         if headroom and report.when == "call":
             self.state.headroom.append(headroom)
+        lint = getattr(report, LINT_ATTR, None)
+        if lint and report.when == "call":
+            self.state.lint.append((report.nodeid, lint))
 
 
 def summary_line(events: Counter[str], backends: set[str], rebuilt: Sequence[str] = ()) -> str:
@@ -552,6 +615,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_sep("-", SUMMARY_TITLE)
     line = summary_line(state.events, state.backends, state.rebuilt)
     terminalreporter.write_line(f"{SUMMARY_TITLE}: {line}")
+    if state.lint:
+        from .lint.summary import finding_lines
+        from .lint.summary import summary_line as lint_line
+
+        terminalreporter.write_line(f"{SUMMARY_TITLE}: {lint_line(state.lint)}")
+        for text in finding_lines(state.lint):
+            terminalreporter.write_line(text)
     if state.settings.headroom_report and state.headroom:
         from .diagnose.headroom import summary_lines
 

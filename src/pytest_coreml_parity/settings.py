@@ -58,7 +58,7 @@ MARKER_KEYWORDS: tuple[str, ...] = (
     "targets", "headroom", "headroom_action", "guide", "optimization", "emulator_profile",
     *GATES,
     "convert_kwargs", "fp32_ops", "function", "cache",
-    "package", "precision", "shims",
+    "package", "precision", "shims", "lint",
 )  # fmt: skip
 #: The optional user fixture returning the test's own conversion (docs/usage.md).
 USER_CONVERT_FIXTURE = "coreml_convert"
@@ -68,6 +68,8 @@ USER_CONVERT_KWARGS_FIXTURE = "coreml_convert_kwargs"
 #: source, convert_to, compute_precision, minimum_deployment_target, compute_units).
 CONVERT_KWARGS: tuple[str, ...] = ("inputs", "outputs", "states", "pass_pipeline", "classifier_config")
 HEADROOM_ACTIONS: tuple[str, ...] = ("fail", "warn")
+#: --coreml-lint values (lint.LINT_MODES lists the same; docs/lint.md).
+LINT_MODES: tuple[str, ...] = ("off", "warn", "error")
 
 Tolerance = float | dict[str, float] | None
 Gate = float | str | dict[str, float | str] | None
@@ -124,6 +126,12 @@ class Settings:
     package: str | None = None
     #: With package=: the verdict's precision (None: read from the program).
     precision: str | None = None
+    #: Lint the program at bind (LINT_MODES; docs/lint.md).
+    lint: str = "warn"
+    #: Weight parity on passing tests too (failures with compressed weights always get it).
+    weight_report: bool = False
+    #: Per-profile verdicts on passing tests near their gate too (failures always get them).
+    profile_verdicts: bool = False
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -314,6 +322,9 @@ OPTIONS: dict[str, tuple[str, str, Callable[[Any, str], Any]]] = {
     "headroom_report": ("--coreml-headroom-report", "coreml_headroom_report", parse_bool),
     "guide": ("--coreml-guide", "coreml_guide", parse_bool),
     "shims": ("--coreml-shims", "coreml_shims", parse_bool),
+    "lint": ("--coreml-lint", "coreml_lint", _choice(LINT_MODES, "lint mode")),
+    "weight_report": ("--coreml-weight-report", "coreml_weight_report", parse_bool),
+    "profile_verdicts": ("--coreml-profile-verdicts", "coreml_profile_verdicts", parse_bool),
 }
 
 

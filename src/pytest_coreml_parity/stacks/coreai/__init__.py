@@ -155,6 +155,7 @@ def obtain(
     except ConversionError as exc:
         runtime.cache.stats.failed += 1
         return Entry(error=exc), "failed"
+    runtime.last_captured = exported  # the lint reads the exported program
     names = options.input_names or default_input_names(torch_model, len(example_inputs))
     key = program_key(exported, torch_model, example_inputs, names, options, fp32_ops)
 

@@ -116,12 +116,14 @@ def obtain(
         raise NotBoundError(str(reason))
     runtime.last_rebuilt = None
     runtime.last_states = ()
+    runtime.last_captured = None
     try:
         captured = capture(torch_model, example_inputs, options)
     except ConversionError as exc:
         runtime.cache.stats.failed += 1
         return Entry(error=exc), "failed"
     runtime.last_states = captured.states
+    runtime.last_captured = captured.source  # the lint reads the torch graph
     cache = runtime.cache if disk else runtime.memory_cache()
     entry, event = cache.get(
         conversion_key(captured, options),
