@@ -15,6 +15,12 @@ Layout conventions follow coremltools' own op tests (which pass on device):
   does; its last-step output is ``[forward final, backward final]``.
 * lstm ``clip`` clips the cell state after each update (the state used for the
   output gate's peephole and for ``h``), as coremltools' reference does.
+* An initial state whose batch differs from ``x``'s is accepted only when all its
+  rows are equal (then reading any ``batch`` of them gives one answer): coremltools'
+  torch frontend builds such a state for packed sequences, zeros of batch
+  ``lengths[0]`` (``TestLSTMWithPackedSequence``). Distinct rows raise
+  :class:`~..errors.UnspecifiedResultError`: which rows the device reads is not
+  documented.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnspecifiedResultError
 from ..registry import OpContext, kernel
 from ._common import f32
 
@@ -72,6 +79,21 @@ def _time_order(seq: int, direction: str) -> range:
     if direction == "reverse":
         return range(seq - 1, -1, -1)
     raise NotImplementedError(f"direction {direction!r} is not supported")
+
+
+def _initial_state(state: Any, batch: int, width: int, name: str) -> np.ndarray:
+    """``state`` as ``(batch, width)`` float32; see the module docstring for a batch mismatch."""
+    value = f32(state)
+    if value.ndim != 2 or value.shape[1] != width:
+        raise ValueError(f"{name} must have shape ({batch}, {width}), got {value.shape}")
+    if value.shape[0] == batch:
+        return value
+    if value.shape[0] >= 1 and bool(np.all(value == value[:1])):
+        return np.ascontiguousarray(np.broadcast_to(value[:1], (batch, width)))
+    raise UnspecifiedResultError(
+        f"{name} has batch {value.shape[0]} but x has batch {batch}, and its rows differ: "
+        "Core ML does not document which rows it reads"
+    )
 
 
 def _bias(bias: Any, size: int) -> np.ndarray:
@@ -145,7 +167,9 @@ def lstm(
         _activation(activation),
     )
     clip_value = None if clip is None else float(clip)
-    h0, c0 = f32(initial_h), f32(initial_c)
+    width = 2 * hidden if direction == "bidirectional" else hidden
+    h0 = _initial_state(initial_h, x.shape[1], width, "initial_h")
+    c0 = _initial_state(initial_c, x.shape[1], width, "initial_c")
     seq = x.shape[0]
 
     def run(
@@ -223,7 +247,7 @@ def gru(
     b_i = _bias(input_bias, 3 * hidden)
     b_hr, b_ho, b_hz = np.split(b_h, 3)
     x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + b_i
-    h = f32(initial_h)
+    h = _initial_state(initial_h, x.shape[1], hidden, "initial_h")
     outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
     for k, t in enumerate(_time_order(x.shape[0], direction)):
         x_r, x_o, x_z = np.split(x_proj[t], 3, axis=-1)
@@ -259,7 +283,7 @@ def rnn(
     act = _activation(activation)
     w_ih, w_hh = f32(weight_ih), f32(weight_hh)
     x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + _bias(bias, hidden)
-    h = f32(initial_h)
+    h = _initial_state(initial_h, x.shape[1], hidden, "initial_h")
     outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
     for k, t in enumerate(_time_order(x.shape[0], direction)):
         h = act(x_proj[t] + h @ w_hh.T).astype(np.float32)
