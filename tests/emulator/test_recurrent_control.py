@@ -1064,3 +1064,27 @@ def test_iOS18_blockwise_int4_with_offset() -> None:
         data - np.repeat(np.repeat(offset, 2, 0), 2, 1)
     )
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_torch_fused_path_matches_numpy_steps(reverse: bool) -> None:
+    """The plain lstm runs torch's fused LSTM; the step-by-step numpy path (peepholes,
+    clip, other activations) must agree with it to float32 rounding."""
+    from pytest_coreml_parity.emulator.kernels import recurrent
+    from pytest_coreml_parity.emulator.kernels._torch import torch_or_none
+
+    rng = np.random.default_rng(11)
+    seq, batch, inp, hid = 7, 3, 5, 4
+    x = rng.standard_normal((seq, batch, inp)).astype(np.float32)
+    h, c = (rng.standard_normal((batch, hid)).astype(np.float32) for _ in range(2))
+    w_ih = rng.standard_normal((4 * hid, inp)).astype(np.float32)
+    w_hh = rng.standard_normal((4 * hid, hid)).astype(np.float32)
+    bias = rng.standard_normal(4 * hid).astype(np.float32)
+    order = range(seq - 1, -1, -1) if reverse else range(seq)
+    fast = recurrent._torch_lstm_direction(torch_or_none(), x, h, c, w_ih, w_hh, bias, order)
+    slow = recurrent._numpy_lstm_direction(
+        x, h, c, w_ih, w_hh, bias, np.zeros(3 * hid, np.float32), order, recurrent._TORCH_LSTM_ACTS, None
+    )
+    for got, want in zip(fast, slow, strict=True):
+        assert got.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

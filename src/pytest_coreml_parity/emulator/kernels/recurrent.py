@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import UnspecifiedResultError
 from ..registry import OpContext, kernel
 from ._common import f32
+from ._torch import tensor, torch_or_none
 
 Activation = Callable[[np.ndarray], np.ndarray]
 
@@ -116,6 +117,62 @@ def _lstm_direction(
     clip: float | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run one direction; returns outputs (seq, b, H) in processing order, h, c."""
+    torch = torch_or_none()
+    if (
+        torch is not None
+        and acts == _TORCH_LSTM_ACTS
+        and clip is None
+        and not peephole.any()
+        and x.shape[0] > 0
+    ):
+        return _torch_lstm_direction(torch, x, h, c, w_ih, w_hh, bias, order)
+    return _numpy_lstm_direction(x, h, c, w_ih, w_hh, bias, peephole, order, acts, clip)
+
+
+def _torch_lstm_direction(
+    torch: Any,
+    x: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray,
+    w_ih: np.ndarray,
+    w_hh: np.ndarray,
+    bias: np.ndarray,
+    order: range,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The plain lstm (sigmoid/tanh/tanh, no peephole, no clip) through torch's fused
+    float32 LSTM: the same gate formulas, the state in float32 between steps."""
+
+    def ifzo(a: np.ndarray) -> np.ndarray:  # MIL's [i, f, o, z] blocks in torch's [i, f, z, o]
+        i, f, o, z = np.split(a, 4)
+        return np.ascontiguousarray(np.concatenate([i, f, z, o]))
+
+    reverse = order.step < 0
+    xs = np.ascontiguousarray(x[::-1]) if reverse else x
+    params = [tensor(torch, ifzo(w)) for w in (w_ih, w_hh)]
+    params += [tensor(torch, ifzo(bias)), torch.zeros(bias.shape[0], dtype=torch.float32)]
+    hx = (tensor(torch, h)[None], tensor(torch, c)[None])
+    with torch.no_grad():
+        ys, hn, cn = torch._VF.lstm(tensor(torch, xs), hx, params, True, 1, 0.0, False, False, False)
+    return ys.numpy(), hn[0].numpy(), cn[0].numpy()
+
+
+#: The activations torch's fused LSTM computes (recurrent, cell, output).
+_TORCH_LSTM_ACTS = (_sigmoid, np.tanh, np.tanh)
+
+
+def _numpy_lstm_direction(
+    x: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray,
+    w_ih: np.ndarray,
+    w_hh: np.ndarray,
+    bias: np.ndarray,
+    peephole: np.ndarray,
+    order: range,
+    acts: tuple[Activation, Activation, Activation],
+    clip: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One direction step by step in numpy: any activations, peepholes and clip."""
     rec, cell, out = acts
     hidden = w_hh.shape[1]
     p_i, p_f, p_o = np.split(peephole, 3)
