@@ -2,7 +2,9 @@
 """Run coremltools' own MIL op tests with predictions routed through the emulator.
 
 Runs pytest once per precision and per target (an iOS directory or a single test
-file of the installed ``coremltools/converters/mil/mil/ops/tests``), with the
+file of the installed ``coremltools/converters/mil/mil/ops/tests``; with
+``--suite torch``, a test file of its torch frontend's tests,
+``coremltools/converters/mil/frontend/torch/test``), with the
 plugin ``tools.conformance.plugin`` (this repository's ``tools/``, not
 installed), then prints a per-op table
 (pass / fail / unsupported / skipped / no-compare / error) and optionally writes
@@ -14,6 +16,7 @@ Examples::
     .venv/bin/python scripts/conformance.py --precision fp16 iOS17 -k "softmax"
     .venv/bin/python scripts/conformance.py --precision fp32 \\
         iOS14/test_elementwise_binary.py -k add --perturb sign   # must show failures
+    .venv/bin/python scripts/conformance.py --suite torch --precision both --sample 20
 
 Exit status: 0 when no test is in the ``fail`` category, 1 otherwise, 2 on
 harness errors (a pytest run that crashed or timed out).
@@ -51,8 +54,28 @@ from tools.conformance.results import (  # noqa: E402  (needs REPO on sys.path)
 
 #: Categories a --rerun repeats: the ones a newly landed kernel can change.
 RERUN = ("fail", "unsupported", "error")
-DEFAULT_TARGETS = ("iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
 PLUGIN = "tools.conformance.plugin"
+#: Each suite: its directory inside the installed coremltools, and the targets a run
+#: covers by default (one pytest process each).
+SUITES = {
+    "ops": "converters/mil/mil/ops/tests",
+    "torch": "converters/mil/frontend/torch/test",
+}
+DEFAULT_TARGETS = {
+    "ops": ("iOS14", "iOS15", "iOS16", "iOS17", "iOS18"),
+    # The torch frontend's test files (test_internal_graph.py and test_passes.py test
+    # the frontend's graph passes without predicting: deselected, no mlprogram backend).
+    "torch": (
+        "test_torch_ops.py",
+        "test_torch_conversion_api.py",
+        "test_torch_export_conversion_api.py",
+        "test_torch_quantization_ops.py",
+        "test_torch_export_quantization.py",
+        "test_torch_stateful_model.py",
+        "test_custom_ops.py",
+        "test_examples.py",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -64,14 +87,19 @@ class Run:
     log: Path
 
 
-def tests_dir() -> Path:
+def tests_dir(suite: str = "ops") -> Path:
     spec = importlib.util.find_spec("coremltools")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("coremltools is not installed in this interpreter")
-    path = Path(next(iter(spec.submodule_search_locations))) / "converters/mil/mil/ops/tests"
+    path = Path(next(iter(spec.submodule_search_locations))) / SUITES[suite]
     if not path.is_dir():
-        raise SystemExit(f"coremltools' op tests are not shipped in this wheel: {path} is missing")
+        raise SystemExit(f"coremltools' {suite} tests are not shipped in this wheel: {path} is missing")
     return path
+
+
+def target_of(nodeid: str) -> str:
+    """The run target a test id belongs to: its iOS directory, or its test file."""
+    return nodeid.split("::", 1)[0].split("/", 1)[0]
 
 
 def pytest_command(
@@ -96,6 +124,8 @@ def pytest_command(
         cmd += ["--conformance-fp16-execution", args.fp16_execution]
     if args.only_ids:
         cmd += ["--conformance-only-ids", str(args.only_ids)]
+    if args.sample != 1:
+        cmd += ["--conformance-sample", str(args.sample)]
     cmd += args.pytest_args
     if args.nice:
         cmd = ["nice", "-n", str(args.nice), *cmd]
@@ -159,7 +189,9 @@ def markdown(results: dict[str, list[TestResult]], runs: list[Run], args: argpar
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("targets", nargs="*", default=list(DEFAULT_TARGETS), help="iOS directories or files under coremltools' ops/tests. Default: all iOS directories.")
+    parser.add_argument("targets", nargs="*", default=None, help="iOS directories or files under coremltools' ops/tests (--suite ops), or test files of its torch frontend tests (--suite torch). Default: all of the suite.")
+    parser.add_argument("--suite", choices=tuple(SUITES), default="ops", help="ops: the MIL op tests (mil/ops/tests); torch: the torch frontend's tests (frontend/torch/test). Default: ops.")
+    parser.add_argument("--sample", type=int, default=1, metavar="K", help="Run a deterministic 1-in-K sample of the tests (by a CRC32 of the test id). Default: 1 (all).")
     parser.add_argument("--precision", choices=("fp32", "fp16", "both", "all"), default="both", help="both: one pytest run per precision (separate run times); all: one run for both precisions (faster start-up). Default: both.")
     parser.add_argument("-k", default=None, help="pytest -k expression (op or test names).")
     parser.add_argument("--perturb", default=None, help="Corrupt emulator outputs: sign | rel=X | abs=X (proves comparisons).")
@@ -177,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         help="fp32 suite: judge fp16-typed programs that fail the fp32 tolerance again at this tolerance (category pass-fp16-typed); 'off' to disable. Default: the plugin's 1e-2,1e-2.",
     )
     parser.add_argument("--rerun", type=Path, default=None, help="A previous --jsonl: rerun only its fail/unsupported/error tests and merge (kernels landed since).")
+    parser.add_argument("--only-ids", type=Path, default=None, metavar="FILE", help="Run only the test ids listed in FILE, one per line, as pytest names them from the suite's directory (e.g. test_torch_ops.py::TestFoo::test_bar[...]).")
     parser.add_argument("--markdown", type=Path, default=None, help="Write the tables as markdown to this file.")
     parser.add_argument("--jsonl", type=Path, default=None, help="Keep per-test results here. Default: a temporary file.")
     parser.add_argument("--timeout", type=float, default=3600, help="Seconds per pytest run. Default: 3600.")
@@ -186,16 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
     args.pytest_args = extra  # everything after -- goes to pytest unchanged
 
-    root = tests_dir()
+    root = tests_dir(args.suite)
+    if not args.targets:
+        args.targets = list(DEFAULT_TARGETS[args.suite])
     precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
     workdir = Path(tempfile.mkdtemp(prefix="coreml-conformance-"))
     previous = read_jsonl(args.rerun) if args.rerun else []
-    args.only_ids = None
+    if args.rerun and args.only_ids:
+        raise SystemExit("--rerun and --only-ids both select tests; give one of them")
     if args.rerun:
         args.only_ids = workdir / "only-ids.txt"
         args.only_ids.write_text("\n".join(r.nodeid for r in previous if r.category in RERUN) + "\n", encoding="utf-8")
-        targets = sorted({r.nodeid.split("/", 1)[0] for r in previous if r.category in RERUN})
-        args.targets = [t for t in args.targets if t.split("/", 1)[0] in targets]
+        targets = sorted({target_of(r.nodeid) for r in previous if r.category in RERUN})
+        args.targets = [t for t in args.targets if target_of(t) in targets]
     jsonl = args.jsonl or workdir / "results.jsonl"
     jsonl.parent.mkdir(parents=True, exist_ok=True)
     jsonl.unlink(missing_ok=True)

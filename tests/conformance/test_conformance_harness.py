@@ -29,11 +29,11 @@ SUBSET = ["iOS14/test_elementwise_binary.py", "-k", "add and smoke"]
 
 
 def _run(
-    tmp_path: Path, *extra: str, subset: list[str] = SUBSET, precision: str = "all"
+    tmp_path: Path, *extra: str, subset: list[str] = SUBSET, precision: str = "all", suite: str = "ops"
 ) -> tuple[int, list[TestResult], str]:
     jsonl = tmp_path / "results.jsonl"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--precision", precision, "--nice", "0", "--jsonl", str(jsonl), *subset, *extra],
+        [sys.executable, str(SCRIPT), "--suite", suite, "--precision", precision, "--nice", "0", "--jsonl", str(jsonl), *subset, *extra],
         capture_output=True,
         text=True,
         timeout=240,
@@ -50,6 +50,44 @@ def test_unperturbed_passes_and_perturbed_fails(tmp_path: Path) -> None:
     assert {r.op for r in results} == {"add"}
 
     code, results, output = _run(tmp_path / "perturbed", "--perturb", "sign")
+    assert code == 1, output
+    assert [r.category for r in results] == ["fail", "fail"], output
+    assert all("Not equal to tolerance" in r.error for r in results), output
+
+
+#: A small fixed sample of coremltools' torch-frontend tests, at both precisions: the
+#: packed-sequence lstm the emulator once failed (its converter builds the initial state
+#: with another batch), a conv and a softmax. The whole suite runs by command
+#: (docs/emulator-conformance.md).
+TORCH_IDS = [
+    "test_torch_ops.py::TestLSTMWithPackedSequence::test_lstm[compute_unit=ComputeUnit.CPU_ONLY-"
+    "backend=('mlprogram', '{p}')-pack_batch_first=False-pad_batch_first=False-LSTM_batch_first=False-pad_value=-1]",
+    "test_torch_ops.py::TestActivation::test_softmax[compute_unit=ComputeUnit.CPU_ONLY-"
+    "backend=('mlprogram', '{p}')-frontend=TorchFrontend.TORCHSCRIPT-shape=(1, 5, 6)]",
+    "test_torch_ops.py::TestConv::test_convolution2d[compute_unit=ComputeUnit.CPU_ONLY-"
+    "backend=('mlprogram', '{p}')-frontend=TorchFrontend.TORCHSCRIPT-padding=same-stride=1-height=4-width=3-"
+    "in_channels=3-out_channels=3-kernel_size=2-dilation=1-bias=True]",
+]
+
+
+def _torch_ids(tmp_path: Path, ids: list[str]) -> str:
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(i.format(p=p) for i in ids for p in ("fp32", "fp16")) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_torch_frontend_sample_passes_and_perturbed_fails(tmp_path: Path) -> None:
+    subset = ["test_torch_ops.py", "--only-ids", _torch_ids(tmp_path, TORCH_IDS)]
+    code, results, output = _run(tmp_path / "plain", subset=subset, suite="torch")
+    assert code == 0, output
+    assert sorted(r.precision for r in results) == ["fp16"] * 3 + ["fp32"] * 3, output
+    assert {r.category for r in results} == {"pass"}, output
+    ops = {r.op for r in results}
+    assert any("lstm" in op for op in ops) and any("softmax" in op for op in ops), ops
+    assert any("conv" in op for op in ops), ops
+
+    subset = ["test_torch_ops.py", "--only-ids", _torch_ids(tmp_path, TORCH_IDS[1:2])]
+    code, results, output = _run(tmp_path / "perturbed", "--perturb", "sign", subset=subset, suite="torch")
     assert code == 1, output
     assert [r.category for r in results] == ["fail", "fail"], output
     assert all("Not equal to tolerance" in r.error for r in results), output

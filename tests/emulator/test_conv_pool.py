@@ -621,3 +621,69 @@ def test_space_to_depth_matches_independent_reference() -> None:
     prog = _program([x.shape], "iOS17", lambda x: mb.space_to_depth(x=x, block_size=2))
     (got,) = _run(prog, {"x": x})
     np.testing.assert_array_equal(got, mb_free_space_to_depth(x))
+
+
+# ----------------------------------------------------- torch fast paths vs their numpy twins
+
+CONV_CASES = [
+    # (x shape, weight shape, strides, dilations, pads, groups)
+    ((2, 6, 9, 8), (12, 1, 3, 3), [1, 1], [1, 1], [(1, 1), (1, 1)], 6),  # depthwise, x2 mult
+    ((1, 8, 11, 10), (8, 4, 3, 2), [2, 1], [1, 2], [(0, 2), (1, 0)], 2),  # grouped, asym pads
+    ((1, 3, 17), (5, 3, 4), [3], [2], [(2, 1)], 1),  # 1-D, strided, dilated
+    ((1, 4, 5, 6, 7), (4, 1, 2, 3, 2), [1, 2, 1], [2, 1, 1], [(1, 0), (0, 0), (1, 1)], 4),  # 3-D
+    ((1, 16, 7, 7), (32, 16, 1, 1), [1, 1], [1, 1], [(0, 0), (0, 0)], 1),  # pointwise
+]
+
+
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_conv_torch_path_matches_numpy_im2col(case: int, with_bias: bool) -> None:
+    """The kernel runs torch's convolution; the numpy im2col (its path without torch)
+    must agree to float32 summation order, for every group count and padding."""
+    from pytest_coreml_parity.emulator.kernels import conv as conv_kernels
+    from pytest_coreml_parity.emulator.kernels._torch import torch_or_none
+
+    x_shape, w_shape, strides, dilations, pads, groups = CONV_CASES[case]
+    rng = np.random.default_rng(case)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    bias = rng.standard_normal(w_shape[0]).astype(np.float32) if with_bias else None
+    fast = conv_kernels.torch_conv(torch_or_none(), x, w, bias, strides, dilations, pads, groups)
+    slow = conv_kernels.numpy_conv(x, w, bias, strides, dilations, pads, groups)
+    assert fast.dtype == slow.dtype == np.float32
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_conv_transpose_torch_path_matches_numpy_scatter(groups: int) -> None:
+    from pytest_coreml_parity.emulator.kernels import conv as conv_kernels
+
+    rng = np.random.default_rng(groups)
+    x = rng.standard_normal((2, 6, 5, 4)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 2)).astype(np.float32)
+    want = conv_kernels.numpy_conv_transpose_full(x, w, [2, 3], [1, 2], groups)
+    with torch.no_grad():
+        got = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), None, [2, 3], 0, 0, groups, [1, 2])
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_sigmoid_and_silu_torch_paths_match_numpy_at_the_extremes() -> None:
+    from pytest_coreml_parity.emulator.kernels import activation
+
+    x = np.concatenate(
+        [
+            np.linspace(-120, 120, 4001, dtype=np.float32),
+            np.array([-np.inf, np.inf, -0.0, 0.0, 88.7, -88.7, 1e-30], dtype=np.float32),
+        ]
+    )
+    with np.errstate(all="ignore"):
+        slow = activation.numpy_sigmoid(x)
+    fast = activation.stable_sigmoid(x)
+    assert not np.isnan(fast).any()
+    np.testing.assert_allclose(fast, slow, rtol=2e-6, atol=1e-30)
+    silu = activation.silu(None, x)  # type: ignore[arg-type]
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(silu[:-7], (x * slow)[:-7], rtol=2e-6, atol=1e-30)
+    assert np.isnan(silu[-7])  # -inf * 0, as the textbook form gives
+    nan = activation.stable_sigmoid(np.array([np.nan], np.float32))
+    assert np.isnan(nan).all()

@@ -473,3 +473,57 @@ def test_rank0_outputs_of_an_interpreted_block_have_shape_1() -> None:
     (out,) = emulator.run({"x": np.array([1, 2, 3], np.float32)}).values()
     assert out.shape == (1,)
     np.testing.assert_array_equal(out, [12.0])
+
+
+def test_fast_fp16_input_store_and_output_cast_are_bit_identical_to_numpy() -> None:
+    """Inputs (``store``) and fp16 outputs (``to_declared``) go through torch when large:
+    both must equal numpy's IEEE conversion, overflow, subnormals, ties and -0.0 included."""
+    from pytest_coreml_parity.emulator.dtypes import F16, FAST_ROUND_MIN_SIZE, store, to_declared
+
+    rng = np.random.default_rng(7)
+    n = 4 * FAST_ROUND_MIN_SIZE
+    x = (rng.standard_normal(n) * np.float32(10.0) ** rng.uniform(-9, 6, n)).astype(np.float32)
+    edges = np.array(
+        [65504, 65519.996, 65520, -65520, 2.0**-24, 2.0**-25, 3 * 2.0**-26, -0.0, np.inf, np.nan, 1e30],
+        dtype=np.float32,
+    )
+    ties = (np.arange(1, 1025, dtype=np.float32) + np.float32(0.5)) * np.float32(2.0**-10)
+    x[: edges.size] = edges
+    x[edges.size : edges.size + ties.size] = ties
+    with np.errstate(over="ignore"):
+        reference = x.astype(np.float16)
+        stored = store(x, F16)
+        declared = to_declared(x, F16)
+    assert stored is not x and stored.dtype == np.float32
+    np.testing.assert_array_equal(stored, reference.astype(np.float32))
+    assert declared.dtype == np.float16
+    np.testing.assert_array_equal(declared.view(np.uint16), reference.view(np.uint16))
+    readonly = x.copy()
+    readonly.flags.writeable = False  # torch.from_numpy refuses it: numpy's path, same bits
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(to_declared(readonly, F16).view(np.uint16), reference.view(np.uint16))
+
+
+def test_torch_fast_paths_take_reversed_views() -> None:
+    """numpy flags a view reversed along a size-1 axis C-contiguous; torch refuses its
+    negative stride, so the fast paths must copy (or skip) it. coremltools' reverse lstm
+    tests with one time step hit this."""
+    import torch
+
+    from pytest_coreml_parity.emulator.dtypes import F16, FAST_ROUND_MIN_SIZE, storer
+    from pytest_coreml_parity.emulator.kernels import recurrent
+    from pytest_coreml_parity.emulator.kernels._torch import tensor
+
+    big = np.linspace(-3, 3, FAST_ROUND_MIN_SIZE, dtype=np.float32).reshape(1, -1)[::-1]
+    assert big.flags.c_contiguous and big.strides[0] < 0
+    np.testing.assert_array_equal(tensor(torch, big).numpy(), big)
+    np.testing.assert_array_equal(storer(F16)(big), big.astype(np.float16).astype(np.float32))
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 2, 3)).astype(np.float32)
+    h = c = np.zeros((2, 4), np.float32)
+    w_ih, w_hh = rng.standard_normal((16, 3)).astype(np.float32), rng.standard_normal((16, 4)).astype(np.float32)
+    ys, _, _ = recurrent._lstm_direction(
+        x, h, c, w_ih, w_hh, np.zeros(16, np.float32), np.zeros(12, np.float32), range(0, -1, -1),
+        recurrent._TORCH_LSTM_ACTS, None,
+    )
+    assert ys.shape == (1, 2, 4)

@@ -109,6 +109,77 @@ def test_gru_family(target: str, precision: str) -> None:
     )
 
 
+class PackedLSTM(nn.Module):
+    """coremltools' TestLSTMWithPackedSequence model: pack, lstm, pad back."""
+
+    def __init__(self, pack_batch_first: bool, pad_batch_first: bool, lstm_batch_first: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lstm = nn.LSTM(4, 6, batch_first=lstm_batch_first)
+        self.pack_batch_first = pack_batch_first
+        self.pad_batch_first = pad_batch_first
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        packed = pack_padded_sequence(x, lengths, batch_first=self.pack_batch_first)
+        out, _ = self.lstm(packed)
+        padded, _ = pad_packed_sequence(out, padding_value=-1, batch_first=self.pad_batch_first)
+        return padded
+
+
+# coremltools' converter builds the packed lstm's zero initial state with batch
+# lengths[0] (10) while x has batch 3: the kernel must accept equal rows of another batch.
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0 to a scalar:DeprecationWarning")
+@pytest.mark.parametrize(
+    ("pack_batch_first", "pad_batch_first", "lstm_batch_first"),
+    [(False, False, False), (True, True, True), (False, True, False)],
+)
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_lstm_packed_sequence_matches_torch(
+    pack_batch_first: bool, pad_batch_first: bool, lstm_batch_first: bool, precision: str
+) -> None:
+    shape = (3, 10, 4) if pack_batch_first else (10, 3, 4)
+    support.assert_close_to_torch(
+        PackedLSTM(pack_batch_first, pad_batch_first, lstm_batch_first),
+        [_randn(*shape, seed=8), torch.tensor([10, 5, 1], dtype=torch.int32)],
+        target="iOS15",
+        precision=precision,
+    )
+
+
+def test_lstm_initial_state_of_another_batch() -> None:
+    """Equal rows of another batch run as that row broadcast; distinct rows are refused."""
+    from pytest_coreml_parity.emulator import KernelError, UnspecifiedResultError
+
+    hid = 2
+    rng = np.random.default_rng(9)
+    w = {
+        "ih": rng.standard_normal((4 * hid, 1)).astype(np.float32),
+        "hh": rng.standard_normal((4 * hid, hid)).astype(np.float32),
+        "b": np.zeros(4 * hid, np.float32),
+        "p": np.zeros(3 * hid, np.float32),
+    }
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(3, 2, 1)), mb.TensorSpec(shape=(4, hid))],
+        opset_version=ct.target.iOS15,
+    )
+    def prog(x, h0):  # type: ignore[no-untyped-def]
+        return mb.lstm(x=x, initial_h=h0, initial_c=h0, weight_ih=w["ih"], weight_hh=w["hh"])
+
+    x = rng.standard_normal((3, 2, 1)).astype(np.float32)
+    got = list(_run_program(prog, {"x": x, "h0": np.full((4, hid), 0.5, np.float32)}).values())
+    state = np.full((2, hid), 0.5, np.float32)
+    ys, h, c = _np_lstm(x, state, state, w, ("sigmoid", "tanh", "tanh"), None, reverse=False)
+    for got_i, want_i in zip(got, [ys[-1:], h, c], strict=True):
+        np.testing.assert_allclose(got_i, want_i, rtol=1e-5, atol=1e-6)
+    with pytest.raises(KernelError, match="initial_h has batch 4 but x has batch 2") as info:
+        _run_program(prog, {"x": x, "h0": rng.standard_normal((4, hid)).astype(np.float32)})
+    assert isinstance(info.value.__cause__, UnspecifiedResultError)
+
+
 # ========================================================== recurrent kernel tests
 
 
@@ -993,3 +1064,27 @@ def test_iOS18_blockwise_int4_with_offset() -> None:
         data - np.repeat(np.repeat(offset, 2, 0), 2, 1)
     )
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_torch_fused_path_matches_numpy_steps(reverse: bool) -> None:
+    """The plain lstm runs torch's fused LSTM; the step-by-step numpy path (peepholes,
+    clip, other activations) must agree with it to float32 rounding."""
+    from pytest_coreml_parity.emulator.kernels import recurrent
+    from pytest_coreml_parity.emulator.kernels._torch import torch_or_none
+
+    rng = np.random.default_rng(11)
+    seq, batch, inp, hid = 7, 3, 5, 4
+    x = rng.standard_normal((seq, batch, inp)).astype(np.float32)
+    h, c = (rng.standard_normal((batch, hid)).astype(np.float32) for _ in range(2))
+    w_ih = rng.standard_normal((4 * hid, inp)).astype(np.float32)
+    w_hh = rng.standard_normal((4 * hid, hid)).astype(np.float32)
+    bias = rng.standard_normal(4 * hid).astype(np.float32)
+    order = range(seq - 1, -1, -1) if reverse else range(seq)
+    fast = recurrent._torch_lstm_direction(torch_or_none(), x, h, c, w_ih, w_hh, bias, order)
+    slow = recurrent._numpy_lstm_direction(
+        x, h, c, w_ih, w_hh, bias, np.zeros(3 * hid, np.float32), order, recurrent._TORCH_LSTM_ACTS, None
+    )
+    for got, want in zip(fast, slow, strict=True):
+        assert got.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

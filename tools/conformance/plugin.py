@@ -2,7 +2,9 @@
 
 Load it explicitly (``-p tools.conformance.plugin``, with the repository root on
 ``sys.path``; ``scripts/conformance.py`` does both) when running
-pytest over the installed ``coremltools/converters/mil/mil/ops/tests`` directory.
+pytest over the installed ``coremltools/converters/mil/mil/ops/tests`` directory
+(the MIL op tests) or ``coremltools/converters/mil/frontend/torch/test`` (the torch
+frontend's tests, compared in its own ``convert_and_compare``).
 It is never loaded by the main plugin, because it patches coremltools globally:
 
 * ``_IS_MACOS`` (``coremltools._deps`` and every module that imported it by
@@ -28,6 +30,7 @@ import gc
 import os
 import sys
 import weakref
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +162,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "(below one fp16 ulp) is judged again at this tolerance and, if it passes, "
             "counted as pass-fp16-typed. 'off': no second judgement. Default: "
             f"{FP16_TYPED_TOLERANCE}."
+        ),
+    )
+    group.addoption(
+        "--conformance-sample",
+        type=int,
+        default=1,
+        metavar="K",
+        help=(
+            "Keep a deterministic 1-in-K sample of the selected tests (by a CRC32 of the "
+            "test id, so the sample does not depend on collection order). Default: 1 (all)."
         ),
     )
     group.addoption(
@@ -463,10 +476,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = ("fp32", "fp16") if _STATE.precision == "all" else (_STATE.precision,)
     only_file = config.getoption("--conformance-only-ids")
     only = set(Path(only_file).read_text(encoding="utf-8").splitlines()) if only_file else None
+    sample = config.getoption("--conformance-sample")
+    if sample < 1:
+        raise pytest.UsageError(f"--conformance-sample: expected K >= 1, got {sample}")
     keep, drop = [], []
     for item in items:
         backend = _backend_of(item)
-        if only is not None and item.nodeid not in only:
+        if (only is not None and item.nodeid not in only) or not in_sample(item.nodeid, sample):
             drop.append(item)
         elif backend is not None and backend[0] == "mlprogram" and backend[1] in wanted:
             keep.append(item)
@@ -477,8 +493,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def in_sample(nodeid: str, k: int) -> bool:
+    """Whether ``nodeid`` is in the deterministic 1-in-``k`` sample."""
+    return k == 1 or zlib.crc32(nodeid.encode("utf-8")) % k == 0
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     _STATE.current = _Record()
+    _install_torch_frontend_compare()
+
+
+#: The torch frontend's comparison (``convert_and_compare`` in its ``testing_utils``),
+#: once wrapped; its module is imported by the test files, after configure.
+_TORCH_TESTING_UTILS = "coremltools.converters.mil.frontend.torch.test.testing_utils"
+
+
+def _install_torch_frontend_compare() -> None:
+    """Track the torch frontend's own comparison like ``compare_backend``'s.
+
+    coremltools' torch-frontend tests compare in ``convert_and_compare`` (convert,
+    predict, ``np.testing.assert_allclose`` at atol 1e-4 / rtol 1e-5, widened for fp16
+    to 0.5 / 0.05), not in ``compare_backend``. Wrapping it tells a numeric mismatch
+    (``fail``) from a later assertion about the converted program (``error``).
+    """
+    module = sys.modules.get(_TORCH_TESTING_UTILS)
+    original = getattr(module, "convert_and_compare", None)
+    if module is None or original is None or getattr(original, "_conformance_wrapped", False):
+        return
+
+    def convert_and_compare(*args: Any, **kwargs: Any) -> Any:
+        record = _STATE.current
+        before = record.predictions
+        try:
+            result = original(*args, **kwargs)
+        except AssertionError:
+            if record.predictions > before:
+                record.compare_failed = True
+            raise
+        record.checked += record.predictions - before
+        return result
+
+    convert_and_compare._conformance_wrapped = True  # type: ignore[attr-defined]
+    setattr(module, "convert_and_compare", convert_and_compare)  # noqa: B010  (typed module)
 
 
 def _first_lines(text: str, n: int = 4) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import supported_ops
-from .compile import CompiledBlock, compile_block
+from .compile import CompiledBlock, compile_block, compile_nested
 from .dtypes import F16, fp16_peak, to_declared
 from .errors import (
     DuplicateKernelError,
@@ -148,6 +148,7 @@ class Emulator:
             allowed=loaded.allowed,
         )
         self._compiled: CompiledBlock | None = compile_block(self.plan.block)
+        self._nested = compile_nested(self.plan.block)
         #: Inputs declared as images (``ct.ImageType``): a run takes their pixels.
         self.images: dict[str, ImageInput] = dict(loaded.images)
 
@@ -208,7 +209,9 @@ class Emulator:
         in place, and leaves it unchanged if it raises.
         """
         inputs = bind_images(inputs, self.images)
-        outputs, _env = execute(self.plan, inputs, compiled=self._compiled, state=state)
+        outputs, _env = execute(
+            self.plan, inputs, compiled=self._compiled, state=state, nested=self._nested
+        )
         return outputs
 
     def record(
@@ -217,7 +220,7 @@ class Emulator:
         """Run, keeping every value (declared dtype and shape) for diagnosis."""
         inputs = bind_images(inputs, self.images)
         outputs, env = execute(
-            self.plan, inputs, compiled=self._compiled, record=True, state=state
+            self.plan, inputs, compiled=self._compiled, record=True, state=state, nested=self._nested
         )
         values: dict[str, Value] = {}
         for name, value in env.items():
@@ -237,7 +240,7 @@ class Emulator:
         on every example)."""
         inputs = bind_images(inputs, self.images)
         outputs, env = execute(
-            self.plan, inputs, compiled=self._compiled, record=True, state=state
+            self.plan, inputs, compiled=self._compiled, record=True, state=state, nested=self._nested
         )
         typed, undeclared = self._fp16_outputs
         arrays = [value for value in map(env.get, typed) if isinstance(value, np.ndarray)]

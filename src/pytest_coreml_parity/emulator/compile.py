@@ -7,15 +7,18 @@ local variables, constants are bound names, and each op is one direct kernel
 call, one rounding call and one shape comparison. Semantics are identical to
 the interpreter (the tests run both); only the bookkeeping is gone.
 
-Blocks containing control flow (``cond``, ``while_loop``) stay interpreted:
-their nested blocks read outer values from the shared environment by name.
-Failures go through the same :func:`.checks.kernel_failure` as the interpreter's.
+Blocks containing control flow (``cond``, ``while_loop``) stay interpreted; their
+nested blocks without control flow of their own are compiled too
+(:func:`compile_nested`): a value such a block reads from an enclosing block is
+loaded from the shared environment by name at entry, where the interpreter of the
+enclosing block put it. Failures go through the same
+:func:`.checks.kernel_failure` as the interpreter's.
 """
 
 from __future__ import annotations
 
 import keyword
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .checks import check_shape, kernel_failure, wrong_output_count
@@ -33,6 +36,25 @@ def compile_block(block: BlockPlan) -> CompiledBlock | None:
     if not all(_identifier(key) for step in block.steps for key in step.input_names):
         return None
     return _Codegen(block).build()
+
+
+#: Compiled nested blocks by ``id`` of their :class:`~.plan.BlockPlan` (the plan that
+#: holds the blocks must outlive the mapping; :class:`~.Emulator` keeps both).
+NestedBlocks = dict[int, CompiledBlock]
+
+
+def compile_nested(block: BlockPlan) -> NestedBlocks:
+    """Every block nested (at any depth) in ``block`` that compiles, by ``id``."""
+    return {
+        id(inner): fn for inner in _nested_blocks(block) if (fn := compile_block(inner)) is not None
+    }
+
+
+def _nested_blocks(block: BlockPlan) -> Iterator[BlockPlan]:
+    for step in block.steps:
+        for inner in step.ctx.blocks:
+            yield inner
+            yield from _nested_blocks(inner)
 
 
 def _identifier(key: str) -> bool:
@@ -73,7 +95,10 @@ class _Codegen:
         for index, step in enumerate(block.steps):
             self.step(index, step)
         outputs = ", ".join(self.operand(kind, payload) for kind, payload in block.outputs)
-        record = ", ".join(f"{var!r}: {local}" for var, local in self.names.items())
+        produced = set(block.inputs) | {var for step in block.steps for var in step.outputs}
+        # Values of an enclosing block (a nested block reads them by name).
+        outer = [(var, local) for var, local in self.names.items() if var not in produced]
+        record = ", ".join(f"{var!r}: {local}" for var, local in self.names.items() if var in produced)
         head = [
             "def run(env, inputs, record):",
             "    i = -1",
@@ -81,7 +106,8 @@ class _Codegen:
         ]
         if inputs:
             head.append(f"        ({', '.join(inputs)},) = inputs")
-        elif not self.lines:  # no inputs and no steps (every op was a materialized const)
+        head.extend(f"        {local} = env[{var!r}]" for var, local in outer)
+        if not inputs and not outer and not self.lines:  # no inputs and no steps (every op was a materialized const)
             head.append("        pass")
         tail = [
             "    except Exception as exc:",

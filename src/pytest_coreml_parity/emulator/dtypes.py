@@ -47,6 +47,10 @@ def store(value: Any, declared: np.dtype[Any]) -> np.ndarray:
     """Round ``value`` to the ``declared`` dtype and return it in its holding dtype."""
     arr = np.asarray(value)
     if declared == F16:
+        if _fast_eligible(arr):
+            fast = _fast_fp16_round()
+            if fast is not None:
+                return fast(arr)
         if arr.dtype != F16:
             with np.errstate(over="ignore", invalid="ignore"):
                 arr = arr.astype(F16)
@@ -66,7 +70,24 @@ def to_declared(value: np.ndarray, declared: np.dtype[Any]) -> np.ndarray:
     """Give a held value back in its declared dtype (fp16 values as ``np.float16``)."""
     if value.dtype == declared:
         return value
+    if declared == F16 and _fast_eligible(value):
+        fast = _fast_to_fp16()
+        if fast is not None:
+            return fast(value)
     return value.astype(declared)
+
+
+def _fast_eligible(arr: np.ndarray) -> bool:
+    """Whether torch's fp16 conversion may take ``arr`` (``torch.from_numpy`` needs a
+    writable array; small arrays are faster through numpy)."""
+    return (
+        arr.dtype == F32
+        and arr.size >= FAST_ROUND_MIN_SIZE
+        and arr.flags.c_contiguous
+        and arr.flags.writeable
+        # numpy calls a view reversed along a size-1 axis contiguous; torch refuses it
+        and all(stride >= 0 for stride in arr.strides)
+    )
 
 
 #: fp16's largest finite value.
@@ -124,13 +145,7 @@ def storer(declared: np.dtype[Any]) -> Callable[[Any], np.ndarray]:
 
         def to_fp16(value: Any) -> np.ndarray:
             arr = asarray(value)
-            if (
-                fast is not None
-                and arr.size >= FAST_ROUND_MIN_SIZE
-                and arr.dtype == F32
-                and arr.flags.c_contiguous
-                and arr.flags.writeable
-            ):
+            if fast is not None and _fast_eligible(arr):
                 return fast(arr)
             return arr.astype(F16).astype(F32)
 
@@ -164,3 +179,18 @@ def _fast_fp16_round() -> Callable[[np.ndarray], np.ndarray] | None:
         return torch.from_numpy(arr).to(half).to(single).numpy()
 
     return round_through_torch
+
+
+@functools.cache
+def _fast_to_fp16() -> Callable[[np.ndarray], np.ndarray] | None:
+    """A float32 -> binary16 conversion through torch (an ``np.float16`` array), or None."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but stay usable
+        return None
+    half = torch.float16
+
+    def to_half_through_torch(arr: np.ndarray) -> np.ndarray:
+        return torch.from_numpy(arr).to(half).numpy()
+
+    return to_half_through_torch

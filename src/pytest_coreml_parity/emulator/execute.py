@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import numpy.typing as npt
 
-from .compile import CompiledBlock
+from .compile import CompiledBlock, NestedBlocks
 from .dtypes import store, to_declared
 from .errors import InputError
 from .interpret import Env, run_block
@@ -173,11 +173,13 @@ def execute(
     compiled: CompiledBlock | None = None,
     record: bool = False,
     state: EmulatorState | None = None,
+    nested: NestedBlocks | None = None,
 ) -> tuple[dict[str, Array], Env]:
     """Run ``plan``; return its outputs in declared dtypes and the environment.
 
     ``compiled`` is :func:`.compile.compile_block` of ``plan.block`` (None: interpret
-    it). With ``record`` the environment holds every value of the run (materialized
+    it); ``nested`` is :func:`.compile.compile_nested` of it (None: interpret every
+    nested block). With ``record`` the environment holds every value of the run (materialized
     constexpr values included); without, it may hold only some. A stateful plan
     needs ``state``; its buffers are updated only when the run succeeds. A rank-0
     output is returned with shape ``(1,)``, as Core ML returns it.
@@ -190,7 +192,7 @@ def execute(
         if compiled is not None:
             outputs = compiled(env, values, record)
         else:
-            outputs = run_block(plan.block, env, values)
+            outputs = run_block(plan.block, env, values, nested)
     commit_state(state, slots)
     result: dict[str, Array] = {}
     for name, value in zip(plan.output_names, outputs, strict=True):

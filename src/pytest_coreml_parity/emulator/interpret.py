@@ -13,23 +13,34 @@ which it hands to their kernels as a bound block runner.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
+from typing import TYPE_CHECKING
 
 from .checks import check_shape, kernel_failure, wrong_output_count
 from .dtypes import store
 from .plan import BlockPlan, Step
 from .registry import Value
 
+if TYPE_CHECKING:
+    from .compile import CompiledBlock
+
 #: Variable values of one run, by MIL variable name.
 Env = dict[str, Value]
 
 
-def run_block(block: BlockPlan, env: Env, values: tuple[Value, ...] = ()) -> list[Value]:
+def run_block(
+    block: BlockPlan,
+    env: Env,
+    values: tuple[Value, ...] = (),
+    nested: Mapping[int, CompiledBlock] | None = None,
+) -> list[Value]:
     """Run ``block`` with its inputs bound to ``values``; return its outputs.
 
     This is the hot loop: everything that can be decided once lives on the
     step (see :class:`~.plan.Step`), so each op costs one kernel call, one
-    rounding per output and one shape comparison.
+    rounding per output and one shape comparison. ``nested`` holds the compiled
+    forms of nested blocks (:func:`.compile.compile_nested`), run in their place.
     """
     for name, value, dtype in zip(block.inputs, values, block.input_dtypes, strict=True):
         env[name] = store(value, dtype) if dtype is not None else value
@@ -41,7 +52,7 @@ def run_block(block: BlockPlan, env: Env, values: tuple[Value, ...] = ()) -> lis
             kwargs[key] = tuple([env[v] if kind == "ref" else v for kind, v in items])
         try:
             if step.control_flow:
-                ctx = step.ctx.with_block_runner(partial(_run_nested, env))
+                ctx = step.ctx.with_block_runner(partial(_run_nested, env, nested))
                 result = step.fn(ctx, **kwargs)
             else:
                 result = step.fn(step.ctx, **kwargs)
@@ -62,10 +73,24 @@ def run_block(block: BlockPlan, env: Env, values: tuple[Value, ...] = ()) -> lis
     return [env[v] if kind == "ref" else v for kind, v in block.outputs]
 
 
-def _run_nested(env: Env, block: BlockPlan, values: tuple[Value, ...]) -> list[Value]:
+def _run_nested(
+    env: Env,
+    nested: Mapping[int, CompiledBlock] | None,
+    block: BlockPlan,
+    values: tuple[Value, ...],
+) -> list[Value]:
     """The block runner bound into a control-flow op's context: nested blocks share
-    the run's environment, since they read outer values by name."""
-    return run_block(block, env, values)
+    the run's environment, since they read outer values by name. A compiled block
+    gets its inputs rounded as :func:`run_block` rounds them, and records every value
+    into ``env``, as the interpreter does."""
+    compiled = nested.get(id(block)) if nested else None
+    if compiled is None:
+        return run_block(block, env, values, nested)
+    held = tuple(
+        store(value, dtype) if dtype is not None else value
+        for value, dtype in zip(values, block.input_dtypes, strict=True)
+    )
+    return compiled(env, held, True)
 
 
 def _store_outputs(step: Step, result: Value, env: Env) -> None:

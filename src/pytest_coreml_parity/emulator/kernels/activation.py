@@ -17,10 +17,23 @@ import numpy as np
 
 from ..registry import OpContext, kernel
 from ._common import axis_of, f32
+from ._torch import TORCH_MIN_SIZE, tensor, torch_or_none
 from .elementwise import erfc64
 
 
 def stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic sigmoid in float32, never nan for a finite or infinite ``x``.
+
+    torch's vectorized ``sigmoid`` when torch is installed (``1 / (1 + exp(-x))``:
+    exp overflowing to inf gives exactly 0), else :func:`numpy_sigmoid`.
+    """
+    torch = torch_or_none()
+    if torch is None or np.size(x) < TORCH_MIN_SIZE:
+        return numpy_sigmoid(x)
+    return cast("np.ndarray", torch.sigmoid(tensor(torch, x)).numpy())
+
+
+def numpy_sigmoid(x: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-x))`` without overflow: exp is only taken of ``-|x|``."""
     e = np.exp(-np.abs(x))
     with np.errstate(invalid="ignore"):
@@ -131,16 +144,25 @@ def sigmoid(ctx: OpContext, x: Any) -> np.ndarray:
 def sigmoid_hard(ctx: OpContext, x: Any, alpha: Any, beta: Any) -> np.ndarray:
     """``min(max(alpha x + beta, 0), 1)``."""
     with np.errstate(all="ignore"):
-        y = f32(alpha) * f32(x) + f32(beta)
-    return cast("np.ndarray", np.minimum(np.maximum(y, np.float32(0)), np.float32(1)))
+        y = f32(alpha) * f32(x)
+        if not isinstance(y, np.ndarray) or y.ndim == 0:
+            y = y + f32(beta)
+            return cast("np.ndarray", np.minimum(np.maximum(y, np.float32(0)), np.float32(1)))
+        # The same float32 operations, in place on the one temporary (no more allocations).
+        np.add(y, f32(beta), out=y)
+        np.maximum(y, np.float32(0), out=y)
+        return cast("np.ndarray", np.minimum(y, np.float32(1), out=y))
 
 
 @kernel("silu")
 def silu(ctx: OpContext, x: Any) -> np.ndarray:
-    """``x * sigmoid(x)`` with a stable sigmoid."""
+    """``x * sigmoid(x)`` with a stable sigmoid (torch's ``silu`` when installed)."""
     v = f32(x)
+    torch = torch_or_none()
+    if torch is not None and v.size >= TORCH_MIN_SIZE:
+        return cast("np.ndarray", torch.nn.functional.silu(tensor(torch, v)).numpy())
     with np.errstate(invalid="ignore"):
-        return cast("np.ndarray", v * stable_sigmoid(v))
+        return cast("np.ndarray", v * numpy_sigmoid(v))
 
 
 @kernel("softplus")

@@ -1,11 +1,15 @@
 """Kernels for MIL's conv section: ``conv`` and ``conv_transpose`` (1-D, 2-D, 3-D).
 
-``conv`` is an im2col: a strided window view of the zero-padded input, copied
-once into a ``[groups, pixels, taps]`` matrix, times the weights in one batched
-float32 BLAS matmul. ``conv_transpose`` is the adjoint: one matmul from input
-pixels to kernel taps, then a scatter-add over the kernel taps (a loop over the
-taps, never over pixels). Both accumulate in float32; the runner rounds the
-output to the declared dtype, as Core ML's typed storage does.
+Both run torch's float32 CPU convolution (``torch.nn.functional.conv{n}d`` and
+``conv_transpose{n}d``) on the zero-padded input: one vectorized kernel for
+every group count, depthwise included, where a numpy im2col pays a window copy
+and per-group matmuls. Padding, ``same`` splits, cropping and ``output_shape``
+stay MIL's own rules, computed here. Without torch, the numpy twins below run:
+``conv`` as an im2col (a strided window view, copied once into a
+``[groups, pixels, taps]`` matrix, times the weights in one batched BLAS matmul),
+``conv_transpose`` as its adjoint (one matmul to kernel taps, then a scatter-add
+over the taps). Either way the sum accumulates in float32 and the runner rounds
+the output to the declared dtype, as Core ML's typed storage does.
 
 The padding helpers here are shared with :mod:`.pool`.
 """
@@ -22,6 +26,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..registry import OpContext, kernel
 from ._common import f32
+from ._torch import tensor, torch_or_none
 
 PAD_TYPES = ("valid", "same", "same_lower", "custom")
 
@@ -30,7 +35,7 @@ def int_list(value: Any, n: int, default: int) -> list[int]:
     """A MIL int-vector parameter (absent meaning ``default`` everywhere)."""
     if value is None:
         return [default] * n
-    out = [int(v) for v in np.asarray(value).reshape(-1)]
+    out = [int(v) for v in np.asarray(value).reshape(-1).tolist()]
     if len(out) != n:
         raise ValueError(f"expected {n} values, got {out}")
     return out
@@ -114,10 +119,10 @@ def conv(
     dilations: Any = None,
     groups: Any = 1,
 ) -> np.ndarray:
-    """Grouped, strided, dilated convolution as im2col plus one batched matmul."""
+    """Grouped, strided, dilated convolution (torch's, or an im2col without torch)."""
     x, weight = f32(x), f32(weight)
     n = _check_rank(x, "conv")
-    batch, c_in = x.shape[:2]
+    c_in = x.shape[1]
     c_out, cpg = weight.shape[:2]
     ksize = list(weight.shape[2:])
     g = int(groups)
@@ -126,6 +131,53 @@ def conv(
     s = int_list(strides, n, 1)
     d = int_list(dilations, n, 1)
     pads = spatial_pads(pad_type, x.shape[2:], ksize, s, d, pad)
+    torch = torch_or_none()
+    if torch is not None and x.size and weight.size:
+        return torch_conv(torch, x, weight, bias, s, d, pads, g)
+    return numpy_conv(x, weight, bias, s, d, pads, g)
+
+
+def torch_conv(
+    torch: Any,
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: Any,
+    strides: list[int],
+    dilations: list[int],
+    pads: Sequence[tuple[int, int]],
+    groups: int,
+) -> np.ndarray:
+    """``conv`` through torch's float32 convolution, the bias in its float32 accumulation
+    (no rounding point inside an op: the runner rounds the output once)."""
+    functional = torch.nn.functional
+    n = x.ndim - 2
+    tx = tensor(torch, x)
+    if all(before == after for before, after in pads):
+        padding: list[int] = [before for before, _ in pads]
+    else:  # torch pads symmetrically only: pad first (F.pad lists the last axis first)
+        tx = functional.pad(tx, [p for pair in reversed(pads) for p in pair])
+        padding = [0] * n
+    fn = (functional.conv1d, functional.conv2d, functional.conv3d)[n - 1]
+    tb = None if bias is None else tensor(torch, f32(bias).reshape(-1))
+    # Tensors from numpy never require grad: autograd records nothing, no no_grad needed.
+    out = fn(tx, tensor(torch, weight), tb, strides, padding, dilations, groups)
+    return cast("np.ndarray", out.numpy())
+
+
+def numpy_conv(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: Any,
+    s: list[int],
+    d: list[int],
+    pads: Sequence[tuple[int, int]],
+    g: int,
+) -> np.ndarray:
+    """``conv`` as im2col plus one batched float32 matmul (the path without torch)."""
+    n = x.ndim - 2
+    batch = x.shape[0]
+    c_out, cpg = weight.shape[:2]
+    ksize = list(weight.shape[2:])
     win = windows(pad_spatial(x, pads), ksize, s, d)  # [N, C_in, *out, *K]
     out_sp = win.shape[2 : 2 + n]
     taps = int(np.prod(ksize))
@@ -174,37 +226,25 @@ def conv_transpose(
     """
     x, weight = f32(x), f32(weight)
     n = _check_rank(x, "conv_transpose")
-    batch, c_in = x.shape[:2]
+    c_in = x.shape[1]
     in_sp = x.shape[2:]
     g = int(groups)
     ksize = list(weight.shape[2:])
     if weight.ndim != x.ndim or weight.shape[0] != c_in or c_in % g:
         raise ValueError(f"weight {weight.shape} does not fit input {x.shape} with groups={g}")
-    opg = weight.shape[1]
-    c_out = opg * g
-    ipg = c_in // g
+    c_out = weight.shape[1] * g
     s = int_list(strides, n, 1)
     d = int_list(dilations, n, 1)
     full = [
         (i - 1) * st + (k - 1) * dl + 1 for i, st, k, dl in zip(in_sp, s, ksize, d, strict=True)
     ]
 
-    taps = int(np.prod(ksize))
-    pixels = int(np.prod(in_sp))
-    # [N, G, ipg, P] -> [G, N*P, ipg] @ [G, ipg, opg*K] -> [G, N, *in, opg, *K]
-    xs = x.reshape(batch, g, ipg, pixels).transpose(1, 0, 3, 2)
-    w = weight.reshape(g, 1, ipg, opg * taps)
-    contrib = np.matmul(xs, w).reshape(g, batch, *in_sp, opg, *ksize)
-    # -> [N, G, opg, *K, *in] so each tap is a contiguous-ish block to scatter.
-    order = (1, 0, 2 + n, *range(3 + n, 3 + 2 * n), *range(2, 2 + n))
-    contrib = contrib.transpose(order).reshape(batch, c_out, *ksize, *in_sp)
-    result = np.zeros((batch, c_out, *full), dtype=np.float32)
-    for tap in np.ndindex(*ksize):
-        dst = tuple(
-            slice(t * dl, t * dl + (i - 1) * st + 1, st)
-            for t, dl, i, st in zip(tap, d, in_sp, s, strict=True)
-        )
-        result[(slice(None), slice(None), *dst)] += contrib[(slice(None), slice(None), *tap)]
+    torch = torch_or_none()
+    if torch is not None and x.size and weight.size:
+        fn = getattr(torch.nn.functional, f"conv_transpose{n}d")
+        result = fn(tensor(torch, x), tensor(torch, weight), None, s, 0, 0, g, d).numpy()
+    else:
+        result = numpy_conv_transpose_full(x, weight, s, d, g)
 
     if output_shape is not None:
         want = [int(v) for v in np.asarray(output_shape).reshape(-1)][2:]
@@ -239,3 +279,36 @@ def conv_transpose(
     if bias is not None:
         out = out + f32(bias).reshape((c_out,) + (1,) * n)
     return out
+
+
+def numpy_conv_transpose_full(
+    x: np.ndarray, weight: np.ndarray, s: list[int], d: list[int], g: int
+) -> np.ndarray:
+    """The full (uncropped, bias-free) transposed convolution, without torch:
+    one matmul from input pixels to kernel taps, then a scatter-add over the taps."""
+    n = x.ndim - 2
+    batch, c_in = x.shape[:2]
+    in_sp = x.shape[2:]
+    ksize = list(weight.shape[2:])
+    opg = weight.shape[1]
+    c_out, ipg = opg * g, c_in // g
+    full = [
+        (i - 1) * st + (k - 1) * dl + 1 for i, st, k, dl in zip(in_sp, s, ksize, d, strict=True)
+    ]
+    taps = int(np.prod(ksize))
+    pixels = int(np.prod(in_sp))
+    # [N, G, ipg, P] -> [G, N*P, ipg] @ [G, ipg, opg*K] -> [G, N, *in, opg, *K]
+    xs = x.reshape(batch, g, ipg, pixels).transpose(1, 0, 3, 2)
+    w = weight.reshape(g, 1, ipg, opg * taps)
+    contrib = np.matmul(xs, w).reshape(g, batch, *in_sp, opg, *ksize)
+    # -> [N, G, opg, *K, *in] so each tap is a contiguous-ish block to scatter.
+    order = (1, 0, 2 + n, *range(3 + n, 3 + 2 * n), *range(2, 2 + n))
+    contrib = contrib.transpose(order).reshape(batch, c_out, *ksize, *in_sp)
+    result = np.zeros((batch, c_out, *full), dtype=np.float32)
+    for tap in np.ndindex(*ksize):
+        dst = tuple(
+            slice(t * dl, t * dl + (i - 1) * st + 1, st)
+            for t, dl, i, st in zip(tap, d, in_sp, s, strict=True)
+        )
+        result[(slice(None), slice(None), *dst)] += contrib[(slice(None), slice(None), *tap)]
+    return result

@@ -15,6 +15,12 @@ Layout conventions follow coremltools' own op tests (which pass on device):
   does; its last-step output is ``[forward final, backward final]``.
 * lstm ``clip`` clips the cell state after each update (the state used for the
   output gate's peephole and for ``h``), as coremltools' reference does.
+* An initial state whose batch differs from ``x``'s is accepted only when all its
+  rows are equal (then reading any ``batch`` of them gives one answer): coremltools'
+  torch frontend builds such a state for packed sequences, zeros of batch
+  ``lengths[0]`` (``TestLSTMWithPackedSequence``). Distinct rows raise
+  :class:`~..errors.UnspecifiedResultError`: which rows the device reads is not
+  documented.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnspecifiedResultError
 from ..registry import OpContext, kernel
 from ._common import f32
+from ._torch import tensor, torch_or_none
 
 Activation = Callable[[np.ndarray], np.ndarray]
 
@@ -74,6 +82,21 @@ def _time_order(seq: int, direction: str) -> range:
     raise NotImplementedError(f"direction {direction!r} is not supported")
 
 
+def _initial_state(state: Any, batch: int, width: int, name: str) -> np.ndarray:
+    """``state`` as ``(batch, width)`` float32; see the module docstring for a batch mismatch."""
+    value = f32(state)
+    if value.ndim != 2 or value.shape[1] != width:
+        raise ValueError(f"{name} must have shape ({batch}, {width}), got {value.shape}")
+    if value.shape[0] == batch:
+        return value
+    if value.shape[0] >= 1 and bool(np.all(value == value[:1])):
+        return np.ascontiguousarray(np.broadcast_to(value[:1], (batch, width)))
+    raise UnspecifiedResultError(
+        f"{name} has batch {value.shape[0]} but x has batch {batch}, and its rows differ: "
+        "Core ML does not document which rows it reads"
+    )
+
+
 def _bias(bias: Any, size: int) -> np.ndarray:
     return np.zeros(size, np.float32) if bias is None else f32(bias).reshape(size)
 
@@ -94,6 +117,62 @@ def _lstm_direction(
     clip: float | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run one direction; returns outputs (seq, b, H) in processing order, h, c."""
+    torch = torch_or_none()
+    if (
+        torch is not None
+        and acts == _TORCH_LSTM_ACTS
+        and clip is None
+        and not peephole.any()
+        and x.shape[0] > 0
+    ):
+        return _torch_lstm_direction(torch, x, h, c, w_ih, w_hh, bias, order)
+    return _numpy_lstm_direction(x, h, c, w_ih, w_hh, bias, peephole, order, acts, clip)
+
+
+def _torch_lstm_direction(
+    torch: Any,
+    x: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray,
+    w_ih: np.ndarray,
+    w_hh: np.ndarray,
+    bias: np.ndarray,
+    order: range,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The plain lstm (sigmoid/tanh/tanh, no peephole, no clip) through torch's fused
+    float32 LSTM: the same gate formulas, the state in float32 between steps."""
+
+    def ifzo(a: np.ndarray) -> np.ndarray:  # MIL's [i, f, o, z] blocks in torch's [i, f, z, o]
+        i, f, o, z = np.split(a, 4)
+        return np.ascontiguousarray(np.concatenate([i, f, z, o]))
+
+    reverse = order.step < 0
+    xs = np.ascontiguousarray(x[::-1]) if reverse else x
+    params = [tensor(torch, ifzo(w)) for w in (w_ih, w_hh)]
+    params += [tensor(torch, ifzo(bias)), torch.zeros(bias.shape[0], dtype=torch.float32)]
+    hx = (tensor(torch, h)[None], tensor(torch, c)[None])
+    with torch.no_grad():
+        ys, hn, cn = torch._VF.lstm(tensor(torch, xs), hx, params, True, 1, 0.0, False, False, False)
+    return ys.numpy(), hn[0].numpy(), cn[0].numpy()
+
+
+#: The activations torch's fused LSTM computes (recurrent, cell, output).
+_TORCH_LSTM_ACTS = (_sigmoid, np.tanh, np.tanh)
+
+
+def _numpy_lstm_direction(
+    x: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray,
+    w_ih: np.ndarray,
+    w_hh: np.ndarray,
+    bias: np.ndarray,
+    peephole: np.ndarray,
+    order: range,
+    acts: tuple[Activation, Activation, Activation],
+    clip: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One direction step by step in numpy: any activations, peepholes and clip."""
     rec, cell, out = acts
     hidden = w_hh.shape[1]
     p_i, p_f, p_o = np.split(peephole, 3)
@@ -145,7 +224,9 @@ def lstm(
         _activation(activation),
     )
     clip_value = None if clip is None else float(clip)
-    h0, c0 = f32(initial_h), f32(initial_c)
+    width = 2 * hidden if direction == "bidirectional" else hidden
+    h0 = _initial_state(initial_h, x.shape[1], width, "initial_h")
+    c0 = _initial_state(initial_c, x.shape[1], width, "initial_c")
     seq = x.shape[0]
 
     def run(
@@ -223,7 +304,7 @@ def gru(
     b_i = _bias(input_bias, 3 * hidden)
     b_hr, b_ho, b_hz = np.split(b_h, 3)
     x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + b_i
-    h = f32(initial_h)
+    h = _initial_state(initial_h, x.shape[1], hidden, "initial_h")
     outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
     for k, t in enumerate(_time_order(x.shape[0], direction)):
         x_r, x_o, x_z = np.split(x_proj[t], 3, axis=-1)
@@ -259,7 +340,7 @@ def rnn(
     act = _activation(activation)
     w_ih, w_hh = f32(weight_ih), f32(weight_hh)
     x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + _bias(bias, hidden)
-    h = f32(initial_h)
+    h = _initial_state(initial_h, x.shape[1], hidden, "initial_h")
     outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
     for k, t in enumerate(_time_order(x.shape[0], direction)):
         h = act(x_proj[t] + h @ w_hh.T).astype(np.float32)

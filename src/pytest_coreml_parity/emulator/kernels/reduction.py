@@ -64,7 +64,14 @@ def _count(x: np.ndarray, axes: tuple[int, ...]) -> int:
 
 
 def _safe_sum(xs: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """``(s, e)`` with ``sum(xs) == s * 2**e``, scaled only if the float32 sum could overflow."""
+    """``(s, e)`` with ``sum(xs) == s * 2**e``, scaled only if the float32 sum overflowed.
+
+    A finite float32 sum had no partial sum overflow (an inf never comes back), so it
+    is kept; otherwise the inputs are scaled by a power of two and summed again.
+    """
+    s = np.sum(xs, axis=axes, keepdims=True, dtype=np.float32)
+    if np.isfinite(s).all():
+        return np.asarray(s), np.zeros(s.shape, np.int32)
     m = max_abs(xs, axes)
     n = max(_count(xs, axes), 1)
     if np.any(m > _F32_MAX / n):

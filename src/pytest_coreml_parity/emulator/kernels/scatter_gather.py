@@ -41,6 +41,9 @@ def normalize_indices(ctx: OpContext, indices: Any, size: Any) -> np.ndarray:
     ``size`` broadcasts against ``indices`` (gather_nd passes one size per column).
     """
     idx = np.asarray(indices).astype(np.int64)
+    # The common case, one bound: two reductions decide that every index is valid.
+    if isinstance(size, (int, np.integer)) and idx.size and int(idx.min()) >= 0 and int(idx.max()) < size:
+        return idx
     bound = np.broadcast_to(np.asarray(size, dtype=np.int64), idx.shape)
     if opset_number(ctx) < 17:
         idx = np.where(idx < 0, idx + bound, idx)

@@ -14,6 +14,7 @@ raises instead of guessing.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -29,14 +30,19 @@ from ._common import axis_of
 
 def opset_number(ctx: OpContext) -> int:
     """The iOS version number of the program's opset (``"iOS17"`` -> 17)."""
-    match = re.fullmatch(r"iOS(\d+)", ctx.opset)
+    return _opset_number(ctx.opset)
+
+
+@functools.cache
+def _opset_number(opset: str) -> int:
+    match = re.fullmatch(r"iOS(\d+)", opset)
     if match is None:
-        raise NotImplementedError(f"unknown opset {ctx.opset!r}; expected a name like 'iOS17'")
+        raise NotImplementedError(f"unknown opset {opset!r}; expected a name like 'iOS17'")
     return int(match.group(1))
 
 
 def _ints(value: Any) -> list[int]:
-    return [int(v) for v in np.atleast_1d(np.asarray(value)).reshape(-1)]
+    return [int(v) for v in np.asarray(value).reshape(-1).tolist()]
 
 
 def _bools(value: Any, rank: int) -> list[bool]:
