@@ -11,7 +11,8 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -c constraints.txt -e ".[test,coreai]" 2> >(grep -v "is neither a file nor a directory" >&2)
+    -c constraints.txt -e ".[test,coreai]" -r tools/zoo/requirements.txt \
+    2> >(grep -v "is neither a file nor a directory" >&2)
 
 .venv/bin/ruff check src tests benchmarks examples tools scripts conftest.py
 .venv/bin/mypy
