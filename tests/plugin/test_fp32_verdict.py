@@ -5,6 +5,8 @@ is tests/zoo/test_fp32_healthy.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from pytest_coreml_parity import messages
@@ -101,7 +103,7 @@ def test_traced(coreml_model, example_inputs):
 """
 
 
-def test_rmsnorm_eps_inflation_and_zero_row_still_fail_fp32(pytester: pytest.Pytester, run) -> None:
+def test_rmsnorm_eps_inflation_and_zero_row_still_fail_fp32(pytester: pytest.Pytester, run: Callable[..., pytest.RunResult]) -> None:
     pytester.makepyfile(test_rmsnorm=RMSNORM)
     result = run("-v")
     result.assert_outcomes(failed=2)
@@ -112,7 +114,7 @@ def test_rmsnorm_eps_inflation_and_zero_row_still_fail_fp32(pytester: pytest.Pyt
     result.stdout.fnmatch_lines(["E *non-finite in Core ML: *nan*"])  # the zero row: 0/0
 
 
-def test_triu_inf_mask_fails_fp32_when_exported_and_passes_when_folded(pytester: pytest.Pytester, run) -> None:
+def test_triu_inf_mask_fails_fp32_when_exported_and_passes_when_folded(pytester: pytest.Pytester, run: Callable[..., pytest.RunResult]) -> None:
     pytester.makepyfile(test_causal=CAUSAL)
     result = run("-v")
     result.assert_outcomes(failed=1, passed=1)
