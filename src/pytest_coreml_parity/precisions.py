@@ -84,8 +84,9 @@ _LOOSE = {"rtol": 5e-2, "atol": 1e-5, "scale_atol": 0.5, "min_snr": 15.0, "min_c
 # fp32: scale-aware like fp16, 200x tighter. Evidence in benchmarks/fp32_evidence.py and
 # docs/tolerances.md: healthy zoo nets (and torch's own fp32 run against float64) reach
 # max/rms 2.4e-5 and SNR >= 103 dB; coremltools' RMSNorm (#2821) with one large feature
-# is 1.1e-3..3.5e-2 rms off at 66..34 dB; the triu(-inf) mask (#2771) is nan.
-_FP32 = {"rtol": 1e-4, "atol": 1e-5, "scale_atol": 1e-3, "min_snr": 70.0}
+# is 1.1e-3..3.5e-2 rms off at 66..34 dB; the triu(-inf) mask (#2771) is nan; one fp16
+# rounding (an fp16-stored state) is ~74 dB, so it fails too.
+_FP32 = {"rtol": 1e-4, "atol": 1e-5, "scale_atol": 1e-3, "min_snr": 80.0}
 
 #: The table, in the order errors and help text list the precisions.
 TABLE: tuple[Precision, ...] = (
