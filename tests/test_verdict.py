@@ -348,7 +348,9 @@ def test_one_preset_table() -> None:
     assert set(SETTING_GATES) == set(GATES)
     assert all(isinstance(g, Gates) for g in PRESETS.values())
     assert TOLERANCES["fp16"] == PRESETS["fp16"].tolerance and list(TOLERANCES) == list(PRESETS)
-    assert PRESETS["fp32"].scale_atol == 0.0 and PRESETS["fp32"].min_snr is None  # fp32 stays strict
+    # fp32 is scale-aware too, 200x tighter than fp16 (docs/tolerances.md, benchmarks/fp32_evidence.py)
+    assert (PRESETS["fp32"].scale_atol, PRESETS["fp32"].min_snr) == (1e-3, 80.0)
+    assert TOLERANCES["fp32"] == (1e-4, 1e-5)  # its element-wise part is unchanged
 
 
 def test_gates_resolve_argument_then_configured_then_preset() -> None:

@@ -81,9 +81,16 @@ def _w8a8(cto: Any) -> list[tuple[str, Any]]:
 # measured in docs/tolerances.md, must not fail int8). Reasoning: docs/tolerances.md.
 _LOOSE = {"rtol": 5e-2, "atol": 1e-5, "scale_atol": 0.5, "min_snr": 15.0, "min_cosine": 0.98}
 
+# fp32: scale-aware like fp16, 200x tighter. Evidence in benchmarks/fp32_evidence.py and
+# docs/tolerances.md: healthy zoo nets (and torch's own fp32 run against float64) reach
+# max/rms 2.4e-5 and SNR >= 103 dB; coremltools' RMSNorm (#2821) with one large feature
+# is 1.1e-3..3.5e-2 rms off at 66..34 dB; the triu(-inf) mask (#2771) is nan; one fp16
+# rounding (an fp16-stored state) is ~74 dB, so it fails too.
+_FP32 = {"rtol": 1e-4, "atol": 1e-5, "scale_atol": 1e-3, "min_snr": 80.0}
+
 #: The table, in the order errors and help text list the precisions.
 TABLE: tuple[Precision, ...] = (
-    Precision("fp32", FP32, {"rtol": 1e-4, "atol": 1e-5}, ("coreml", "coreai"), default=True),
+    Precision("fp32", FP32, _FP32, ("coreml", "coreai"), default=True),
     Precision(
         "fp16", FP16, {"rtol": 1e-2, "atol": 1e-5, "scale_atol": 0.2, "min_snr": 25.0},
         ("coreml", "coreai"), default=True,

@@ -91,10 +91,11 @@ class _ToleranceView(Mapping[str, Tolerance]):
 TOLERANCES: Mapping[str, Tolerance] = _ToleranceView()
 
 #: The bar for one emulator kernel against torch, a few ops deep (the emulator's own test
-#: suite; docs/emulator.md "Test tolerances"). fp32 is the fp32 preset; fp16 allows
-#: rtol 1e-2 and atol 1e-2 x max(1, max|reference|), about 20x one op's fp16 rounding.
-#: The fp16 preset's 0.2 x rms allowance is sized for whole networks and would be looser
-#: than a single op needs. Judged with :func:`mismatch_mask`, like everything else.
+#: suite; docs/emulator.md "Test tolerances"). fp32 is the fp32 preset's rtol and atol;
+#: fp16 allows rtol 1e-2 and atol 1e-2 x max(1, max|reference|), about 20x one op's fp16
+#: rounding. The presets' rms allowances (fp32 1e-3, fp16 0.2) are sized for whole networks
+#: and would be looser than a single op needs. Judged with :func:`mismatch_mask`, like
+#: everything else.
 KERNEL_TOLERANCES: Mapping[str, Tolerance] = {
     "fp32": PRESETS["fp32"].tolerance,
     "fp16": Tolerance(rtol=1e-2, atol=1e-2),

@@ -17,7 +17,9 @@ class Double(torch.nn.Module):
         return x + x
 
 
-X = np.linspace(0.5, 4.0, 64, dtype=np.float32).reshape(1, 64)
+# 1024 elements: one at the edge of fp32's element rule (1e-3 rms) leaves SNR ~90 dB, above
+# the fp32 preset's 80 dB floor (with 64 it read 78 dB), so only the element rule decides.
+X = np.linspace(0.5, 4.0, 1024, dtype=np.float32).reshape(1, 1024)
 OUT = (X + X).astype(np.float64)  # exact in float32
 EDGE = 5  # the one element put at the edge of the tolerance (one element: SNR stays high)
 
