@@ -281,6 +281,8 @@ class CoreMLModel:
         #: Every step of this test's sequence so far (a stateful model), in order.
         self.steps: list[Step] = []
         self._program_states: tuple[str, ...] | None = None
+        #: A causal LM's :class:`~.decoders.recipe.Decoder` (recipe, the user's LM), else None.
+        self.decoder: Any = None
         _LIVE.add(self)
 
     def __repr__(self) -> str:
@@ -323,6 +325,7 @@ class CoreMLModel:
         *,
         convert: Any = None,
         convert_kwargs: Mapping[str, Any] | None = None,
+        decoder: Any = None,
     ) -> str:
         """Convert (or fetch from cache) for these fixtures; return how it was obtained.
 
@@ -348,7 +351,16 @@ class CoreMLModel:
         if self.runtime is None:
             raise NotBoundError(messages.NOT_BOUND)
         example_inputs = tuple(example_inputs)
+        self.decoder = None
+        if convert is None and self.settings.package is None and self.framework == "coreml":
+            from .decoders.bind import wrap_causal_lm  # a raw causal LM: the recipe's wrapper
+
+            wrapped = wrap_causal_lm(torch_model, example_inputs, decoder, convert_kwargs)
+            if wrapped is not None:
+                torch_model, example_inputs, convert_kwargs, self.decoder = wrapped
         options = self.options
+        if self.decoder is not None:  # the recipe names its inputs
+            options = dataclasses.replace(options, input_names=None)
         if options.input_names is None:
             options = dataclasses.replace(
                 options, input_names=default_input_names(torch_model, len(example_inputs))
@@ -428,6 +440,8 @@ class CoreMLModel:
         call it yourself to start over within a test (e.g. per Hypothesis example)."""
         self.steps = []
         self.state = None
+        if self.decoder is not None:
+            self.decoder.position = 0
         self.torch_state_model = (
             copy.deepcopy(self.torch_model) if self.state_buffers else None
         )
@@ -588,6 +602,8 @@ class CoreMLModel:
         if self.mlmodel is None and self.program is None:
             raise NotBoundError(messages.NOT_BOUND)
         model = type(self.torch_model).__name__
+        if self.decoder is not None:  # token ids alone: the recipe adds its other inputs
+            inputs = self.decoder.complete(tuple(inputs))
         if len(inputs) != len(self.example_inputs):
             raise InputMismatchError(
                 messages.WRONG_INPUT_COUNT.format(

@@ -363,12 +363,14 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     if preprocess is not None and not callable(preprocess):
         pytest.fail(messages.TORCH_PREPROCESS_NOT_CALLABLE.format(got=type(preprocess).__name__), pytrace=False)
     slot.torch_preprocess = preprocess
+    decoder = _optional_fixture(request, "coreml_decoder")  # a causal LM's KV-cache recipe
     item = request.node
     info = {"precision": slot.precision, "backend": backend.name, "model": type(torch_model).__name__}
     try:
         event = slot.bind(
-            torch_model, example_inputs, item.nodeid, convert=convert, convert_kwargs=convert_kwargs
-        )
+            torch_model, example_inputs, item.nodeid, convert=convert,
+            convert_kwargs=convert_kwargs, decoder=decoder,
+        )  # fmt: skip
     except ConversionError as exc:
         item.stash[BIND_FAILURE] = messages.CONVERSION_FAILED.format(summary=exc.summary)
         item.stash[BIND_EVENT] = {**info, "event": slot.event or "failed"}
