@@ -1,0 +1,117 @@
+"""Raw transformers causal LMs through the plugin's default path: every family, both
+KV-cache recipes, fp32 and fp16, greedy generation parity; failures that name the step."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("transformers")
+
+SOURCE = '''
+import sys
+import pytest
+import torch
+
+try:
+    import torchvision  # noqa: F401
+except Exception:  # a torchvision built for another torch breaks transformers' import
+    for name in [n for n in sys.modules if n.startswith("torchvision")]:
+        del sys.modules[name]
+    sys.modules["torchvision"] = None
+
+import transformers as tf
+
+from pytest_coreml_parity import assert_generation, assert_parity
+
+SMALL = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+FAMILIES = {
+    "llama": lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**SMALL)),
+    "qwen2": lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(**SMALL)),
+    "mistral": lambda: tf.MistralForCausalLM(tf.MistralConfig(**SMALL, sliding_window=None)),
+    "gemma": lambda: tf.GemmaForCausalLM(tf.GemmaConfig(**SMALL, head_dim=16)),
+    "gpt2": lambda: tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=256, n_embd=64, n_layer=2,
+                                                      n_head=4, n_positions=128)),
+}
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def torch_model(request):
+    torch.manual_seed(0)
+    return FAMILIES[request.param]().eval()
+
+
+@pytest.fixture
+def example_inputs():
+    return (torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(1)),)
+
+
+@pytest.mark.parametrize("coreml_decoder", ["states", "explicit"])
+def test_generation(coreml_model, torch_model, example_inputs, coreml_decoder):
+    assert_generation(coreml_model, example_inputs[0], max_new_tokens=16)
+'''
+
+
+def test_every_family_generates_the_same_tokens_through_both_recipes(
+    pytester: pytest.Pytester, run
+) -> None:
+    pytester.makepyfile(test_families=SOURCE)
+    result = run("-v")
+    result.assert_outcomes(passed=20)
+    result.stdout.fnmatch_lines(["*test_generation[[]fp16-gpt2-explicit[]] PASSED*"])
+
+
+OVERFLOW = """
+import sys
+import pytest
+import torch
+
+try:
+    import torchvision  # noqa: F401
+except Exception:
+    for name in [n for n in sys.modules if n.startswith("torchvision")]:
+        del sys.modules[name]
+    sys.modules["torchvision"] = None
+
+import transformers as tf
+
+from pytest_coreml_parity import assert_generation
+
+
+@pytest.fixture
+def torch_model():
+    torch.manual_seed(0)
+    model = tf.LlamaForCausalLM(tf.LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(1e4)
+    return model
+
+
+@pytest.fixture
+def example_inputs():
+    return (torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(1)),)
+
+
+@pytest.mark.coreml(precisions=["fp16"])
+def test_generation(coreml_model, example_inputs):
+    assert_generation(coreml_model, example_inputs[0], max_new_tokens=4)
+"""
+
+
+def test_a_failing_generation_names_the_step_the_layer_and_the_op(
+    pytester: pytest.Pytester, run
+) -> None:
+    pytester.makepyfile(test_overflow=OVERFLOW)
+    result = run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*generation diverged from PyTorch (fp16, decoder recipe 'states'*",
+            "*first divergent step 0 (position 6): Core ML token *, PyTorch token *",
+            "*top-5 PyTorch: *",
+            "*first layer below the layer cosine gate 0.9995: hidden_1 (decoder layer 0)*",
+            "*first non-finite op: pow * modeling_llama.py:*: variance = hidden_states.pow(2)*",
+        ]
+    )
