@@ -18,7 +18,7 @@ def _import_transformers() -> None:
     raises ``operator torchvision::nms does not exist``, which breaks transformers')."""
     try:
         import torchvision  # noqa: F401
-    except Exception:  # noqa: BLE001 - any failure: transformers must not see it
+    except Exception:
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
         sys.modules["torchvision"] = None  # type: ignore[assignment]

@@ -94,9 +94,9 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedOpError",
     "assert_finite",
+    "assert_generation",
     "assert_parity",
     "assert_rollout",
-    "assert_generation",
     "convert_model",
     "emulate",
 ]

@@ -3,7 +3,16 @@ KV-cache recipes, fp32 and fp16, greedy generation parity; failures that name th
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+
+try:
+    import torchvision  # noqa: F401
+except Exception:  # noqa: BLE001 - a torchvision built for another torch breaks transformers
+    for _name in [n for n in sys.modules if n.startswith("torchvision")]:
+        del sys.modules[_name]
+    sys.modules["torchvision"] = None  # type: ignore[assignment]
 
 pytest.importorskip("transformers")
 

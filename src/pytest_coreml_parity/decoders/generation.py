@@ -52,7 +52,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def _last(result: Any) -> np.ndarray:
     logits = result[0] if isinstance(result, (tuple, list)) else result
-    return np.asarray(logits, dtype=np.float32)[0, -1]
+    row: np.ndarray = np.asarray(logits, dtype=np.float32)[0, -1]
+    return row
 
 
 def generate(model: CoreMLModel, prompt: np.ndarray, steps: int, *, torch_side: bool) -> Generation:
@@ -105,7 +106,9 @@ def _gate(value: Any, name: str, default: float) -> float:
     if value is None:
         return default
     checked = check_gate(value, "assert_generation", name)
-    return float(checked) if not isinstance(checked, str) else 0.0  # "off"
+    if isinstance(checked, (int, float)):
+        return float(checked)
+    return 0.0  # "off"
 
 
 def _top5(row: np.ndarray) -> str:
@@ -225,7 +228,7 @@ def _layers(model: CoreMLModel, history: np.ndarray, gate: float) -> tuple[Any, 
     got = replay(history)
     expected = replay.reference(history)
     layers = []
-    for i, (a, e) in enumerate(zip(got[1:], expected[1:], strict=True)):
+    for a, e in zip(got[1:], expected[1:], strict=True):
         layers.append(cosine(np.asarray(a)[0, -1], np.asarray(e)[0, -1]))
     below = [i for i, c in enumerate(layers) if not c >= gate]
     shown = ", ".join(f"{c:.6f}" for c in layers)

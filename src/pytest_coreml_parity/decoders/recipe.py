@@ -197,8 +197,8 @@ def prepare(
             types.append(ct.TensorType(name="attention_mask", shape=(1, seq), dtype=np.int32))
             decoder.padded = True
         count = 1 + (wrappers.dims(lm.config)[0] + 1 if layers else 0)
-        names = ["logits"] + [f"hidden_{i}" for i in range(count - 1)]
-        outputs = [ct.TensorType(name=n) for n in names]
+        outputs = [ct.TensorType(name="logits")]
+        outputs += [ct.TensorType(name=f"hidden_{i}") for i in range(count - 1)]
     return module, inputs, {"inputs": types, "outputs": outputs}, decoder
 
 

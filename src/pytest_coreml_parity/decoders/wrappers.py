@@ -44,7 +44,7 @@ def dims(config: Any) -> tuple[int, int, int]:
     return layers, kv_heads, int(head_dim)
 
 
-def causal_mask(positions: torch.Tensor, length: int | torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+def causal_mask(positions: torch.Tensor, length: Any, keep: torch.Tensor | None) -> torch.Tensor:
     """Additive ``(1, 1, L, length)`` mask: key ``j`` is visible to query ``i`` when
     ``j <= positions[i]`` and ``keep[j]`` (a padding mask, nonzero = keep)."""
     columns = torch.arange(length)
@@ -62,7 +62,7 @@ def _quiet_trace() -> Iterator[None]:
     (``q_length == 1``, ``is_causal``) are decided by the prepared 4-D mask, the same
     way for every length."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         yield
 
 
@@ -119,7 +119,9 @@ class StatefulDecoder(torch.nn.Module):
         begin = end - length
         positions = torch.arange(length) + begin
         mask = causal_mask(positions, end, attention_mask[0])
-        cache = _SliceCache(self.keyCache, self.valueCache, begin, end)
+        keys = self.get_buffer("keyCache")
+        values = self.get_buffer("valueCache")
+        cache = _SliceCache(keys, values, begin, end)
         with _quiet_trace():
             out = self.lm(
                 input_ids=input_ids, attention_mask=mask, position_ids=positions[None],
