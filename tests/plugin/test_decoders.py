@@ -9,7 +9,7 @@ import pytest
 
 try:
     import torchvision  # noqa: F401
-except Exception:  # noqa: BLE001 - a torchvision built for another torch breaks transformers
+except Exception:  # a torchvision built for another torch breaks transformers
     for _name in [n for n in sys.modules if n.startswith("torchvision")]:
         del sys.modules[_name]
     sys.modules["torchvision"] = None  # type: ignore[assignment]
