@@ -4,6 +4,7 @@ KV-cache recipes, fp32 and fp16, greedy generation parity; failures that name th
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,11 +62,16 @@ def test_generation(coreml_model, torch_model, example_inputs, coreml_decoder):
 '''
 
 
+def _subprocess(pytester: pytest.Pytester, cache: Path, *args: str) -> pytest.RunResult:
+    """A fresh process: transformers must first be imported after the torchvision guard."""
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--coreml-cache-dir={cache}", *args)
+
+
 def test_every_family_generates_the_same_tokens_through_both_recipes(
-    pytester: pytest.Pytester, run
+    pytester: pytest.Pytester, shared_cache: Path
 ) -> None:
     pytester.makepyfile(test_families=SOURCE)
-    result = run("-v")
+    result = _subprocess(pytester, shared_cache, "-v")
     result.assert_outcomes(passed=20)
     result.stdout.fnmatch_lines(["*test_generation[[]fp16-gpt2-explicit[]] PASSED*"])
 
@@ -110,10 +116,10 @@ def test_generation(coreml_model, example_inputs):
 
 
 def test_a_failing_generation_names_the_step_the_layer_and_the_op(
-    pytester: pytest.Pytester, run
+    pytester: pytest.Pytester, shared_cache: Path
 ) -> None:
     pytester.makepyfile(test_overflow=OVERFLOW)
-    result = run()
+    result = _subprocess(pytester, shared_cache)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
