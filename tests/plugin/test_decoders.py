@@ -73,7 +73,7 @@ def test_every_family_generates_the_same_tokens_through_both_recipes(
     pytester.makepyfile(test_families=SOURCE)
     result = _subprocess(pytester, shared_cache, "-v")
     result.assert_outcomes(passed=20)
-    result.stdout.fnmatch_lines(["*test_generation[[]fp16-gpt2-explicit[]] PASSED*"])
+    result.stdout.fnmatch_lines(["*test_generation[[]gpt2-fp16-explicit[]] PASSED*"])
 
 
 OVERFLOW = """

@@ -46,8 +46,10 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     if not (np.all(np.isfinite(a64)) and np.all(np.isfinite(b64))):
         return float("nan")
-    den = float(np.linalg.norm(a64) * np.linalg.norm(b64))
-    return 1.0 if den == 0 else float(a64 @ b64) / den
+    na, nb = float(np.linalg.norm(a64)), float(np.linalg.norm(b64))
+    if na == 0 or nb == 0:  # a zero vector (e.g. an RMSNorm after x² overflowed) matches only zero
+        return 1.0 if na == nb else 0.0
+    return float(a64 @ b64) / (na * nb)
 
 
 def _last(result: Any) -> np.ndarray:
