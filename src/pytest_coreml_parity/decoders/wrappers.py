@@ -31,8 +31,10 @@ from typing import Any
 
 import torch
 
+from ..masks import FP16_SAFE_FILL
+
 #: The additive mask value: finite, held by float16 (a fully masked row stays finite).
-MASK_VALUE = -3.0e4
+MASK_VALUE = FP16_SAFE_FILL
 
 
 def dims(config: Any) -> tuple[int, int, int]:
