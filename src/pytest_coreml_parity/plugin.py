@@ -288,11 +288,14 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
 
 
 @pytest.fixture
-def coreml_model() -> Any:
+def coreml_model(torch_model: Any, example_inputs: Any) -> Any:
     """The test's ``torch_model`` converted to Core ML, once per precision (ids fp32/fp16).
 
     Call it like the torch model: ``coreml_model(*inputs)`` returns numpy arrays.
-    (The plugin parametrizes this name; this body only runs if that did not happen.)
+    (The plugin parametrizes this name; this body only runs if that did not happen. Its
+    parameters put ``torch_model`` and ``example_inputs`` in every using test's fixture
+    closure, so pytest parametrizes a parametrized ``torch_model`` even when the test does
+    not name it, and ``@given`` tests need not name a function-scoped fixture.)
     """
     raise pytest.UsageError("coreml_model was not parametrized; is another plugin overriding it?")
 
