@@ -131,3 +131,56 @@ def test_a_failing_generation_names_the_step_the_layer_and_the_op(
             "*first non-finite op: pow * modeling_llama.py:*: variance = hidden_states.pow(2)*",
         ]
     )
+
+
+PADDED = """
+import sys
+import pytest
+import torch
+
+try:
+    import torchvision  # noqa: F401
+except Exception:
+    for name in [n for n in sys.modules if n.startswith("torchvision")]:
+        del sys.modules[name]
+    sys.modules["torchvision"] = None
+
+import transformers as tf
+
+from pytest_coreml_parity import assert_parity
+
+
+@pytest.fixture
+def torch_model():
+    torch.manual_seed(0)
+    return tf.LlamaForCausalLM(tf.LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)).eval()
+
+
+@pytest.fixture
+def example_inputs():
+    ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(1))
+    return (ids, torch.tensor([[0, 0, 1, 1, 1, 1]]))  # left padding: two fully masked rows
+
+
+@pytest.mark.parametrize("coreml_decoder", ["states", "logits"])
+def test_padded(coreml_model, example_inputs, coreml_decoder):
+    # Core ML states are float16 even in an fp32 program: fp16's element rule for states
+    loose = dict(rtol=1e-2, scale_atol=0.2) if coreml_decoder == "states" else {}
+    assert_parity(coreml_model, *example_inputs, **loose)
+    coreml_model.reset_state()  # a new sequence (the states recipe's cache starts over)
+    ids, mask = example_inputs
+    assert_parity(coreml_model, ids, torch.ones_like(mask), **loose)
+"""
+
+
+def test_a_padding_mask_as_a_second_input_and_the_headroom_gate(
+    pytester: pytest.Pytester, shared_cache: Path
+) -> None:
+    """Llama with a 2-D padding mask (``states`` and ``logits``), fp32 and fp16, under
+    ``--coreml-headroom=4``: the wrappers' -3e4 mask is a mask, not a peak."""
+    pytester.makepyfile(test_padded=PADDED)
+    result = _subprocess(pytester, shared_cache, "-v", "--coreml-headroom=4")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*test_padded[[]fp16-logits[]] PASSED*"])
