@@ -54,7 +54,8 @@ def tiny_llama() -> Any:
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
     )  # fmt: skip
     torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
+    model: Any = LlamaForCausalLM(config)
+    return model.eval()
 
 
 def measure(rounds: int) -> list[dict[str, float | str]]:
@@ -83,7 +84,7 @@ def measure(rounds: int) -> list[dict[str, float | str]]:
         feeds = [(prompt.numpy().astype(np.int32), np.ones((1, PROMPT), np.int32))]
         for i, token in enumerate(tokens):
             feeds.append((np.array([[token]], np.int32), np.ones((1, PROMPT + i + 1), np.int32)))
-        torch_feeds = [tuple(torch.from_numpy(x) for x in feed) for feed in feeds]
+        torch_feeds = [tuple(torch.from_numpy(array) for array in step) for step in feeds]
         emu, ref, gen = [], [], []
         for _ in range(rounds + 1):  # the first round warms up
             state = emulator.make_state()
@@ -96,8 +97,8 @@ def measure(rounds: int) -> list[dict[str, float | str]]:
             with torch.no_grad():
                 twin(*torch_feeds[0])
                 start = time.perf_counter()
-                for feed in torch_feeds[1:]:
-                    twin(*feed)
+                for tensors in torch_feeds[1:]:
+                    twin(*tensors)
             ref.append((time.perf_counter() - start) / STEPS * 1e6)
             model.reset_state()
             start = time.perf_counter()

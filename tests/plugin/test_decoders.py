@@ -71,7 +71,8 @@ def test_every_family_generates_the_same_tokens_through_both_recipes(
     pytester: pytest.Pytester, shared_cache: Path
 ) -> None:
     pytester.makepyfile(test_families=SOURCE)
-    result = _subprocess(pytester, shared_cache, "-v")
+    # healthy decoders pass the headroom gate: the wrappers' -3e4 mask is a mask, not a peak
+    result = _subprocess(pytester, shared_cache, "-v", "--coreml-headroom=4")
     result.assert_outcomes(passed=20)
     result.stdout.fnmatch_lines(["*test_generation[[]gpt2-fp16-explicit[]] PASSED*"])
 

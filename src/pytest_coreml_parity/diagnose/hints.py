@@ -6,10 +6,12 @@ The kinds, in the order they are decided:
 * ``compression``: set by the compression diagnosis (:func:`compression_hint`);
 * ``converter``: the fp32 conversion already fails the assertion, so FLOAT32 cannot
   fix it (never advised then);
-* ``mask``: an attention mask breaks a softmax: a ``-inf`` fill (``finfo.min`` stored
-  as ``-inf`` by fp16) over fully masked rows gives NaN, or the mask's own arithmetic
-  computes ``inf - inf`` (coremltools #2771); the advice is a finite fill, not FLOAT32.
-  A converter mismatch with fully masked rows says those rows explain it;
+* ``mask_nan``: the mask itself is NaN, ``inf - inf`` (coremltools #2771), at any
+  precision; the advice is building the mask without -inf arithmetic;
+* ``mask``: a ``-inf`` fill (``finfo.min`` stored as ``-inf`` by fp16) over fully masked
+  rows gives NaN in a softmax; the advice is a finite fill first, FLOAT32 last.
+  (A converter mismatch with fully masked rows stays ``converter`` and says those rows
+  explain it);
 * ``overflow``: an op computes a value past 65504 (or reads such a constant);
 * ``underflow``: values below fp16's smallest normal flush toward 0;
 * ``precision``: neither; rounding alone.
@@ -32,13 +34,16 @@ class HintKind(enum.StrEnum):
     COMPRESSION = "compression"
     CONVERTER = "converter"
     MASK = "mask"
+    MASK_NAN = "mask_nan"
     OVERFLOW = "overflow"
     UNDERFLOW = "underflow"
     PRECISION = "precision"
 
 
 #: Kinds that float32 (or mixed precision) can fix; only these advise it.
-FP16_KINDS = frozenset({HintKind.OVERFLOW, HintKind.UNDERFLOW, HintKind.PRECISION})
+#: (``mask``: float32 holds the fill, so it fixes the NaN too, but the hint advises a
+#: finite fill first; the fix search still runs.)
+FP16_KINDS = frozenset({HintKind.MASK, HintKind.OVERFLOW, HintKind.UNDERFLOW, HintKind.PRECISION})
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ def _mask(loc: Localization) -> Hint | None:
         )
         shown = rows.text() if rows is not None else "every masked cell"
         return Hint(
-            HintKind.MASK,
+            HintKind.MASK_NAN,
             messages.HINT_MASK_INF_MINUS_INF.format(what=what, where=_where(nan), rows=shown),
         )
     if rows is None or not rows.rows or not rows.non_finite:
