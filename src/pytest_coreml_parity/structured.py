@@ -4,7 +4,8 @@ Magnitudes alone rarely find the failures users report. Structure does:
 
 * :func:`attention_masks`: padding and causal masks, left or right padded, with fully
   masked rows, in boolean, 0/1 or additive form with the fills users write
-  (``torch.finfo(torch.float32).min``, ``-1e9``, ``-inf``, ``finfo(float16).min``).
+  (``torch.finfo(torch.float32).min``, ``-1e9``, ``-inf``, ``finfo(float16).min``,
+  ``-3e4``).
   A fully masked row through an additive mask gives softmax of all ``-inf`` in
   float16: nan (coremltools PR #2669).
 * :func:`zero_rows`: rows that are all zeros, e.g. into RMSNorm (coremltools #2821).

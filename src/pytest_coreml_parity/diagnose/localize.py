@@ -294,7 +294,8 @@ def localize_recordings(
                 first_under = OpFinding(reason="first underflow", **finding_args)  # type: ignore[arg-type]
             if needs_nan:
                 first_mask_nan = OpFinding(reason="mask turned NaN", **finding_args)  # type: ignore[arg-type]
-    sinks = masked_sinks(rec16, masks)
+    # A sink without fully masked rows is named only when the mask itself turned NaN.
+    sinks = [rows for rows in masked_sinks(rec16, masks) if rows.rows or first_mask_nan is not None]
     broken = [rows for rows in sinks if rows.non_finite]
     return Localization(
         precision=precision,
