@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         assert_rollout,
     )
     from .convert import ConversionOptions, convert_model
+    from .decoders.generation import assert_generation
     from .emulator import (
         Emulator,
         EmulatorError,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "assert_parity": "compare",
     "assert_rollout": "compare",
+    "assert_generation": "decoders.generation",
     "assert_finite": "compare",
     "TOLERANCES": "verdict",
     "ParityFailure": "compare",
@@ -92,6 +94,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedOpError",
     "assert_finite",
+    "assert_generation",
     "assert_parity",
     "assert_rollout",
     "convert_model",

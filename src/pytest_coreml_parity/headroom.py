@@ -16,6 +16,10 @@ Definitions (docs/usage.md, "Headroom"):
   than 11 significant bits. Values flushed all the way to 0 are not counted: one
   typed run cannot tell them from true zeros (the recording holds declared dtypes).
 
+* **masked** elements: in an op that carries an attention mask, the elements at or
+  below -5000 (``-inf`` included); they are neither peaks nor overflows (the rule is
+  :mod:`.masks`'s), so a ``-inf``, ``finfo.min``, ``-1e9`` or ``-3e4`` mask passes the gate.
+
 Targeting reads the same recording: the largest finite ``|value|`` of any
 fp16-typed op output, over 65504.
 """
@@ -29,6 +33,7 @@ import numpy as np
 
 from .emulator import Emulator, OpInfo, Recording, planned
 from .emulator.dtypes import F16_MAX, finite_peak, fp16_peak
+from .masks import mask_ops, masked
 
 FP16_MAX = F16_MAX
 #: fp16's smallest normal; below it fp16 keeps fewer than 11 significant bits.
@@ -73,6 +78,8 @@ class OpHeadroom:
     overflowed: int = 0
     nonzero: int = 0
     underflow: int = 0
+    #: Masked elements of a mask op (:mod:`.masks`), not counted as peaks or overflows.
+    masked: int = 0
 
     @property
     def margin(self) -> float:
@@ -97,6 +104,7 @@ class HeadroomLog:
         """Fold in one typed run's recording."""
         self.calls += 1
         values = recording.values
+        masks = mask_ops(recording.ops, values)
         for op in recording.ops:
             for name in op.outputs:
                 value = values.get(name)
@@ -105,6 +113,12 @@ class HeadroomLog:
                 entry = self.ops.get(op.name)
                 if entry is None:
                     entry = self.ops[op.name] = OpHeadroom(op.name, op.op_type, str(value.dtype))
+                if op.name in masks:  # a mask's fill is not a peak (masks.py)
+                    hidden = masked(value)
+                    entry.masked += int(np.count_nonzero(hidden))
+                    value = value[~hidden]
+                    if not value.size:
+                        continue
                 peak = finite_peak(value)
                 entry.peak = max(entry.peak, peak)
                 if value.dtype != np.float16:

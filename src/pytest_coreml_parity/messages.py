@@ -113,6 +113,26 @@ HINT_CONVERTER = (
     "compute precision can fix it. Rewrite that torch op in simpler ops, or register your "
     "own lowering (coremltools' @register_torch_op), and report it to coremltools."
 )
+HINT_MASK_NAN = (
+    "hint: fully masked rows: the attention mask's fill {fill} is {stored} in {precision}, "
+    "and {rows}; softmax over a row of -inf is 0/0 = NaN{where}. Use a finite fill that "
+    "float16 holds with room for the scores added to it, such as -3e4 (torch.finfo(torch.float16).min, "
+    "-65504, holds too but turns -inf once a negative score is added to it), or clamp the masked "
+    "scores before the softmax (scores.clamp(min=-3e4)), or give every row one visible key. "
+    "FLOAT32 also avoids it, at the cost of fp16's speed."
+)
+HINT_MASK_INF_MINUS_INF = (
+    "hint: the attention mask itself is NaN (inf - inf): {what}{where}; {rows}. No compute "
+    "precision fixes it: coremltools 9.0 lowers triu/tril of a -inf tensor to x - band_part(x) "
+    "(coremltools #2771, fixed on main). Build the mask without -inf arithmetic: "
+    "torch.zeros(L, L).masked_fill(~causal, -3e4), or torch.where(causal, 0.0, -3e4)."
+)
+HINT_MASK_CONVERTER = (
+    " The fully masked rows explain it: {rows}. For such a row torch's scaled_dot_product_attention "
+    "(bool or -inf mask) returns 0, while Core ML's softmax gives uniform attention (the mean of "
+    "the values). Give every row one visible key, or a finite fill (-3e4) on both sides, or "
+    "compare only the unmasked rows."
+)
 HINT_UNDERFLOW = (
     "hint: float16 underflow: {op} holds {count} values below float16's smallest normal "
     "(6.1e-05) that fp16 flushes toward 0{where}. Rescale (multiply before dividing, fold tiny "

@@ -170,6 +170,8 @@ class CoreMLModel:
         self.image_inputs = ImageInputs()
         #: A stateful model's sequence (buffers, states, the torch copy, the steps).
         self.sequence = StatefulSequence()
+        #: A causal LM's :class:`~.decoders.recipe.Decoder` (recipe, the user's LM), else None.
+        self.decoder: Any = None
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ settings (read, never copied)
@@ -231,6 +233,7 @@ class CoreMLModel:
         *,
         convert: Any = None,
         convert_kwargs: Mapping[str, Any] | None = None,
+        decoder: Any = None,
     ) -> str:
         """Convert (or fetch from cache) for these fixtures; return how it was obtained.
 
@@ -256,7 +259,16 @@ class CoreMLModel:
         if self.runtime is None:
             raise NotBoundError(messages.NOT_BOUND)
         example_inputs = tuple(example_inputs)
+        self.decoder = None
+        if convert is None and self.settings.package is None and self.stack.wraps_decoders:
+            from .decoders.bind import wrap_causal_lm  # a raw causal LM: the recipe's wrapper
+
+            wrapped = wrap_causal_lm(torch_model, example_inputs, decoder, convert_kwargs)
+            if wrapped is not None:
+                torch_model, example_inputs, convert_kwargs, self.decoder = wrapped
         options = self.options
+        if self.decoder is not None:  # the recipe names its inputs
+            options = dataclasses.replace(options, input_names=None)
         if options.input_names is None:
             options = dataclasses.replace(
                 options, input_names=default_input_names(torch_model, len(example_inputs))
@@ -349,6 +361,8 @@ class CoreMLModel:
         Core ML side a fresh state holding the torch buffers' initial values (zeros for
         any state no buffer matches). Binding calls it, so each test starts fresh;
         call it yourself to start over within a test (e.g. per Hypothesis example)."""
+        if self.decoder is not None:
+            self.decoder.position = 0
         self.sequence.reset(self.torch_model, self.backend, self.mlmodel)
 
     def _bind_package(
@@ -496,6 +510,8 @@ class CoreMLModel:
         if self.mlmodel is None and self.program is None:
             raise NotBoundError(messages.NOT_BOUND)
         model = type(self.torch_model).__name__
+        if self.decoder is not None:  # token ids alone: the recipe adds its other inputs
+            inputs = self.decoder.complete(tuple(inputs))
         if len(inputs) != len(self.example_inputs):
             raise InputMismatchError(
                 messages.WRONG_INPUT_COUNT.format(

@@ -317,11 +317,14 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
 
 
 @pytest.fixture
-def coreml_model() -> Any:
+def coreml_model(torch_model: Any, example_inputs: Any) -> Any:
     """The test's ``torch_model`` converted to Core ML, once per precision (ids fp32/fp16).
 
     Call it like the torch model: ``coreml_model(*inputs)`` returns numpy arrays.
-    (The plugin parametrizes this name; this body only runs if that did not happen.)
+    (The plugin parametrizes this name; this body only runs if that did not happen. Its
+    parameters put ``torch_model`` and ``example_inputs`` in every using test's fixture
+    closure, so pytest parametrizes a parametrized ``torch_model`` even when the test does
+    not name it, and ``@given`` tests need not name a function-scoped fixture.)
     """
     raise pytest.UsageError("coreml_model was not parametrized; is another plugin overriding it?")
 
@@ -391,6 +394,7 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     if preprocess is not None and not callable(preprocess):
         pytest.fail(messages.TORCH_PREPROCESS_NOT_CALLABLE.format(got=type(preprocess).__name__), pytrace=False)
     slot.torch_preprocess = preprocess
+    decoder = _optional_fixture(request, "coreml_decoder")  # a causal LM's KV-cache recipe
     item = request.node
     info: dict[str, Any] = {
         "precision": slot.precision, "backend": backend.name, "model": type(torch_model).__name__,
@@ -401,8 +405,9 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     started = time.perf_counter()
     try:
         event = slot.bind(
-            torch_model, example_inputs, item.nodeid, convert=convert, convert_kwargs=convert_kwargs
-        )
+            torch_model, example_inputs, item.nodeid, convert=convert,
+            convert_kwargs=convert_kwargs, decoder=decoder,
+        )  # fmt: skip
     except ConversionError as exc:
         info["seconds"] = time.perf_counter() - started
         item.stash[BIND_FAILURE] = messages.CONVERSION_FAILED.format(summary=exc.summary)

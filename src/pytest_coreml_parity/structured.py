@@ -4,7 +4,8 @@ Magnitudes alone rarely find the failures users report. Structure does:
 
 * :func:`attention_masks`: padding and causal masks, left or right padded, with fully
   masked rows, in boolean, 0/1 or additive form with the fills users write
-  (``torch.finfo(torch.float32).min``, ``-1e9``, ``-inf``, ``finfo(float16).min``).
+  (``torch.finfo(torch.float32).min``, ``-1e9``, ``-inf``, ``finfo(float16).min``,
+  ``-3e4``).
   A fully masked row through an additive mask gives softmax of all ``-inf`` in
   float16: nan (coremltools PR #2669).
 * :func:`zero_rows`: rows that are all zeros, e.g. into RMSNorm (coremltools #2821).
@@ -41,13 +42,15 @@ from .extreme import (
     _floats,
     fp16_arrays,
 )
+from .masks import FP16_SAFE_FILL
 
 #: ``torch.finfo(torch.float32).min``: the most common additive-mask fill; -inf in float16.
 FLOAT32_MIN = float(np.finfo(np.float32).min)
 #: ``torch.finfo(torch.float16).min``.
 FLOAT16_MIN = -FP16_MAX
-#: The additive-mask fills users write, most common first (hypothesis shrinks to the first).
-MASK_FILLS: tuple[float, ...] = (FLOAT32_MIN, -1e9, -math.inf, FLOAT16_MIN)
+#: The additive-mask fills users write (FP16_SAFE_FILL: -3e4, finite in fp16), most common first (hypothesis shrinks to the first);
+#: every one is a mask fill to the headroom gate and the diagnosis (``masks.is_mask_fill``).
+MASK_FILLS: tuple[float, ...] = (FLOAT32_MIN, -1e9, -math.inf, FLOAT16_MIN, FP16_SAFE_FILL)
 #: exp(x) overflows float16 once x > log(65504) = 11.09; log_softmax breaks from a gap of 11.
 DOMINANT_GAP = 11.0
 

@@ -208,7 +208,6 @@ def test_traced_values_are_torch_eager_intermediates() -> None:
     [
         ("large_activations", "linear", "computes "),  # the projection's fp32 value passes 65504
         ("transformer_block", "mul", "computes "),  # x * x
-        ("masked_attention", "select", "reads a float32 constant"),  # finfo(float32).min -> -inf
     ],
 )
 def test_known_fp16_breakages_are_overflows(localized: Any, case: str, op_type: str, what: str) -> None:
@@ -217,6 +216,22 @@ def test_known_fp16_breakages_are_overflows(localized: Any, case: str, op_type: 
     assert hint.kind is HintKind.OVERFLOW and loc.fp32_passes is True
     assert hint.text.startswith(f"hint: float16 overflow: {op_type} {loc.first_non_finite.name} {what}")
     assert FLOAT32_ADVICE in hint.text
+
+
+def test_a_fully_masked_row_under_float32_min_is_a_mask_hint_not_only_float32(localized: Any) -> None:
+    """finfo(float32).min is -inf once fp16 stores it; the select reading it is the first
+    non-finite op, and the softmax's fully masked row turns NaN: advise a finite fill."""
+    loc = localized("masked_attention")
+    hint = choose_hint(loc)
+    assert hint.kind is HintKind.MASK and loc.fp32_passes is True
+    assert loc.first_non_finite is not None and loc.first_non_finite.op_type == "select"
+    assert loc.mask_non_finite and loc.masked_rows is not None
+    assert loc.masked_rows.rows and set(loc.masked_rows.non_finite) == set(loc.masked_rows.rows)
+    assert hint.text.startswith(
+        "hint: fully masked rows: the attention mask's fill torch.finfo(torch.float32).min is -inf in fp16"
+    )
+    assert f"rows of softmax {loc.masked_rows.name} are fully masked" in hint.text
+    assert "such as -3e4" in hint.text and hint.text.index("-3e4") < hint.text.index("FLOAT32")
 
 
 class OutlierNorm(nn.Module):

@@ -120,6 +120,24 @@ def test_additive_fill_shrinks_to_float32_min() -> None:
     assert -math.inf in MASK_FILLS and -1e9 in MASK_FILLS
 
 
+def test_every_fill_is_a_mask_fill_to_the_headroom_gate_and_the_diagnosis() -> None:
+    from pytest_coreml_parity.masks import FP16_SAFE_FILL, is_mask_fill
+
+    assert set(MASK_FILLS) == {FLOAT32_MIN, -1e9, -math.inf, FLOAT16_MIN, FP16_SAFE_FILL}
+    for fill in MASK_FILLS:
+        mask = find(
+            attention_masks((2, 5), form="additive", fill=fill, fully_masked=True, as_numpy=True),
+            lambda m: True,
+            settings=FIND,
+        )
+        assert is_mask_fill(mask), fill
+        with np.errstate(over="ignore"):
+            stored = mask.astype(np.float16)  # as fp16 stores it (finfo.min: -inf)
+        assert is_mask_fill(stored), fill
+    assert not is_mask_fill(np.array([0.0, -5000.0], np.float32))  # a large score is not a fill
+    assert not is_mask_fill(np.zeros(3, np.float32))
+
+
 def test_additive_mask_with_an_explicit_fill() -> None:
     mask = find(
         attention_masks((2, 5), form="additive", fill=-1e9, fully_masked=True, as_numpy=True),

@@ -54,6 +54,7 @@ def _op_data(op: OpHeadroom, source: str | None) -> dict[str, Any]:
         "nonzero": op.nonzero,
         "underflow": op.underflow,
         "underflow_fraction": op.underflow_fraction,
+        "masked": op.masked,
         "source": source,
     }
 
@@ -103,6 +104,7 @@ def merge(tests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             mine["overflowed"] += op["overflowed"]
             mine["nonzero"] += op["nonzero"]
             mine["underflow"] += op["underflow"]
+            mine["masked"] = mine.get("masked", 0) + op.get("masked", 0)
             mine["underflow_fraction"] = mine["underflow"] / mine["nonzero"] if mine["nonzero"] else 0.0
             mine["margin"] = _number(
                 0.0 if mine["overflowed"] else FP16_MAX / mine["peak"] if mine["peak"] > 0 else float("inf")
@@ -141,6 +143,8 @@ def _peak_text(op: Mapping[str, Any]) -> str:
     fits = f"margin {margin:.3g}x"
     if op["overflowed"]:
         fits = f"OVERFLOWED to inf/nan in {op['overflowed']} element(s)"
+    if op.get("masked"):
+        fits += f" ({op['masked']} masked element(s) not counted: an attention mask)"
     return f"{op['op_type']} {op['name']} ({op['dtype']}): peak {op['peak']:.6g}, {fits}{_where(op)}"
 
 

@@ -6,6 +6,12 @@ The kinds, in the order they are decided:
 * ``compression``: set by the compression diagnosis (:func:`compression_hint`);
 * ``converter``: the fp32 conversion already fails the assertion, so FLOAT32 cannot
   fix it (never advised then);
+* ``mask_nan``: the mask itself is NaN, ``inf - inf`` (coremltools #2771), at any
+  precision; the advice is building the mask without -inf arithmetic;
+* ``mask``: a ``-inf`` fill (``finfo.min`` stored as ``-inf`` by fp16) over fully masked
+  rows gives NaN in a softmax; the advice is a finite fill first, FLOAT32 last.
+  (A converter mismatch with fully masked rows stays ``converter`` and says those rows
+  explain it);
 * ``overflow``: an op computes a value past 65504 (or reads such a constant);
 * ``underflow``: values below fp16's smallest normal flush toward 0;
 * ``precision``: neither; rounding alone.
@@ -17,6 +23,7 @@ import enum
 from dataclasses import dataclass
 
 from .. import messages
+from ..masks import fill_text
 from ..precisions import is_exact
 from .localize import FP16_MAX, Localization, OpFinding
 
@@ -27,13 +34,17 @@ class HintKind(enum.StrEnum):
     INPUT_OVERFLOW = "input_overflow"
     COMPRESSION = "compression"
     CONVERTER = "converter"
+    MASK = "mask"
+    MASK_NAN = "mask_nan"
     OVERFLOW = "overflow"
     UNDERFLOW = "underflow"
     PRECISION = "precision"
 
 
 #: Kinds that float32 (or mixed precision) can fix; only these advise it.
-FP16_KINDS = frozenset({HintKind.OVERFLOW, HintKind.UNDERFLOW, HintKind.PRECISION})
+#: (``mask``: float32 holds the fill, so it fixes the NaN too, but the hint advises a
+#: finite fill first; the fix search still runs.)
+FP16_KINDS = frozenset({HintKind.MASK, HintKind.OVERFLOW, HintKind.UNDERFLOW, HintKind.PRECISION})
 
 
 @dataclass(frozen=True)
@@ -60,10 +71,16 @@ def choose_hint(localization: Localization, *, compression: str | None = None) -
         )
     if compression is not None:
         return compression_hint(compression)
+    mask = _mask(loc)
+    if mask is not None:
+        return mask
     if is_exact(loc.precision) or loc.fp32_passes is False:
         dep = loc.fp32_departure or loc.departure
         at = f" at {dep.brief()}" if dep is not None else ""
-        return Hint(HintKind.CONVERTER, messages.HINT_CONVERTER.format(at=at))
+        text = messages.HINT_CONVERTER.format(at=at)
+        if loc.masked_rows is not None:
+            text += messages.HINT_MASK_CONVERTER.format(rows=loc.masked_rows.text())
+        return Hint(HintKind.CONVERTER, text)
     overflow = _overflow(loc.first_non_finite)
     if overflow is not None:
         finding, what = overflow
@@ -97,6 +114,38 @@ def choose_hint(localization: Localization, *, compression: str | None = None) -
     return Hint(
         HintKind.PRECISION,
         messages.HINT_PRECISION.format(what=what, advice=messages.FP32_ADVICE.format(which="sensitive")),
+    )
+
+
+def _mask(loc: Localization) -> Hint | None:
+    """The mask hint: the mask's own ``inf - inf``, or a -inf fill over fully masked rows."""
+    rows = loc.masked_rows
+    nan = loc.mask_nan
+    if nan is not None:
+        folded = any(given.const and given.nan for given in nan.inputs)
+        what = (
+            f"{nan.op_type} {nan.name} reads a mask constant that coremltools already folded to NaN"
+            if folded
+            else f"{nan.op_type} {nan.name} computes NaN from a -inf mask"
+        )
+        shown = rows.text() if rows is not None else "every masked cell"
+        return Hint(
+            HintKind.MASK_NAN,
+            messages.HINT_MASK_INF_MINUS_INF.format(what=what, where=_where(nan), rows=shown),
+        )
+    if rows is None or not rows.rows or not rows.non_finite:
+        return None
+    if not (loc.mask_non_finite or rows.fill == float("-inf")):
+        return None
+    fill = "(a bool mask)" if loc.mask_fill is None else fill_text(loc.mask_fill)
+    stored = fill_text(rows.fill) if rows.fill is not None else "-inf"
+    bad = loc.first_non_finite
+    return Hint(
+        HintKind.MASK,
+        messages.HINT_MASK_NAN.format(
+            fill=fill, stored=stored, precision=loc.precision, rows=rows.text(),
+            where=_where(bad) if bad is not None else "",
+        ),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from ..emulator import Emulator, Recording
+from ..masks import MaskedRows, mask_fill, mask_ops, masked_sinks
 from ..precisions import is_exact
 from .departure import Departure
 from .names import fp32_name, var_correspondence
@@ -153,6 +154,14 @@ class Localization:
     #: Whether the fp32 conversion passes the failed assertion on these inputs (None: not
     #: checked). False means a converter mismatch: float32 cannot fix it.
     fp32_passes: bool | None = None
+    #: The first sink (softmax, sdpa's mask) with fully masked rows in the run (masks.py).
+    masked_rows: MaskedRows | None = None
+    #: The first non-finite op is part of an attention mask (masks.py's mask ops).
+    mask_non_finite: bool = False
+    #: The first mask op whose output holds NaN while nothing it read did (``inf - inf``).
+    mask_nan: OpFinding | None = None
+    #: The mask's fill in the fp32 program (the value the user wrote), if any.
+    mask_fill: float | None = None
 
     @property
     def healthy(self) -> bool:
@@ -172,6 +181,10 @@ class Localization:
         lines = [finding.text() for finding in self.input_overflow]
         if self.first_non_finite is not None:
             lines.append("first non-finite op: " + self.first_non_finite.text())
+        if self.mask_nan is not None and self.mask_nan != self.first_non_finite:
+            lines.append("first op turning the attention mask into NaN: " + self.mask_nan.text())
+        if self.masked_rows is not None:
+            lines.append("attention mask: " + self.masked_rows.text())
         err = self.first_error
         if err is not None:
             if self.first_non_finite is not None and err.name == self.first_non_finite.name:
@@ -233,6 +246,8 @@ def localize_recordings(
     first_bad: OpFinding | None = None
     first_err: OpFinding | None = None
     first_under: OpFinding | None = None
+    first_mask_nan: OpFinding | None = None
+    masks = mask_ops(rec16.ops, rec16.values)
     for index, op in enumerate(rec16.ops):
         outs = [v for v in rec16.op_outputs(op) if _is_float(v)]
         if not outs:
@@ -253,7 +268,13 @@ def localize_recordings(
         )
         needs_err = first_err is None and beyond
         needs_under = first_under is None and under > 0
-        if needs_bad or needs_err or needs_under:
+        needs_nan = (
+            first_mask_nan is None
+            and op.name in masks
+            and bool(np.isnan(outs[0]).any())
+            and not _reads_nan(rec16, op, constants=False)
+        )
+        if needs_bad or needs_err or needs_under or needs_nan:
             finding_args = dict(
                 index=index,
                 op_type=op.op_type,
@@ -272,6 +293,11 @@ def localize_recordings(
                 first_err = OpFinding(reason="first error jump", **finding_args)  # type: ignore[arg-type]
             if needs_under:
                 first_under = OpFinding(reason="first underflow", **finding_args)  # type: ignore[arg-type]
+            if needs_nan:
+                first_mask_nan = OpFinding(reason="mask turned NaN", **finding_args)  # type: ignore[arg-type]
+    # A sink without fully masked rows is named only when the mask itself turned NaN.
+    sinks = [rows for rows in masked_sinks(rec16, masks) if rows.rows or first_mask_nan is not None]
+    broken = [rows for rows in sinks if rows.non_finite]
     return Localization(
         precision=precision,
         tolerance=tolerance,
@@ -281,7 +307,19 @@ def localize_recordings(
         profile=tuple(profile),
         input_overflow=() if itself else _input_overflow(emulator, rec16, rec32),
         first_underflow=first_under,
+        masked_rows=broken[0] if broken else sinks[0] if sinks else None,
+        mask_non_finite=first_bad is not None and first_bad.name in masks,
+        mask_nan=first_mask_nan,
+        mask_fill=mask_fill(rec32.ops) if masks else None,
     )
+
+
+def _reads_nan(rec: Recording, op: Any, *, constants: bool = True) -> bool:
+    """Whether any float value ``op`` read holds NaN (``constants``: its constants too)."""
+    read = [v for values in rec.op_inputs(op).values() for v in values]
+    if constants:
+        read += [np.asarray(v) for v in op.constants.values() if not isinstance(v, str)]
+    return any(_is_float(v) and bool(np.isnan(v).any()) for v in read)
 
 
 def _new_non_finite(value: np.ndarray, ref: np.ndarray | None) -> bool:

@@ -44,6 +44,9 @@ class Stack(Protocol):
     parity_header: str
     #: What a failure says when only this stack's outputs hold nan/inf.
     nonfinite: str
+    #: Whether a raw causal LM converts through the plugin-built KV-cache wrapper
+    #: (:mod:`.decoders`: Core ML states or explicit cache I/O); else it converts as given.
+    wraps_decoders: bool
 
     def skip_reason(self, precision: str) -> str | None:
         """Why this stack cannot run ``precision`` at all (the test skips), else None."""

@@ -49,6 +49,7 @@ class CoreAIStack:
     unavailable = messages.COREAI_UNAVAILABLE
     parity_header = messages.COREAI_PARITY_HEADER
     nonfinite = messages.COREAI_NONFINITE
+    wraps_decoders = False
 
     def skip_reason(self, precision: str) -> str | None:
         from ...precisions import stack_precisions, supports

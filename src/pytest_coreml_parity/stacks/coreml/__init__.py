@@ -30,6 +30,7 @@ class CoreMLStack:
     unavailable = messages.BACKEND_UNAVAILABLE
     parity_header = messages.PARITY_HEADER
     nonfinite = messages.COREML_NONFINITE
+    wraps_decoders = True
 
     def skip_reason(self, precision: str) -> str | None:
         from ...precisions import supports

@@ -1,0 +1,48 @@
+"""Fixtures for the LLM-decoder example: a tiny Llama with random weights, as shipped raw.
+
+``torch_model`` is an unmodified ``transformers.LlamaForCausalLM``; the plugin
+recognises a causal LM and converts it through its KV-cache recipe (the
+``coreml_decoder`` fixture: ``states``, Apple's recipe, unless a test says otherwise).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+
+def _import_transformers() -> None:
+    """Import transformers, hiding a torchvision built for another torch (its import
+    raises ``operator torchvision::nms does not exist``, which breaks transformers')."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision"] = None  # type: ignore[assignment]
+
+
+_import_transformers()
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+CONFIG = LlamaConfig(
+    vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+)  # fmt: skip
+
+
+def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(CONFIG).eval()
+
+
+@pytest.fixture
+def torch_model() -> LlamaForCausalLM:
+    return tiny_llama()
+
+
+@pytest.fixture
+def example_inputs() -> tuple[torch.Tensor, ...]:
+    return (torch.randint(0, CONFIG.vocab_size, (1, 8), generator=torch.Generator().manual_seed(1)),)
