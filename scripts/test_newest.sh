@@ -22,16 +22,18 @@ from importlib.metadata import version
 names = ["torch", "numpy", "coremltools", "transformers", "torchvision", "timm", "pytest", "hypothesis"]
 print("newest leg:", ", ".join(f"{n} {version(n)}" for n in names))
 PY
-# The smoke subset: the plugin end to end, the emulator's core, the converter shims, the zoo's
-# CI models and decoders. Extra arguments replace it.
+# The smoke subset: the plugin end to end, the emulator's core, the verdict, the converter
+# shims and outputs by key on raw transformers models, the zoo's CI models. Extra arguments
+# replace it.
 smoke=(
     tests/plugin/test_example.py
     tests/plugin/test_behaviour.py
     tests/emulator/test_core.py
     tests/test_verdict.py
+    tests/test_shims.py
+    tests/plugin/test_outputs_by_key.py
+    tests/plugin/test_attention_capture.py
+    tests/zoo
 )
-for optional in tests/zoo tests/shims tests/decoders; do
-    [ -e "$optional" ] && smoke+=("$optional")
-done
 [ $# -gt 0 ] && smoke=("$@")
 "$venv/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" -p no:cacheprovider "${smoke[@]}"
