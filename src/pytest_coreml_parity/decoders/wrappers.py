@@ -77,8 +77,10 @@ class _SliceCache:
     def update(
         self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        self.keys[layer_idx, :, :, self.begin : self.end, :] = key.to(self.keys.dtype)
-        self.values[layer_idx, :, :, self.begin : self.end, :] = value.to(self.values.dtype)
+        # Core ML states are float16 at every compute precision: the reference stores what
+        # the device stores (a rounding the fp16 program already does: idempotent there).
+        self.keys[layer_idx, :, :, self.begin : self.end, :] = key.to(torch.float16).to(self.keys.dtype)
+        self.values[layer_idx, :, :, self.begin : self.end, :] = value.to(torch.float16).to(self.values.dtype)
         return (
             self.keys[layer_idx, :, :, : self.end, :].to(key.dtype),
             self.values[layer_idx, :, :, : self.end, :].to(value.dtype),
