@@ -227,7 +227,11 @@ PACKAGE_WITH_PRECISIONS = (
 )
 PRECISION_WITHOUT_PACKAGE = (
     "@pytest.mark.coreml in {where}: precision= sets the verdict of a package= test; "
-    "for converted models use precisions=[...]"
+    "did you mean precisions=[...] (the precisions a converted model runs at)?"
+)
+PRECISION_NOT_A_NAME = (
+    "{where}: precision= is the one verdict precision of a package= test, got {value!r}; "
+    "did you mean precisions={value!r} (the precisions a converted model runs at)?"
 )
 PACKAGE_LOAD_FAILED = "package {package}: does not load: {error}"
 PACKAGE_INPUT_MISMATCH = (

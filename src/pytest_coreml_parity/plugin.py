@@ -46,6 +46,8 @@ FIXTURE = "coreml_model"
 SUMMARY_TITLE = "coreml-parity"
 REPORT_ATTR = "coreml_parity"
 HEADROOM_ATTR = "coreml_parity_headroom"
+#: The id of a test whose marker is wrong (it fails at setup, naming the marker).
+SETUP_FAILURE_ID = "bad-marker"
 
 
 @dataclass
@@ -213,8 +215,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             [dict(m.kwargs) for m in markers],
             where,
         )
-    except SettingError as exc:
-        raise pytest.Collector.CollectError(str(exc)) from None
+    except SettingError as exc:  # this test errors at setup; the session runs on
+        _fail_at_setup(metafunc, str(exc))
+        return
     runtime = _runtime(config)
     axis = [(framework, precision) for framework in settings.targets for precision in settings.precisions]
     slots = [
@@ -250,16 +253,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for framework, precision in axis
     ]
     ids = parametrize_ids(settings.targets, settings.precisions)
-    if settings.package is not None:  # one test against a built package: no precision axis
-        slots, ids = _package_slot(metafunc, settings, slots[0])
-    elif settings.precision is not None:
-        raise pytest.Collector.CollectError(messages.PRECISION_WITHOUT_PACKAGE.format(where=where))
+    try:
+        if settings.package is not None:  # one test against a built package: no precision axis
+            slots, ids = _package_slot(metafunc, settings, slots[0])
+        elif settings.precision is not None:
+            raise SettingError(messages.PRECISION_WITHOUT_PACKAGE.format(where=where))
+    except SettingError as exc:
+        _fail_at_setup(metafunc, str(exc))
+        return
     metafunc.parametrize(FIXTURE, slots, ids=ids, scope="session")
+
+
+@dataclass(frozen=True)
+class SetupFailure:
+    """What ``coreml_model`` is for a test whose marker is wrong: the test fails at
+    setup with ``message``, and the rest of the session runs."""
+
+    message: str
+
+
+def _fail_at_setup(metafunc: pytest.Metafunc, message: str) -> None:
+    metafunc.parametrize(FIXTURE, [SetupFailure(message)], ids=[SETUP_FAILURE_ID], scope="session")
 
 
 def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> tuple[list[Any], list[str]]:
     """The one ``coreml_model`` of a ``package=`` test (id ``pkg:Model.mlpackage``); a
-    missing package is a collection error naming the marker and the places looked in."""
+    missing package fails that test at setup, naming the marker and the places looked in."""
     import dataclasses
 
     from .errors import PackageError
@@ -268,7 +287,7 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
 
     where = metafunc.definition.nodeid
     if settings.origins.get("precisions") == "marker":
-        raise pytest.Collector.CollectError(
+        raise SettingError(
             messages.PACKAGE_WITH_PRECISIONS.format(where=where, value=list(settings.precisions))
         )
     try:
@@ -276,7 +295,7 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
             settings.package, metafunc.definition.path.parent, metafunc.config.rootpath, where
         )
     except PackageError as exc:
-        raise pytest.Collector.CollectError(str(exc)) from None
+        raise SettingError(str(exc)) from None
     model_settings = dataclasses.replace(
         like.settings,
         options=dataclasses.replace(like.settings.options, precision=settings.precision or "fp32"),
@@ -328,6 +347,8 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         return
     callspec = getattr(request.node, "callspec", None)
     slot = callspec.params.get(FIXTURE) if callspec is not None else None
+    if isinstance(slot, SetupFailure):
+        pytest.fail(slot.message, pytrace=False)
     from .model import CoreMLModel
 
     if not isinstance(slot, CoreMLModel):

@@ -2,8 +2,8 @@
 
 Values are compared with ``is None`` (never ``or``), so ``atol=0`` is honoured.
 A bad value raises :class:`SettingError` naming where it came from; the plugin
-turns it into a ``pytest.UsageError`` (command line, ini) or a collection
-error (marker). This module is cheap to import: no numpy, torch or coremltools.
+turns it into a ``pytest.UsageError`` (command line, ini) or fails the marked
+test at setup (marker), and unknown names suggest the close match. This module is cheap to import: no numpy, torch or coremltools.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import messages
+from ._suggest import did_you_mean
 from .errors import SettingError
 
 #: The precisions that run unless others are asked for.
@@ -128,6 +129,7 @@ def parse_precisions(value: Any, where: str) -> tuple[str, ...]:
         if name not in known:
             raise SettingError(
                 messages.UNKNOWN_PRECISION.format(where=where, value=name, known=_known(known))
+                + did_you_mean(name, known)
             )
     return tuple(dict.fromkeys(names))
 
@@ -152,6 +154,7 @@ def parse_targets(value: Any, where: str) -> tuple[str, ...]:
                 messages.UNKNOWN_TARGET_STACK.format(
                     where=where, value=name, known=_known(TARGET_STACKS)
                 )
+                + did_you_mean(name, TARGET_STACKS)
             )
     return tuple(dict.fromkeys(names))
 
@@ -184,6 +187,7 @@ def parse_tolerance(value: Any, where: str, what: str) -> float | dict[str, floa
         if key not in PRECISIONS:
             raise SettingError(
                 messages.UNKNOWN_PRECISION.format(where=where, value=key, known=_known(PRECISIONS))
+                + did_you_mean(key, PRECISIONS)
             )
         result[key] = _number(number, where, what)
     return result
@@ -219,6 +223,7 @@ def parse_gate(value: Any, where: str, what: str) -> float | str | dict[str, flo
         if key not in PRECISIONS:
             raise SettingError(
                 messages.UNKNOWN_PRECISION.format(where=where, value=key, known=_known(PRECISIONS))
+                + did_you_mean(key, PRECISIONS)
             )
         result[key] = _gate_number(number, where, what, value)
     return result
@@ -234,6 +239,7 @@ def _choice(values: tuple[str, ...], what: str) -> Callable[[Any, str], str]:
         if text not in values:
             raise SettingError(
                 messages.UNKNOWN_CHOICE.format(where=where, what=what, value=value, known=_known(values))
+                + did_you_mean(value, values)
             )
         return text
 
@@ -341,6 +347,7 @@ def apply_marker(
                     messages.MARKER_UNKNOWN_KEYWORD.format(
                         where=where, value=key, known=_known(MARKER_KEYWORDS)
                     )
+                    + did_you_mean(key, MARKER_KEYWORDS)
                 )
             if key in changes or value is None:
                 continue
@@ -387,6 +394,8 @@ def parse_package(value: Any, where: str) -> str:
 
 def parse_package_precision(value: Any, where: str) -> str:
     """``package=``'s verdict precision: one of PRECISIONS (not custom)."""
+    if not isinstance(value, str):  # precision=["fp16"]: the precision axis was meant
+        raise SettingError(messages.PRECISION_NOT_A_NAME.format(where=where, value=value))
     return _choice(tuple(p for p in PRECISIONS if p != CUSTOM_PRECISION), "precision")(value, where)
 
 
@@ -402,6 +411,7 @@ def parse_convert_kwargs(value: Any, where: str) -> dict[str, Any]:
                 messages.CONVERT_KWARGS_UNKNOWN.format(
                     where=where, value=key, known=_known(CONVERT_KWARGS)
                 )
+                + did_you_mean(key, CONVERT_KWARGS)
             )
     return dict(value)
 
