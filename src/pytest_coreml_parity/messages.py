@@ -47,6 +47,23 @@ WRONG_INPUT_SHAPE = (
     "coreml_model input {index} ({name!r}) has shape {got}, but {model} was converted "
     "with example input shape {want}; converted models have fixed input shapes"
 )
+FIXED_SHAPE_DECLARE = (
+    ". To call it with shape {got} too, declare the shapes when converting "
+    "(import coremltools as ct), e.g.\n    {enumerated}"
+)
+FIXED_SHAPE_RANGE = "\nor a range of sizes:\n    {ranged}"
+FIXED_SHAPE_OWN = (
+    "\nor convert it your own way in a coreml_convert fixture (docs/usage.md, 'Flexible shapes')"
+)
+FIXED_SHAPE_RANK = "; pass a tensor or array of rank {rank}"
+FIXED_SHAPE_PACKAGE = (
+    ". The package declares this shape only: to run shape {got}, build it with "
+    "ct.EnumeratedShapes or ct.RangeDim in its ct.convert inputs"
+)
+FIXED_SHAPE_EXAMPLES = (
+    ". This stack converts at the example inputs' shapes only: to run shape {got}, give "
+    "example_inputs of that shape (a separate test or fixture)"
+)
 NOT_BOUND = "this CoreMLModel is not bound to a converted model yet (use it inside a test)"
 CONVERSION_FAILED = "{summary}"
 BACKEND_UNAVAILABLE = "{reason}"

@@ -39,6 +39,7 @@ from .convert import (
     unflatten,
 )
 from .errors import InputMismatchError, NotBoundError
+from .shape_hint import fixed_shape_message
 from .shapes import AllowedShapes, Shape, combined, read_allowed
 
 if TYPE_CHECKING:
@@ -584,7 +585,7 @@ class CoreMLModel:
 
     def prepare(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
         """Validate ``inputs`` against the example inputs; return them as numpy arrays."""
-
+        __tracebackhide__ = True  # an input error shows the test's line and the message only
         if self.mlmodel is None and self.program is None:
             raise NotBoundError(messages.NOT_BOUND)
         model = type(self.torch_model).__name__
@@ -606,7 +607,11 @@ class CoreMLModel:
                 try:
                     arrays.append(pixels(x, image))
                 except ValueError as exc:
-                    raise InputMismatchError(str(exc)) from exc
+                    bad: str | None = str(exc)
+                else:
+                    bad = None
+                if bad is not None:  # outside the except block: the message is printed once
+                    raise InputMismatchError(bad)
                 continue
             array = to_numpy(x)
             allowed = self.allowed_shapes.get(self.input_names[i]) if i < len(self.input_names) else None
@@ -618,16 +623,8 @@ class CoreMLModel:
                             allowed=allowed.describe(),
                         )
                     )  # fmt: skip
-            elif tuple(array.shape) != tuple(example.shape):
-                raise InputMismatchError(
-                    messages.WRONG_INPUT_SHAPE.format(
-                        index=i,
-                        name=self.input_names[i] if i < len(self.input_names) else f"x{i}",
-                        got=tuple(array.shape),
-                        model=model,
-                        want=tuple(example.shape),
-                    )
-                )
+            elif tuple(array.shape) != tuple(example.shape):  # with how to declare the shape
+                raise InputMismatchError(fixed_shape_message(self, i, tuple(array.shape)))
             arrays.append(array)
         return tuple(arrays)
 
@@ -736,6 +733,7 @@ class CoreMLModel:
             return self.backend.predict(self.mlmodel, full)
 
     def __call__(self, *inputs: Any) -> Any:
+        __tracebackhide__ = True
         arrays = self.prepare(inputs)
         if self.torch_state_model is None:
             return self.run_prepared(arrays)

@@ -1,0 +1,47 @@
+"""Which stacks each option, ini key and marker keyword applies to.
+
+A suite may run both stacks (``--coreml-targets=coreml,coreai``). A setting that does not
+apply to a test's stack is never silently ignored: the plugin fails or skips that test with
+a message naming the setting and the stack (``plugin.py`` asks :func:`not_applied`). One
+table, read by the plugin, the docs test (every keyword documented once, with its stacks)
+and the fixed-shape hint. Cheap to import: no numpy, torch or coremltools.
+"""
+
+from __future__ import annotations
+
+COREML = "coreml"
+COREAI = "coreai"
+BOTH: tuple[str, ...] = (COREML, COREAI)
+
+#: setting (option / ini / marker keyword, by its settings name) -> the stacks it applies to.
+#: A name not listed applies to both.
+ONLY: dict[str, tuple[str, ...]] = {
+    # Core ML conversion recipe (ct.convert): Core AI converts through coreai-torch.
+    "target": (COREML,),
+    "compute_units": (COREML,),
+    "input_dtypes": (COREML,),
+    "export": (COREML,),
+    "optimization": (COREML,),
+    "convert_kwargs": (COREML,),
+    "function": (COREML,),
+    "package": (COREML,),
+    "precision": (COREML,),
+    "backend": (COREML,),
+    "emulator_profile": (COREML,),
+    "headroom": (COREML,),
+    "headroom_action": (COREML,),
+    "headroom_report": (COREML,),
+    # fixtures
+    "coreml_convert": (COREML,),
+    "coreml_convert_kwargs": (COREML,),
+    "torch_preprocess": (COREML,),
+}
+
+
+def stacks_of(name: str) -> tuple[str, ...]:
+    """The stacks setting (or fixture) ``name`` applies to."""
+    return ONLY.get(name, BOTH)
+
+
+def applies(name: str, stack: str) -> bool:
+    return stack in stacks_of(name)
