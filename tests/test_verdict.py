@@ -24,6 +24,7 @@ from pytest_coreml_parity.settings import GATES as SETTING_GATES
 from pytest_coreml_parity.verdict import (
     GATES,
     PRESETS,
+    STANDALONE_ATOL,
     TOLERANCES,
     Gates,
     judge,
@@ -347,7 +348,9 @@ def test_aggregate_gates_skip_an_output_without_signal() -> None:
 def test_one_preset_table() -> None:
     assert set(SETTING_GATES) == set(GATES)
     assert all(isinstance(g, Gates) for g in PRESETS.values())
-    assert TOLERANCES["fp16"] == PRESETS["fp16"].tolerance and list(TOLERANCES) == list(PRESETS)
+    assert TOLERANCES["fp32"] == PRESETS["fp32"].tolerance and list(TOLERANCES) == list(PRESETS)
+    # TOLERANCES["fp16"] keeps its meaning: a standalone allclose pair (1e-2, 1e-2)
+    assert TOLERANCES["fp16"] == (PRESETS["fp16"].rtol, STANDALONE_ATOL) == (1e-2, 1e-2)
     assert PRESETS["fp32"].scale_atol == 0.0 and PRESETS["fp32"].min_snr is None  # fp32 stays strict
 
 
