@@ -40,7 +40,7 @@ from .convert import (
 )
 from .errors import InputMismatchError, NotBoundError
 from .shape_hint import fixed_shape_message
-from .shapes import AllowedShapes, Shape, combined, read_allowed
+from .shapes import AllowedShapes, Shape, read_allowed
 
 if TYPE_CHECKING:
     from .headroom import HeadroomLog
@@ -499,38 +499,22 @@ class CoreMLModel:
 
     def declared_shapes(self) -> tuple[tuple[Shape, ...], ...]:
         """The input shapes to test at, one tuple (a shape per input) per call: every
-        enumerated shape; for ranged dims, the lower bounds, an interior value and the
-        upper bounds (see :func:`.shapes.combined`). Fixed inputs keep their shape."""
+        enumerated shape and image size; for ranged dims, the lower bounds, an interior
+        value and the upper bounds (see :func:`.shapes.combined`). Fixed inputs keep their
+        shape; an image input shows as the ``(1, C, H, W)`` tensor torch sees."""
         if self.mlmodel is None and self.program is None:
             raise NotBoundError(messages.NOT_BOUND)
-        allowed = [
-            self.allowed_shapes.get(name) or AllowedShapes(name, tuple(example.shape))
-            for name, example in zip(self.input_names, self.example_inputs, strict=False)
-        ]
-        return combined(allowed)
+        from .shape_inputs import declared_shapes
+
+        return declared_shapes(self)
 
     def inputs_for_shapes(self, seed: int = 0) -> list[tuple[Any, ...]]:
-        """Inputs at every :meth:`declared_shapes`, derived from ``example_inputs``: the
-        example itself where its shape matches, else seeded ``torch.randn`` (floats) or
-        ``randint`` over the example's range (integers) of that shape."""
-        import torch
+        """Inputs at every :meth:`declared_shapes`: pixels (``uint8`` ``(H, W, C)``) for
+        an image input; else ``example_inputs`` where the shape matches, else seeded
+        ``torch.randn`` (floats) or ``randint`` over the example's range (integers)."""
+        from .shape_inputs import inputs_for_shapes
 
-        generator = torch.Generator().manual_seed(seed)
-        calls = []
-        for shapes in self.declared_shapes():
-            call = []
-            for shape, example in zip(shapes, self.example_inputs, strict=True):
-                if tuple(example.shape) == shape:
-                    call.append(example)
-                elif example.is_floating_point():
-                    call.append(torch.randn(shape, generator=generator).to(example.dtype))
-                else:
-                    low, high = int(example.min()), int(example.max()) + 1
-                    call.append(
-                        torch.randint(low, high, shape, generator=generator, dtype=example.dtype)
-                    )
-            calls.append(tuple(call))
-        return calls
+        return inputs_for_shapes(self, seed)
 
     def _select_function(self, entry: Entry, name: str) -> Any:
         """The package's function ``name`` (marker ``function=``) as its own MLModel."""
