@@ -26,7 +26,7 @@ MARKER_SIGNATURE = (
     "input_dtypes=None, export=None, search_fix=None, targets=None, headroom=None, "
     "headroom_action=None, guide=None, optimization=None, scale_atol=None, min_snr=None, "
     "min_psnr=None, min_cosine=None, min_top1=None, min_top5=None, convert_kwargs=None, fp32_ops=None, function=None, cache=None, "
-    "package=None, precision=None): run coreml_model at "
+    "package=None, precision=None, package_inputs=None): run coreml_model at "
     "these precisions (on these targets: coreml, coreai) with these conversion options and "
     "tolerances (see docs/configuration.md)"
 )
@@ -249,6 +249,19 @@ PRECISION_WITHOUT_PACKAGE = (
 PRECISION_NOT_A_NAME = (
     "{where}: precision= is the one verdict precision of a package= test, got {value!r}; "
     "did you mean precisions={value!r} (the precisions a converted model runs at)?"
+)
+PACKAGE_INPUTS_BAD_VALUE = (
+    "{where}: expected a dict from package input names to forward's argument names, "
+    "e.g. {{'input_1': 'x'}}, got {got}"
+)
+PACKAGE_INPUTS_WITHOUT_PACKAGE = (
+    "@pytest.mark.coreml in {where}: package_inputs= maps a package= test's inputs; "
+    "add package='path/to/Model.mlpackage'"
+)
+PACKAGE_INPUTS_UNKNOWN = "package_inputs names no {side} {names} (the {side}s: {known})"
+PACKAGE_INPUTS_NOT_ONE_TO_ONE = (
+    "package_inputs must map each package input to its own forward argument: "
+    "mapped twice {twice}, forward arguments left out {params}, package inputs left out {inputs}"
 )
 PACKAGE_LOAD_FAILED = "package {package}: does not load: {error}"
 PACKAGE_INPUT_MISMATCH = (

@@ -71,6 +71,8 @@ class ModelSettings:
     package: Path | None = None
     #: ``precision=`` with ``package=``: the verdict's precision (None: read from the program).
     package_precision: str | None = None
+    #: ``package_inputs=`` with ``package=``: package input name -> forward argument.
+    package_inputs: dict[str, str] | None = dataclasses.field(default=None, compare=False)
     #: The function of a multi-function package to run (None: the package's default).
     function: str | None = None
     #: False (marker cache=False): memory cache only, never the disk cache.
@@ -459,7 +461,7 @@ class CoreMLModel:
         assert options.input_names is not None
         loaded = load_package(
             path, torch_model, example_inputs, options.input_names, backend,
-            options.compute_units, self.emulator_profile,
+            options.compute_units, self.emulator_profile, self.settings.package_inputs,
         )  # fmt: skip
         with torch.no_grad(), restored_buffers(torch_model) as updated:
             reference = torch_model(*example_inputs)

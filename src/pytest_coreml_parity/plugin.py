@@ -258,6 +258,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             slots, ids = _package_slot(metafunc, settings, slots[0])
         elif settings.precision is not None:
             raise SettingError(messages.PRECISION_WITHOUT_PACKAGE.format(where=where))
+        elif settings.package_inputs is not None:
+            raise SettingError(messages.PACKAGE_INPUTS_WITHOUT_PACKAGE.format(where=where))
     except SettingError as exc:
         _fail_at_setup(metafunc, str(exc))
         return
@@ -302,6 +304,7 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
         framework="coreml",
         package=path,
         package_precision=settings.precision,
+        package_inputs=settings.package_inputs,
     )
     return [CoreMLModel(model_settings, like.runtime)], [f"pkg:{path.name}"]
 

@@ -50,7 +50,7 @@ MARKER_KEYWORDS: tuple[str, ...] = (
     "targets", "headroom", "headroom_action", "guide", "optimization", "emulator_profile",
     *GATES,
     "convert_kwargs", "fp32_ops", "function", "cache",
-    "package", "precision",
+    "package", "precision", "package_inputs",
 )  # fmt: skip
 #: The optional user fixture returning the test's own conversion (docs/usage.md).
 USER_CONVERT_FIXTURE = "coreml_convert"
@@ -109,6 +109,8 @@ class Settings:
     package: str | None = None
     #: With package=: the verdict's precision (None: read from the program).
     precision: str | None = None
+    #: With package=: package input name -> forward argument (None: by name, else position).
+    package_inputs: dict[str, str] | None = field(default=None, compare=False)
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -382,7 +384,17 @@ MARKER_ONLY: dict[str, Callable[[Any, str], Any]] = {
     "cache": parse_bool,
     "package": lambda v, w: parse_package(v, w),
     "precision": lambda v, w: parse_package_precision(v, w),
+    "package_inputs": lambda v, w: parse_package_inputs(v, w),
 }
+
+
+def parse_package_inputs(value: Any, where: str) -> dict[str, str]:
+    """``{"input_1": "x"}``: package input names to ``forward`` argument names (strings)."""
+    if not isinstance(value, Mapping) or not value or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise SettingError(messages.PACKAGE_INPUTS_BAD_VALUE.format(where=where, got=repr(value)))
+    return dict(value)
 
 
 def parse_package(value: Any, where: str) -> str:
