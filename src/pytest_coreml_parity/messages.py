@@ -24,7 +24,7 @@ MARKER_POSITIONAL = (
 MARKER_SIGNATURE = (
     "coreml(precisions=None, rtol=None, atol=None, target=None, compute_units=None, "
     "input_dtypes=None, export=None, search_fix=None, targets=None, headroom=None, "
-    "headroom_action=None, guide=None, optimization=None, scale_atol=None, min_snr=None, "
+    "headroom_action=None, guide=None, optimization=None, emulator_profile=None, scale_atol=None, min_snr=None, "
     "min_psnr=None, min_cosine=None, min_top1=None, min_top5=None, convert_kwargs=None, fp32_ops=None, function=None, cache=None, "
     "package=None, precision=None, package_inputs=None): run coreml_model at "
     "these precisions (on these targets: coreml, coreai) with these conversion options and "
@@ -297,6 +297,19 @@ CONVERT_KWARGS_UNKNOWN = (
 BAD_FP32_OPS = "{where}: expected a list of op names to keep in fp32 (as --coreml-search-fix prints), got {got}"
 BAD_FUNCTION = "{where}: expected the name of a function of a multi-function package, got {got}"
 FUNCTION_NOT_FOUND = "{where}: the converted package has no function {name!r} (it has: {known})"
+FP32_OPS_UNMATCHED = (
+    "fp32_ops {missing} match no op of this program, so nothing would be kept in fp32 for "
+    "them ({nearest}); stable names here (submodule path:torch op kind): {stable}"
+)
+COREAI_FP32_OPS_UNMATCHED = (
+    "fp32_ops {missing} name no aten op of the Core AI program ({nearest}); on the coreai "
+    "stack fp32_ops name aten ops ({known}); Core ML op names ('13', 'block.norm:pow') "
+    "apply to the coreml stack only"
+)
+NOT_APPLIED = (
+    "{what} applies to the {stacks} stack only (docs/configuration.md); this {stack} test "
+    "would run without it, so it is skipped"
+)
 FIX_PIN = "pin it in the test: @pytest.mark.coreml(fp32_ops=[{names}])\nor in your own conversion:"
 
 # Image inputs (images.py): the preprocessing is judged before the model.
