@@ -26,6 +26,7 @@ ONLY: dict[str, tuple[str, ...]] = {
     "function": (COREML,),
     "package": (COREML,),
     "precision": (COREML,),
+    "package_inputs": (COREML,),
     "backend": (COREML,),
     "emulator_profile": (COREML,),
     "headroom": (COREML,),

@@ -260,6 +260,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             raise SettingError(messages.PRECISION_WITHOUT_PACKAGE.format(where=where))
         elif settings.package_inputs is not None:
             raise SettingError(messages.PACKAGE_INPUTS_WITHOUT_PACKAGE.format(where=where))
+        else:  # a marker keyword that does not apply to a slot's stack skips that id
+            slots = [_unless_applies(slot, settings) for slot in slots]
     except SettingError as exc:
         _fail_at_setup(metafunc, str(exc))
         return
@@ -269,9 +271,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @dataclass(frozen=True)
 class SetupFailure:
     """What ``coreml_model`` is for a test whose marker is wrong: the test fails at
-    setup with ``message``, and the rest of the session runs."""
+    setup with ``message``, and the rest of the session runs. ``skip``: a marker keyword
+    that does not apply to this id's stack; the test skips with ``message``."""
 
     message: str
+    skip: bool = False
+
+
+def _unless_applies(slot: Any, settings: Settings) -> Any:
+    """``slot``, or a skip naming the marker keywords that do not apply to its stack."""
+    from .applies import stacks_of
+
+    stack = slot.framework
+    missing = [
+        key for key, origin in settings.origins.items()
+        if origin == "marker" and stack not in stacks_of(key)
+    ]  # fmt: skip
+    if not missing:
+        return slot
+    what = ", ".join(f"@pytest.mark.coreml({key}=...)" for key in missing)
+    stacks = ", ".join(stacks_of(missing[0]))
+    return SetupFailure(messages.NOT_APPLIED.format(what=what, stacks=stacks, stack=stack), skip=True)
 
 
 def _fail_at_setup(metafunc: pytest.Metafunc, message: str) -> None:
@@ -306,7 +326,17 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
         package_precision=settings.precision,
         package_inputs=settings.package_inputs,
     )
-    return [CoreMLModel(model_settings, like.runtime)], [f"pkg:{path.name}"]
+    slots: list[Any] = [CoreMLModel(model_settings, like.runtime)]
+    ids = [f"pkg:{path.name}"]
+    from .applies import stacks_of
+
+    for stack in settings.targets:  # package= tests a built Core ML package: say so per stack
+        if stack not in stacks_of("package"):
+            what = "@pytest.mark.coreml(package=...)"
+            slots.append(SetupFailure(messages.NOT_APPLIED.format(
+                what=what, stacks=", ".join(stacks_of("package")), stack=stack), skip=True))
+            ids.append(f"{stack}-pkg:{path.name}")
+    return slots, ids
 
 
 @pytest.fixture
@@ -343,6 +373,21 @@ def _optional_fixture(request: pytest.FixtureRequest, name: str) -> Any:
     return None
 
 
+def _skip_fixtures_not_applied(request: pytest.FixtureRequest, stack: str) -> None:
+    """A ``coreml_convert`` (or ``coreml_convert_kwargs``, ``torch_preprocess``) fixture on a
+    stack it does not apply to: skip naming it, never convert without it."""
+    from .applies import applies
+
+    for name in (USER_CONVERT_FIXTURE, USER_CONVERT_KWARGS_FIXTURE, "torch_preprocess"):
+        if not applies(name, stack) and _optional_fixture(request, name) is not None:
+            from .applies import stacks_of
+
+            what = f"the {name} fixture"
+            pytest.skip(
+                messages.NOT_APPLIED.format(what=what, stacks=", ".join(stacks_of(name)), stack=stack)
+            )
+
+
 @pytest.fixture(autouse=True)
 def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     """Bind this test's ``coreml_model`` to its ``torch_model`` and ``example_inputs``."""
@@ -351,6 +396,8 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     callspec = getattr(request.node, "callspec", None)
     slot = callspec.params.get(FIXTURE) if callspec is not None else None
     if isinstance(slot, SetupFailure):
+        if slot.skip:
+            pytest.skip(slot.message)
         pytest.fail(slot.message, pytrace=False)
     from .model import CoreMLModel
 
@@ -371,6 +418,7 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     from .convert import ConversionError
     from .errors import PackageError
 
+    _skip_fixtures_not_applied(request, slot.framework)
     convert = _optional_fixture(request, USER_CONVERT_FIXTURE)
     if convert is not None and not callable(convert):
         pytest.fail(messages.USER_CONVERT_NOT_CALLABLE.format(got=type(convert).__name__), pytrace=False)
