@@ -167,9 +167,7 @@ def map_inputs(
         extra = [n for n in names if n not in params]
         hint = ""
         if len(missing) == len(extra):  # the mapping that would fit, paste-ready
-            hint = "; map them with @pytest.mark.coreml(package_inputs={})".format(
-                dict(zip(extra, missing, strict=True))
-            )
+            hint = f"; map them with @pytest.mark.coreml(package_inputs={dict(zip(extra, missing, strict=True))})"
         raise fail(f"names differ: missing in the package {missing}, extra in the package {extra}{hint}")
     for spec, param, example in zip(ordered, params, examples, strict=True):
         shape = tuple(example.shape)
