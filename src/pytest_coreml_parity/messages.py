@@ -310,6 +310,10 @@ NOT_APPLIED = (
     "{what} applies to the {stacks} stack only (docs/configuration.md); this {stack} test "
     "would run without it, so it is skipped"
 )
+NOT_APPLIED_SESSION = (
+    "coreml-parity: {stack} tests run without {settings} (they apply to other stacks; "
+    "docs/configuration.md)"
+)
 FIX_PIN = "pin it in the test: @pytest.mark.coreml(fp32_ops=[{names}])\nor in your own conversion:"
 
 # Image inputs (images.py): the preprocessing is judged before the model.

@@ -167,6 +167,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"coreml-parity: emulator profile {settings.emulator_profile} ({origin})")
     if settings.targets != DEFAULT_TARGET_STACKS:
         lines.append(_targets_header(settings.targets))
+        lines.extend(_not_applied_header(settings))
+    return lines
+
+
+def _not_applied_header(settings: Settings) -> list[str]:
+    """``coreml-parity: coreai tests run without --coreml-target (coreml only)``: session
+    settings a selected stack ignores, said once instead of silently."""
+    from .applies import stacks_of
+
+    lines = []
+    for stack in settings.targets:
+        unused = [
+            origin for name, origin in settings.origins.items()
+            if origin != "marker" and stack not in stacks_of(name)
+        ]  # fmt: skip
+        if unused:
+            lines.append(messages.NOT_APPLIED_SESSION.format(stack=stack, settings=", ".join(unused)))
     return lines
 
 

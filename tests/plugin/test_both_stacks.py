@@ -78,3 +78,15 @@ def test_core_ml_op_names_on_core_ai_are_an_error(pytester: pytest.Pytester, run
         ["*fp32_ops [[]'13', 'var'[]] name no aten op of the Core AI program*"
          "Core ML op names * apply to the coreml stack only*"]
     )
+
+
+def test_session_settings_a_stack_ignores_are_named_in_the_header(pytester: pytest.Pytester, run) -> None:
+    pytester.makeconftest(SCALE_CONFTEST)
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    pytester.makeini("[pytest]\ncoreml_compute_units = CPU_ONLY\n")
+    result = run(BOTH, "--coreml-target=iOS17")
+    line = messages.NOT_APPLIED_SESSION.format(
+        stack="coreai", settings="--coreml-target, ini coreml_compute_units"
+    )
+    result.stdout.fnmatch_lines([line])
+    assert "coreml tests run without" not in result.stdout.str()
