@@ -90,3 +90,19 @@ def test_session_settings_a_stack_ignores_are_named_in_the_header(pytester: pyte
     )
     result.stdout.fnmatch_lines([line])
     assert "coreml tests run without" not in result.stdout.str()
+
+
+@needs_coreai
+def test_mixed_needs_no_pin_matching_every_arithmetic_op(pytester: pytest.Pytester, run) -> None:
+    pytester.makeconftest(SCALE_CONFTEST)  # relu and mul only: no add, sub or div
+    pytester.makepyfile(
+        test_mixed="""
+        import pytest
+        from pytest_coreml_parity import assert_parity
+
+        @pytest.mark.coreml(precisions=["mixed"], targets=["coreai"])
+        def test_mixed(coreml_model, example_inputs):
+            assert_parity(coreml_model, *example_inputs)
+        """
+    )
+    run().assert_outcomes(passed=1)

@@ -290,8 +290,8 @@ def convert_exported(
                 exported = copy.deepcopy(exported)
             stage = "run_decompositions"
             exported = exported.run_decompositions(coreai_torch.get_decomp_table())
-            if ops:  # a pinned name no aten op answers to (a Core ML op name, say) is an error
-                unmatched_aten_ops(exported, ops)
+            if ops and ops != ARITHMETIC_FP32_OPS:  # a pin (not 'mixed''s policy) that no
+                unmatched_aten_ops(exported, ops)  # aten op answers to is an error
             if precision != "fp32":
                 from coreai_opt.casting import cast_fp32_to_fp16
 
