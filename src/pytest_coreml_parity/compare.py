@@ -21,6 +21,7 @@ import numpy as np
 
 from . import messages
 from ._values import flatten, to_numpy, widen_float16
+from .errors import SettingError
 from .gates import GATE_TABLE
 from .precisions import is_exact
 from .verdict import (
@@ -88,16 +89,21 @@ def gates_for(
 
     A malformed value raises :class:`~.errors.SettingError` naming its source.
     """
+    __tracebackhide__ = True
     configured: dict[str, Any] = {}
     if model is not None:
         configured = {"rtol": model.rtol, "atol": model.atol, **model.gates}
-    return resolve_gates(
-        precision,
-        arguments,
-        configured,
-        argument_where=messages.ARGUMENT_TOLERANCE,
-        configured_where=messages.CONFIGURED_TOLERANCE,
-    )
+    try:
+        return resolve_gates(
+            precision,
+            arguments,
+            configured,
+            argument_where=messages.ARGUMENT_TOLERANCE,
+            configured_where=messages.CONFIGURED_TOLERANCE,
+        )
+    except SettingError as exc:
+        bad = exc
+    raise SettingError(str(bad))  # outside the except block: no verdict frames, one message
 
 
 #: (label, Metrics attribute, gate) per row of the metrics table: the two ungated error

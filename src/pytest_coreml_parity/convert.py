@@ -729,7 +729,6 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
                 mlmodel = compress(
                     mlmodel, options.precision, options.optimization, captured.example_inputs
                 )
-            return mlmodel
         except Exception as exc:
             op, reason = summarize_error(exc)
             op_part = f": op '{op}'" if op else ""
@@ -739,6 +738,18 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
             raise ConversionError(
                 f"coremltools could not convert {where}{op_part}: {reason}", detail=str(exc)
             ) from exc
+    check_fp32_ops(precision)
+    return mlmodel
+
+
+def check_fp32_ops(precision: object) -> None:
+    """A pinned ``fp32_ops`` name that matched no op is an error naming the nearest ones."""
+    from .op_names import Fp32Selector
+
+    selector = getattr(precision, "op_selector", None)
+    message = selector.unmatched_message() if isinstance(selector, Fp32Selector) else None
+    if message is not None:
+        raise ConversionError(message)
 
 
 def compute_precision(ct: Any, options: ConversionOptions) -> object:
@@ -748,9 +759,10 @@ def compute_precision(ct: Any, options: ConversionOptions) -> object:
     if row is not None and is_exact(row.name):
         return ct.precision.FLOAT32
     if row is not None and not row.mixed:  # fp16, and the compressed ones built on it
-        if options.fp32_ops:
-            keep = frozenset(options.fp32_ops)
-            return ct.transform.FP16ComputePrecision(op_selector=lambda op: op.name not in keep)
+        if options.fp32_ops:  # internal or stable names (op_names.py); unmatched ones fail
+            from .op_names import Fp32Selector
+
+            return ct.transform.FP16ComputePrecision(op_selector=Fp32Selector(options.fp32_ops))
         return ct.precision.FLOAT16
     raise ConversionError(f"unknown precision {options.precision!r}")
 
@@ -795,6 +807,7 @@ def convert_with_user_function(captured: Captured, options: ConversionOptions) -
                 fixture=USER_CONVERT_FIXTURE, where=where, got=f"a {type(result).__name__}"
             )
         )
+    check_fp32_ops(precision)  # pinned names the function's conversion never saw fail too
     if is_compressed(options.precision):
         with quiet_conversion():
             try:

@@ -24,11 +24,9 @@ MARKER_POSITIONAL = (
 MARKER_SIGNATURE = (
     "coreml(precisions=None, rtol=None, atol=None, target=None, compute_units=None, "
     "input_dtypes=None, export=None, search_fix=None, targets=None, headroom=None, "
-    "headroom_action=None, guide=None, optimization=None, scale_atol=None, min_snr=None, "
+    "headroom_action=None, guide=None, optimization=None, emulator_profile=None, scale_atol=None, min_snr=None, "
     "min_psnr=None, min_cosine=None, min_top1=None, min_top5=None, convert_kwargs=None, fp32_ops=None, function=None, cache=None, "
-    "package=None, precision=None, shims=None): run coreml_model at "
-
-    "package=None, precision=None, lint=None): run coreml_model at "
+    "package=None, precision=None, shims=None, lint=None, package_inputs=None): run coreml_model at "
     "these precisions (on these targets: coreml, coreai) with these conversion options and "
     "tolerances (see docs/configuration.md)"
 )
@@ -48,6 +46,23 @@ WRONG_INPUT_COUNT = (
 WRONG_INPUT_SHAPE = (
     "coreml_model input {index} ({name!r}) has shape {got}, but {model} was converted "
     "with example input shape {want}; converted models have fixed input shapes"
+)
+FIXED_SHAPE_DECLARE = (
+    ". To call it with shape {got} too, declare the shapes when converting "
+    "(import coremltools as ct), e.g.\n    {enumerated}"
+)
+FIXED_SHAPE_RANGE = "\nor a range of sizes:\n    {ranged}"
+FIXED_SHAPE_OWN = (
+    "\nor convert it your own way in a coreml_convert fixture (docs/usage.md, 'Flexible shapes')"
+)
+FIXED_SHAPE_RANK = "; pass a tensor or array of rank {rank}"
+FIXED_SHAPE_PACKAGE = (
+    ". The package declares this shape only: to run shape {got}, build it with "
+    "ct.EnumeratedShapes or ct.RangeDim in its ct.convert inputs"
+)
+FIXED_SHAPE_EXAMPLES = (
+    ". This stack converts at the example inputs' shapes only: to run shape {got}, give "
+    "example_inputs of that shape (a separate test or fixture)"
 )
 NOT_BOUND = "this CoreMLModel is not bound to a converted model yet (use it inside a test)"
 CONVERSION_FAILED = "{summary}"
@@ -249,7 +264,24 @@ PACKAGE_WITH_PRECISIONS = (
 )
 PRECISION_WITHOUT_PACKAGE = (
     "@pytest.mark.coreml in {where}: precision= sets the verdict of a package= test; "
-    "for converted models use precisions=[...]"
+    "did you mean precisions=[...] (the precisions a converted model runs at)?"
+)
+PRECISION_NOT_A_NAME = (
+    "{where}: precision= is the one verdict precision of a package= test, got {value!r}; "
+    "did you mean precisions={value!r} (the precisions a converted model runs at)?"
+)
+PACKAGE_INPUTS_BAD_VALUE = (
+    "{where}: expected a dict from package input names to forward's argument names, "
+    "e.g. {{'input_1': 'x'}}, got {got}"
+)
+PACKAGE_INPUTS_WITHOUT_PACKAGE = (
+    "@pytest.mark.coreml in {where}: package_inputs= maps a package= test's inputs; "
+    "add package='path/to/Model.mlpackage'"
+)
+PACKAGE_INPUTS_UNKNOWN = "package_inputs names no {side} {names} (the {side}s: {known})"
+PACKAGE_INPUTS_NOT_ONE_TO_ONE = (
+    "package_inputs must map each package input to its own forward argument: "
+    "mapped twice {twice}, forward arguments left out {params}, package inputs left out {inputs}"
 )
 PACKAGE_LOAD_FAILED = "package {package}: does not load: {error}"
 PACKAGE_INPUT_MISMATCH = (
@@ -285,6 +317,23 @@ CONVERT_KWARGS_UNKNOWN = (
 BAD_FP32_OPS = "{where}: expected a list of op names to keep in fp32 (as --coreml-search-fix prints), got {got}"
 BAD_FUNCTION = "{where}: expected the name of a function of a multi-function package, got {got}"
 FUNCTION_NOT_FOUND = "{where}: the converted package has no function {name!r} (it has: {known})"
+FP32_OPS_UNMATCHED = (
+    "fp32_ops {missing} match no op of this program, so nothing would be kept in fp32 for "
+    "them ({nearest}); stable names here (submodule path:torch op kind): {stable}"
+)
+COREAI_FP32_OPS_UNMATCHED = (
+    "fp32_ops {missing} name no aten op of the Core AI program ({nearest}); on the coreai "
+    "stack fp32_ops name aten ops ({known}); Core ML op names ('13', 'block.norm:pow') "
+    "apply to the coreml stack only"
+)
+NOT_APPLIED = (
+    "{what} applies to the {stacks} stack only (docs/configuration.md); this {stack} test "
+    "would run without it, so it is skipped"
+)
+NOT_APPLIED_SESSION = (
+    "coreml-parity: {stack} tests run without {settings} (they apply to other stacks; "
+    "docs/configuration.md)"
+)
 FIX_PIN = "pin it in the test: @pytest.mark.coreml(fp32_ops=[{names}])\nor in your own conversion:"
 
 # Image inputs (images.py): the preprocessing is judged before the model.

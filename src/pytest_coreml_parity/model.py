@@ -38,7 +38,8 @@ from .errors import InputMismatchError, NotBoundError
 from .model_images import ImageInputs
 from .outputs import describe_keys, is_keyed, labels, numpy_tree
 from .sequence import StatefulSequence, Step
-from .shapes import AllowedShapes, Shape, combined, read_allowed
+from .shape_hint import fixed_shape_message
+from .shapes import AllowedShapes, Shape, read_allowed
 from .stacks import DEFAULT_STACKS, Stack, stack
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class ModelSettings:
     package: Path | None = None
     #: ``precision=`` with ``package=``: the verdict's precision (None: read from the program).
     package_precision: str | None = None
+    #: ``package_inputs=`` with ``package=``: package input name -> forward argument.
+    package_inputs: dict[str, str] | None = dataclasses.field(default=None, compare=False)
     #: The function of a multi-function package to run (None: the package's default).
     function: str | None = None
     #: False (marker cache=False): memory cache only, never the disk cache.
@@ -380,7 +383,7 @@ class CoreMLModel:
         assert options.input_names is not None
         loaded = load_package(
             path, torch_model, example_inputs, options.input_names, backend,
-            options.compute_units, self.emulator_profile,
+            options.compute_units, self.emulator_profile, self.settings.package_inputs,
         )  # fmt: skip
         with torch.no_grad(), restored_buffers(torch_model) as updated:
             reference = torch_model(*example_inputs)
@@ -420,38 +423,22 @@ class CoreMLModel:
 
     def declared_shapes(self) -> tuple[tuple[Shape, ...], ...]:
         """The input shapes to test at, one tuple (a shape per input) per call: every
-        enumerated shape; for ranged dims, the lower bounds, an interior value and the
-        upper bounds (see :func:`.shapes.combined`). Fixed inputs keep their shape."""
+        enumerated shape and image size; for ranged dims, the lower bounds, an interior
+        value and the upper bounds (see :func:`.shapes.combined`). Fixed inputs keep their
+        shape; an image input shows as the ``(1, C, H, W)`` tensor torch sees."""
         if self.mlmodel is None and self.program is None:
             raise NotBoundError(messages.NOT_BOUND)
-        allowed = [
-            self.allowed_shapes.get(name) or AllowedShapes(name, tuple(example.shape))
-            for name, example in zip(self.input_names, self.example_inputs, strict=False)
-        ]
-        return combined(allowed)
+        from .shape_inputs import declared_shapes
+
+        return declared_shapes(self)
 
     def inputs_for_shapes(self, seed: int = 0) -> list[tuple[Any, ...]]:
-        """Inputs at every :meth:`declared_shapes`, derived from ``example_inputs``: the
-        example itself where its shape matches, else seeded ``torch.randn`` (floats) or
-        ``randint`` over the example's range (integers) of that shape."""
-        import torch
+        """Inputs at every :meth:`declared_shapes`: pixels (``uint8`` ``(H, W, C)``) for
+        an image input; else ``example_inputs`` where the shape matches, else seeded
+        ``torch.randn`` (floats) or ``randint`` over the example's range (integers)."""
+        from .shape_inputs import inputs_for_shapes
 
-        generator = torch.Generator().manual_seed(seed)
-        calls = []
-        for shapes in self.declared_shapes():
-            call = []
-            for shape, example in zip(shapes, self.example_inputs, strict=True):
-                if tuple(example.shape) == shape:
-                    call.append(example)
-                elif example.is_floating_point():
-                    call.append(torch.randn(shape, generator=generator).to(example.dtype))
-                else:
-                    low, high = int(example.min()), int(example.max()) + 1
-                    call.append(
-                        torch.randint(low, high, shape, generator=generator, dtype=example.dtype)
-                    )
-            calls.append(tuple(call))
-        return calls
+        return inputs_for_shapes(self, seed)
 
     def _select_function(self, entry: Entry, name: str) -> Any:
         """The package's function ``name`` (marker ``function=``) as its own MLModel."""
@@ -506,7 +493,7 @@ class CoreMLModel:
 
     def prepare(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
         """Validate ``inputs`` against the example inputs; return them as numpy arrays."""
-
+        __tracebackhide__ = True  # an input error shows the test's line and the message only
         if self.mlmodel is None and self.program is None:
             raise NotBoundError(messages.NOT_BOUND)
         model = type(self.torch_model).__name__
@@ -530,7 +517,11 @@ class CoreMLModel:
                 try:
                     arrays.append(pixels(x, image))
                 except ValueError as exc:
-                    raise InputMismatchError(str(exc)) from exc
+                    bad: str | None = str(exc)
+                else:
+                    bad = None
+                if bad is not None:  # outside the except block: the message is printed once
+                    raise InputMismatchError(bad)
                 continue
             array = to_numpy(x)
             allowed = self.allowed_shapes.get(self.input_names[i]) if i < len(self.input_names) else None
@@ -542,16 +533,8 @@ class CoreMLModel:
                             allowed=allowed.describe(),
                         )
                     )  # fmt: skip
-            elif tuple(array.shape) != tuple(example.shape):
-                raise InputMismatchError(
-                    messages.WRONG_INPUT_SHAPE.format(
-                        index=i,
-                        name=self.input_names[i] if i < len(self.input_names) else f"x{i}",
-                        got=tuple(array.shape),
-                        model=model,
-                        want=tuple(example.shape),
-                    )
-                )
+            elif tuple(array.shape) != tuple(example.shape):  # with how to declare the shape
+                raise InputMismatchError(fixed_shape_message(self, i, tuple(array.shape)))
             arrays.append(array)
         return tuple(arrays)
 
@@ -638,6 +621,7 @@ class CoreMLModel:
             return self.backend.predict(self.mlmodel, full)
 
     def __call__(self, *inputs: Any) -> Any:
+        __tracebackhide__ = True
         arrays = self.prepare(inputs)
         if self.torch_state_model is None:
             return self.run_prepared(arrays)

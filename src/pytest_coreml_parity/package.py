@@ -10,12 +10,13 @@ kept coremltools' default names. Every mismatch names both sides.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import messages
+from ._suggest import did_you_mean
 from .errors import PackageError
 from .shapes import AllowedShapes, read_allowed
 
@@ -99,16 +100,51 @@ def _torch_side(params: Sequence[str], examples: Sequence[Any]) -> str:
     return "[" + ", ".join(shown) + "]"
 
 
+def _mapped(
+    mapping: Mapping[str, str],
+    names: Sequence[str],
+    by_name: Mapping[str, SpecInput],
+    params: Sequence[str],
+    fail: Callable[[str], PackageError],
+) -> tuple[SpecInput, ...]:
+    """The package's inputs ordered by ``package_inputs`` (package name -> forward argument)."""
+    unknown = [k for k in mapping if k not in by_name]
+    if unknown:
+        raise fail(
+            messages.PACKAGE_INPUTS_UNKNOWN.format(side="package input", names=unknown, known=list(names))
+            + did_you_mean(unknown[0], names)
+        )
+    bad = [v for v in mapping.values() if v not in params]
+    if bad:
+        raise fail(
+            messages.PACKAGE_INPUTS_UNKNOWN.format(side="forward argument", names=bad, known=list(params))
+            + did_you_mean(bad[0], params)
+        )
+    twice = sorted({v for v in mapping.values() if list(mapping.values()).count(v) > 1})
+    unmapped_params = [p for p in params if p not in mapping.values()]
+    unmapped_inputs = [n for n in names if n not in mapping]
+    if twice or unmapped_params or unmapped_inputs:
+        raise fail(
+            messages.PACKAGE_INPUTS_NOT_ONE_TO_ONE.format(
+                twice=twice, params=unmapped_params, inputs=unmapped_inputs
+            )
+        )
+    by_param = {v: k for k, v in mapping.items()}
+    return tuple(by_name[by_param[p]] for p in params)
+
+
 def map_inputs(
     package: str,
     model: str,
     inputs: Sequence[SpecInput],
     params: Sequence[str],
     examples: Sequence[Any],
+    mapping: Mapping[str, str] | None = None,
 ) -> tuple[SpecInput, ...]:
-    """The package's inputs in the order of ``params`` (forward's parameters), by name,
-    or by position when the package's names are coremltools' defaults. Checks each
-    example's shape and dtype against the package's declaration."""
+    """The package's inputs in the order of ``params`` (forward's parameters): by the
+    marker's ``package_inputs`` mapping when given, else by name, or by position when the
+    package's names are coremltools' defaults. Checks each example's shape and dtype
+    against the package's declaration."""
 
     def fail(problem: str) -> PackageError:
         return PackageError(
@@ -123,14 +159,19 @@ def map_inputs(
 
     names = [i.name for i in inputs]
     by_name = {i.name: i for i in inputs}
-    if set(names) == set(params):
+    if mapping is not None:
+        ordered = _mapped(mapping, names, by_name, params, fail)
+    elif set(names) == set(params):
         ordered = tuple(by_name[p] for p in params)
     elif all(_DEFAULT_NAME.match(n) for n in names) and len(names) == len(params):
         ordered = tuple(inputs)  # coremltools' default names: by position
     else:
         missing = [p for p in params if p not in by_name]
         extra = [n for n in names if n not in params]
-        raise fail(f"names differ: missing in the package {missing}, extra in the package {extra}")
+        hint = ""
+        if len(missing) == len(extra):  # the mapping that would fit, paste-ready
+            hint = f"; map them with @pytest.mark.coreml(package_inputs={dict(zip(extra, missing, strict=True))})"
+        raise fail(f"names differ: missing in the package {missing}, extra in the package {extra}{hint}")
     for spec, param, example in zip(ordered, params, examples, strict=True):
         shape = tuple(example.shape)
         if spec.allowed is not None and not spec.allowed.allows(shape):
@@ -184,6 +225,7 @@ def load_package(
     backend: Backend,
     compute_units: str,
     profile: str,
+    mapping: Mapping[str, str] | None = None,
 ) -> LoadedPackage:
     """Load ``path`` on ``backend``, read its precision and map its inputs."""
     try:
@@ -205,7 +247,7 @@ def load_package(
         precision = "fp16" if fp16 else "fp32"
         why = f"read from its output dtypes; the emulator cannot plan it: {unplanned}"
     model = type(torch_model).__name__
-    ordered = map_inputs(path.name, model, spec_inputs(description), params, example_inputs)
+    ordered = map_inputs(path.name, model, spec_inputs(description), params, example_inputs, mapping)
     return LoadedPackage(
         path=path,
         mlmodel=mlmodel,

@@ -51,6 +51,8 @@ FIXTURE = "coreml_model"
 SUMMARY_TITLE = "coreml-parity"
 REPORT_ATTR = "coreml_parity"
 HEADROOM_ATTR = "coreml_parity_headroom"
+#: The id of a test whose marker is wrong (it fails at setup, naming the marker).
+SETUP_FAILURE_ID = "bad-marker"
 
 
 @dataclass
@@ -199,9 +201,26 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"coreml-parity: emulator profile {settings.emulator_profile} ({origin})")
     if settings.targets != DEFAULT_TARGET_STACKS:
         lines.append(_targets_header(settings.targets))
+        lines.extend(_not_applied_header(settings))
     from .shims import describe  # cheap: no coremltools
 
     lines.append(describe(settings.shims))
+    return lines
+
+
+def _not_applied_header(settings: Settings) -> list[str]:
+    """``coreml-parity: coreai tests run without --coreml-target (coreml only)``: session
+    settings a selected stack ignores, said once instead of silently."""
+    from .applies import stacks_of
+
+    lines = []
+    for stack in settings.targets:
+        unused = [
+            origin for name, origin in settings.origins.items()
+            if origin != "marker" and stack not in stacks_of(name)
+        ]  # fmt: skip
+        if unused:
+            lines.append(messages.NOT_APPLIED_SESSION.format(stack=stack, settings=", ".join(unused)))
     return lines
 
 
@@ -241,8 +260,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             [dict(m.kwargs) for m in markers],
             where,
         )
-    except SettingError as exc:
-        raise pytest.Collector.CollectError(str(exc)) from None
+    except SettingError as exc:  # this test errors at setup; the session runs on
+        _fail_at_setup(metafunc, str(exc))
+        return
     runtime = _runtime(config)
     axis = [(name, precision) for name in settings.targets for precision in settings.precisions]
     slots = [
@@ -279,16 +299,54 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for name, precision in axis
     ]
     ids = parametrize_ids(settings.targets, settings.precisions)
-    if settings.package is not None:  # one test against a built package: no precision axis
-        slots, ids = _package_slot(metafunc, settings, slots[0])
-    elif settings.precision is not None:
-        raise pytest.Collector.CollectError(messages.PRECISION_WITHOUT_PACKAGE.format(where=where))
+    try:
+        if settings.package is not None:  # one test against a built package: no precision axis
+            slots, ids = _package_slot(metafunc, settings, slots[0])
+        elif settings.precision is not None:
+            raise SettingError(messages.PRECISION_WITHOUT_PACKAGE.format(where=where))
+        elif settings.package_inputs is not None:
+            raise SettingError(messages.PACKAGE_INPUTS_WITHOUT_PACKAGE.format(where=where))
+        else:  # a marker keyword that does not apply to a slot's stack skips that id
+            slots = [_unless_applies(slot, settings) for slot in slots]
+    except SettingError as exc:
+        _fail_at_setup(metafunc, str(exc))
+        return
     metafunc.parametrize(FIXTURE, slots, ids=ids, scope="session")
+
+
+@dataclass(frozen=True)
+class SetupFailure:
+    """What ``coreml_model`` is for a test whose marker is wrong: the test fails at
+    setup with ``message``, and the rest of the session runs. ``skip``: a marker keyword
+    that does not apply to this id's stack; the test skips with ``message``."""
+
+    message: str
+    skip: bool = False
+
+
+def _unless_applies(slot: Any, settings: Settings) -> Any:
+    """``slot``, or a skip naming the marker keywords that do not apply to its stack."""
+    from .applies import stacks_of
+
+    stack = slot.stack.name
+    missing = [
+        key for key, origin in settings.origins.items()
+        if origin == "marker" and stack not in stacks_of(key)
+    ]  # fmt: skip
+    if not missing:
+        return slot
+    what = ", ".join(f"@pytest.mark.coreml({key}=...)" for key in missing)
+    stacks = ", ".join(stacks_of(missing[0]))
+    return SetupFailure(messages.NOT_APPLIED.format(what=what, stacks=stacks, stack=stack), skip=True)
+
+
+def _fail_at_setup(metafunc: pytest.Metafunc, message: str) -> None:
+    metafunc.parametrize(FIXTURE, [SetupFailure(message)], ids=[SETUP_FAILURE_ID], scope="session")
 
 
 def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> tuple[list[Any], list[str]]:
     """The one ``coreml_model`` of a ``package=`` test (id ``pkg:Model.mlpackage``); a
-    missing package is a collection error naming the marker and the places looked in."""
+    missing package fails that test at setup, naming the marker and the places looked in."""
     import dataclasses
 
     from .errors import PackageError
@@ -297,7 +355,7 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
 
     where = metafunc.definition.nodeid
     if settings.origins.get("precisions") == "marker":
-        raise pytest.Collector.CollectError(
+        raise SettingError(
             messages.PACKAGE_WITH_PRECISIONS.format(where=where, value=list(settings.precisions))
         )
     try:
@@ -305,15 +363,26 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
             settings.package, metafunc.definition.path.parent, metafunc.config.rootpath, where
         )
     except PackageError as exc:
-        raise pytest.Collector.CollectError(str(exc)) from None
+        raise SettingError(str(exc)) from None
     model_settings = dataclasses.replace(
         like.settings,
         options=dataclasses.replace(like.settings.options, precision=settings.precision or "fp32"),
         stack=DEFAULT_TARGET_STACKS[0],  # a built Core ML package
         package=path,
         package_precision=settings.precision,
+        package_inputs=settings.package_inputs,
     )
-    return [CoreMLModel(model_settings, like.runtime)], [f"pkg:{path.name}"]
+    slots: list[Any] = [CoreMLModel(model_settings, like.runtime)]
+    ids = [f"pkg:{path.name}"]
+    from .applies import stacks_of
+
+    for stack in settings.targets:  # package= tests a built Core ML package: say so per stack
+        if stack not in stacks_of("package"):
+            what = "@pytest.mark.coreml(package=...)"
+            slots.append(SetupFailure(messages.NOT_APPLIED.format(
+                what=what, stacks=", ".join(stacks_of("package")), stack=stack), skip=True))
+            ids.append(f"{stack}-pkg:{path.name}")
+    return slots, ids
 
 
 @pytest.fixture
@@ -353,6 +422,21 @@ def _optional_fixture(request: pytest.FixtureRequest, name: str) -> Any:
     return None
 
 
+def _skip_fixtures_not_applied(request: pytest.FixtureRequest, stack: str) -> None:
+    """A ``coreml_convert`` (or ``coreml_convert_kwargs``, ``torch_preprocess``) fixture on a
+    stack it does not apply to: skip naming it, never convert without it."""
+    from .applies import applies
+
+    for name in (USER_CONVERT_FIXTURE, USER_CONVERT_KWARGS_FIXTURE, "torch_preprocess"):
+        if not applies(name, stack) and _optional_fixture(request, name) is not None:
+            from .applies import stacks_of
+
+            what = f"the {name} fixture"
+            pytest.skip(
+                messages.NOT_APPLIED.format(what=what, stacks=", ".join(stacks_of(name)), stack=stack)
+            )
+
+
 @pytest.fixture(autouse=True)
 def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     """Bind this test's ``coreml_model`` to its ``torch_model`` and ``example_inputs``."""
@@ -360,6 +444,10 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
         return
     callspec = getattr(request.node, "callspec", None)
     slot = callspec.params.get(FIXTURE) if callspec is not None else None
+    if isinstance(slot, SetupFailure):
+        if slot.skip:
+            pytest.skip(slot.message)
+        pytest.fail(slot.message, pytrace=False)
     from .model import CoreMLModel
 
     if not isinstance(slot, CoreMLModel):
@@ -378,6 +466,7 @@ def _coreml_parity_bind(request: pytest.FixtureRequest) -> None:
     from .convert import ConversionError
     from .errors import PackageError
 
+    _skip_fixtures_not_applied(request, slot.stack.name)
     convert = _optional_fixture(request, USER_CONVERT_FIXTURE)
     if convert is not None and not callable(convert):
         pytest.fail(messages.USER_CONVERT_NOT_CALLABLE.format(got=type(convert).__name__), pytrace=False)

@@ -2,8 +2,8 @@
 
 Values are compared with ``is None`` (never ``or``), so ``atol=0`` is honoured.
 A bad value raises :class:`SettingError` naming where it came from; the plugin
-turns it into a ``pytest.UsageError`` (command line, ini) or a collection
-error (marker). This module is cheap to import: no numpy, torch or coremltools.
+turns it into a ``pytest.UsageError`` (command line, ini) or fails the marked
+test at setup (marker), and unknown names suggest the close match. This module is cheap to import: no numpy, torch or coremltools.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import messages
+from ._suggest import did_you_mean
 from .errors import SettingError
 from .gates import GATE_ROWS, GATE_TABLE, gate_number
 from .gates import GATES as GATE_NAMES
@@ -58,7 +59,7 @@ MARKER_KEYWORDS: tuple[str, ...] = (
     "targets", "headroom", "headroom_action", "guide", "optimization", "emulator_profile",
     *GATES,
     "convert_kwargs", "fp32_ops", "function", "cache",
-    "package", "precision", "shims", "lint",
+    "package", "precision", "shims", "lint", "package_inputs",
 )  # fmt: skip
 #: The optional user fixture returning the test's own conversion (docs/usage.md).
 USER_CONVERT_FIXTURE = "coreml_convert"
@@ -132,6 +133,8 @@ class Settings:
     weight_report: bool = False
     #: Per-profile verdicts on passing tests near their gate too (failures always get them).
     profile_verdicts: bool = False
+    #: With package=: package input name -> forward argument (None: by name, else position).
+    package_inputs: dict[str, str] | None = field(default=None, compare=False)
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -152,6 +155,7 @@ def parse_precisions(value: Any, where: str) -> tuple[str, ...]:
         if name not in known:
             raise SettingError(
                 messages.UNKNOWN_PRECISION.format(where=where, value=name, known=_known(known))
+                + did_you_mean(name, known)
             )
     return tuple(dict.fromkeys(names))
 
@@ -175,6 +179,7 @@ def parse_targets(value: Any, where: str) -> tuple[str, ...]:
         if name not in known:
             raise SettingError(
                 messages.UNKNOWN_TARGET_STACK.format(where=where, value=name, known=_known(known))
+                + did_you_mean(name, known)
             )
     return tuple(dict.fromkeys(names))
 
@@ -207,6 +212,7 @@ def parse_tolerance(value: Any, where: str, what: str) -> float | dict[str, floa
         if key not in PRECISIONS:
             raise SettingError(
                 messages.UNKNOWN_PRECISION.format(where=where, value=key, known=_known(PRECISIONS))
+                + did_you_mean(key, PRECISIONS)
             )
         result[key] = _number(number, where, what)
     return result
@@ -235,6 +241,7 @@ def parse_gate(value: Any, where: str, what: str) -> float | str | dict[str, flo
         if key not in PRECISIONS:
             raise SettingError(
                 messages.UNKNOWN_PRECISION.format(where=where, value=key, known=_known(PRECISIONS))
+                + did_you_mean(key, PRECISIONS)
             )
         result[key] = _gate_number(number, where, what, value)
     return result
@@ -250,6 +257,7 @@ def _choice(values: tuple[str, ...], what: str) -> Callable[[Any, str], str]:
         if text not in values:
             raise SettingError(
                 messages.UNKNOWN_CHOICE.format(where=where, what=what, value=value, known=_known(values))
+                + did_you_mean(value, values)
             )
         return text
 
@@ -365,6 +373,7 @@ def apply_marker(
                     messages.MARKER_UNKNOWN_KEYWORD.format(
                         where=where, value=key, known=_known(MARKER_KEYWORDS)
                     )
+                    + did_you_mean(key, MARKER_KEYWORDS)
                 )
             if key in changes or value is None:
                 continue
@@ -399,7 +408,17 @@ MARKER_ONLY: dict[str, Callable[[Any, str], Any]] = {
     "cache": parse_bool,
     "package": lambda v, w: parse_package(v, w),
     "precision": lambda v, w: parse_package_precision(v, w),
+    "package_inputs": lambda v, w: parse_package_inputs(v, w),
 }
+
+
+def parse_package_inputs(value: Any, where: str) -> dict[str, str]:
+    """``{"input_1": "x"}``: package input names to ``forward`` argument names (strings)."""
+    if not isinstance(value, Mapping) or not value or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise SettingError(messages.PACKAGE_INPUTS_BAD_VALUE.format(where=where, got=repr(value)))
+    return dict(value)
 
 
 def parse_package(value: Any, where: str) -> str:
@@ -411,6 +430,8 @@ def parse_package(value: Any, where: str) -> str:
 
 def parse_package_precision(value: Any, where: str) -> str:
     """``package=``'s verdict precision: one of PRECISIONS (not custom)."""
+    if not isinstance(value, str):  # precision=["fp16"]: the precision axis was meant
+        raise SettingError(messages.PRECISION_NOT_A_NAME.format(where=where, value=value))
     return _choice(tuple(p for p in PRECISIONS if p != CUSTOM_PRECISION), "precision")(value, where)
 
 
@@ -426,6 +447,7 @@ def parse_convert_kwargs(value: Any, where: str) -> dict[str, Any]:
                 messages.CONVERT_KWARGS_UNKNOWN.format(
                     where=where, value=key, known=_known(CONVERT_KWARGS)
                 )
+                + did_you_mean(key, CONVERT_KWARGS)
             )
     return dict(value)
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pytest_coreml_parity import messages
-from pytest_coreml_parity.verdict import TOLERANCES
+from pytest_coreml_parity.verdict import PRESETS
 
 from .conftest import copy_example
 
@@ -27,7 +27,7 @@ def test_complex_division_passes_at_fp32_and_overflows_at_fp16(pytester: pytest.
             "*test_fuzz[[]fp16[]] FAILED*",
         ]
     )
-    rtol, atol = TOLERANCES["fp16"]
+    rtol, atol = PRESETS["fp16"].tolerance
     header = messages.PARITY_HEADER.format(output="'var_24'", precision="fp16", backend="emulator")
     result.stdout.fnmatch_lines(
         [

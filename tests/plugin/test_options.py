@@ -129,7 +129,7 @@ def test_bad_values_are_usage_errors_naming_their_source(
     result.stderr.fnmatch_lines([f"*{message}"])
 
 
-def test_unknown_marker_keyword_is_a_collection_error(pytester: pytest.Pytester, run) -> None:
+def test_unknown_marker_keyword_fails_its_test_at_setup(pytester: pytest.Pytester, run) -> None:
     pytester.makeconftest(SCALE_CONFTEST)
     pytester.makepyfile(
         test_typo="""

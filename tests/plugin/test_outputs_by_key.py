@@ -132,7 +132,12 @@ def test_logits(coreml_model, example_inputs):
 LLAMA = RAW.replace("MODEL.eval()", """transformers.LlamaForCausalLM(
         transformers.LlamaConfig(**CONFIG, num_key_value_heads=2)).eval()""").replace(
     "KEYS", '["logits"]'
-)
+) + '''
+
+@pytest.fixture
+def coreml_decoder():
+    return "none"  # the raw model itself, not the plugin's KV-cache wrapper (docs/decoders.md)
+'''
 BERT = RAW.replace("MODEL.eval()", "transformers.BertModel(transformers.BertConfig(**CONFIG)).eval()").replace(
     "KEYS", '["last_hidden_state", "pooler_output"]'
 )

@@ -205,7 +205,7 @@ def test_default_input_names_map_by_position(pytester: pytest.Pytester, run, pla
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
-        ("Renamed", "names differ: missing in the package ['x'], extra in the package ['features']"),
+        ("Renamed", "names differ: missing in the package ['x'], extra in the package ['features']; map them with @pytest.mark.coreml(package_inputs={'features': 'x'})"),
         ("Wide", "x's example shape (1, 256) is not allowed by package input 'x' ((2, 256))"),
     ],
 )
@@ -470,3 +470,57 @@ def test_a_user_conversion_with_a_range_runs_at_every_shape(pytester: pytest.Pyt
         """
     )
     run().assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "outcome", "message"),
+    [
+        ({"features": "x"}, "passed", None),
+        ({"featurs": "x"}, "errors", "*package_inputs names no package input ['featurs'] (the package inputs: ['features'])*did you mean 'features'?*"),
+        ({"features": "y"}, "errors", "*package_inputs names no forward argument ['y'] (the forward arguments: ['x'])*"),
+        (["features"], "errors", "*package_inputs: expected a dict from package input names to forward's argument names*got ['features']"),
+    ],
+    ids=["maps", "unknown-input", "unknown-argument", "not-a-dict"],
+)
+def test_package_inputs_maps_names_explicitly(
+    pytester: pytest.Pytester, run, place, mapping: object, outcome: str, message: str | None
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    path = place("Renamed")  # its input is 'features'; forward takes x
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from pytest_coreml_parity import assert_parity
+
+        @pytest.mark.coreml(package={path!r}, package_inputs={mapping!r})
+        def test_it(coreml_model, example_inputs):
+            assert coreml_model.input_names == ("features",)
+            assert_parity(coreml_model, *example_inputs)
+
+        def test_other(coreml_model, example_inputs):  # the session runs on
+            assert_parity(coreml_model, *example_inputs)
+        """
+    )
+    result = run()
+    if outcome == "errors":
+        result.assert_outcomes(errors=1, passed=2)
+    else:
+        result.assert_outcomes(passed=3)
+    if message is not None:
+        result.stdout.fnmatch_lines([message.replace("[", "[[]")])
+
+
+def test_package_inputs_without_package_is_an_error(pytester: pytest.Pytester, run) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.coreml(package_inputs={"features": "x"})
+        def test_it(coreml_model):
+            pass
+        """
+    )
+    result = run()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*package_inputs= maps a package= test's inputs; add package=*"])

@@ -10,11 +10,11 @@ import pytest
 from pytest_coreml_parity import messages
 from pytest_coreml_parity.errors import SettingError
 from pytest_coreml_parity.settings import PRECISIONS
-from pytest_coreml_parity.verdict import TOLERANCES, check_tolerance, resolve_tolerance
+from pytest_coreml_parity.verdict import PRESETS, check_tolerance, resolve_tolerance
 
 from .conftest import SCALE_CONFTEST
 
-KNOWN = ", ".join(TOLERANCES)
+KNOWN = ", ".join(PRESETS)
 
 
 def _fnmatch_escape(text: str) -> str:
@@ -29,15 +29,15 @@ def _bad(where: str, what: str, value: object) -> str:
 
 
 def test_preset_when_nothing_is_given() -> None:
-    assert resolve_tolerance("fp16") == (*TOLERANCES["fp16"], "fp16 preset")
-    assert resolve_tolerance("fp32") == (*TOLERANCES["fp32"], "fp32 preset")
+    assert resolve_tolerance("fp16") == (*PRESETS["fp16"].tolerance, "fp16 preset")
+    assert resolve_tolerance("fp32") == (*PRESETS["fp32"].tolerance, "fp32 preset")
 
 
 def test_argument_beats_configured_beats_preset_each_on_its_own() -> None:
     resolved = resolve_tolerance("fp16", 0.5, None, configured_rtol=0.1, configured_atol=0.0)
     assert resolved == (0.5, 0.0, "rtol argument, atol configured")
     per_precision = resolve_tolerance("fp16", configured_rtol={"fp32": 1e-6}, configured_atol={"fp16": 0.3})
-    assert per_precision == (TOLERANCES["fp16"].rtol, 0.3, "atol configured")
+    assert per_precision == (PRESETS["fp16"].rtol, 0.3, "atol configured")
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ def test_keeps_the_passing_call_nearest_to_failing_then_the_last_failure() -> No
     kept = log.kept["y"]
     assert kept.call == 6 and kept.actual is not None
     row = log.summary()[0]
-    assert row["verdict"] == "fail" and row["failed_gates"] == ["elements"] and row["call"] == 6
+    assert row["verdict"] == "fail" and row["failed_gates"] == ["elements", "min_snr"] and row["call"] == 6
     assert abs(row["metrics"]["max_abs"] - 0.5) < 1e-6
     assert log.calls == 6
 

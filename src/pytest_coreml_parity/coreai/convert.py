@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import messages
 from ..errors import ConversionError, SettingError
 from ..precisions import is_exact
 from .availability import coreai_unavailable_reason, quiet_coreai_warnings
@@ -92,6 +93,23 @@ def op_names(target: Any) -> frozenset[str]:
         names.add(parts[1])
         names.add(".".join(parts[:2]))
     return frozenset(names)
+
+
+def unmatched_aten_ops(exported: Any, fp32_ops: frozenset[str]) -> None:
+    """Raise ConversionError when an ``fp32_ops`` name matches no aten op of ``exported``."""
+    from .._suggest import close_matches
+
+    known: set[str] = set()
+    for node in exported.graph.nodes:
+        if node.op == "call_function":
+            known |= op_names(node.target)
+    missing = sorted(fp32_ops - known)
+    if missing:
+        short = sorted(n for n in known if "." not in n)
+        nearest = "; ".join(f"{m!r}: nearest {close_matches(m, short, n=3) or 'none'}" for m in missing)
+        raise ConversionError(
+            messages.COREAI_FP32_OPS_UNMATCHED.format(missing=missing, nearest=nearest, known=", ".join(short))
+        )
 
 
 def fp32_predicate(fp32_ops: frozenset[str]) -> Callable[[Any], bool]:
@@ -273,6 +291,8 @@ def convert_exported(
                 exported = copy.deepcopy(exported)
             stage = "run_decompositions"
             exported = exported.run_decompositions(coreai_torch.get_decomp_table())
+            if ops and ops != ARITHMETIC_FP32_OPS:  # a pin (not 'mixed''s policy) that no
+                unmatched_aten_ops(exported, ops)  # aten op answers to is an error
             if not is_exact(precision):
                 from coreai_opt.casting import cast_fp32_to_fp16
 
@@ -293,7 +313,7 @@ def convert_exported(
             stage = "read debug info"
             table = _op_table(program, exported)
             tree = _output_tree(exported)
-    except (SettingError, CoreAIUnavailableError):
+    except (SettingError, CoreAIUnavailableError, ConversionError):
         raise
     except Exception as exc:
         if owned:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .recipe import Decoder, is_causal_lm, parse, prepare
+from .recipe import NO_WRAPPER, Decoder, is_causal_lm, parse, prepare
 
 
 def wrap_causal_lm(
@@ -22,6 +22,8 @@ def wrap_causal_lm(
     if not is_causal_lm(torch_model):
         return None
     recipe, context, layers = parse(spec)
+    if recipe == NO_WRAPPER:
+        return None
     module, inputs, kwargs, decoder = prepare(
         torch_model, example_inputs, recipe, context, layers=layers
     )

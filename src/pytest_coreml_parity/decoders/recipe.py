@@ -19,10 +19,13 @@ import numpy as np
 from ..errors import InputMismatchError
 
 #: The KV-cache recipes: name -> what it is (the test id or failure names it).
+#: The recipe that leaves a causal LM unwrapped (it then converts like any model).
+NO_WRAPPER = "none"
 RECIPES: dict[str, str] = {
     "states": "KV cache as fp16 Core ML states (Apple's recipe: slice updates, flexible prefill)",
     "explicit": "KV cache as inputs and outputs, mask as an input (ExecuTorch's static cache)",
     "logits": "no cache: the whole sequence's logits",
+    "none": "no wrapper: the model converts as given (converter shims, outputs by key)",
 }
 DEFAULT_RECIPE = "states"
 #: Positions the cache holds unless the test's ``coreml_decoder`` says otherwise.

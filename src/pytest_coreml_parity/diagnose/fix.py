@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import messages
 from ..emulator import Emulator
+from ..op_names import stable_fix
 from ..verdict import Gates, judge, preset
 from ._quiet import quiet
 from .localize import FP16_MAX, feed_for
@@ -158,6 +159,11 @@ def search_fix(
     order = {c: i for i, c in enumerate(candidates)}
     kept_ops = tuple(sorted(kept, key=order.__getitem__))
     fp32_ops = tuple(sorted(selector(kept)))
+    # Printed by names that survive edits to forward (submodule path:op kind) when they
+    # pass too: they may name a few more ops than the search kept (one more conversion).
+    stable = stable_fix(kept, scopes, {op.name: op.op_type for op in em16.ops}, names)
+    if stable != fp32_ops and passes(subject.model("fp16", frozenset(stable)), input_sets, refs, gates):
+        fp32_ops = stable
     return done(
         True,
         "verified",

@@ -118,6 +118,7 @@ def pixels(value: Any, image: ImageInput) -> np.ndarray[Any, Any]:
         arr = np.asarray(value.convert(mode))
     else:
         arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+    given = arr.shape  # errors quote the shape passed, not the squeezed one
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == 2:
@@ -131,7 +132,7 @@ def pixels(value: Any, image: ImageInput) -> np.ndarray[Any, Any]:
     if not dtype_ok or arr.ndim != 3 or arr.shape[2] != image.channels:
         raise InputError(
             f"input {image.name!r} is an image ({image.describe()}): it takes {want}; "
-            f"got {type(value).__name__} of dtype {arr.dtype} and shape {arr.shape}"
+            f"got {type(value).__name__} of dtype {arr.dtype} and shape {given}"
         )
     height, width = arr.shape[:2]
     if not image.allows(height, width):
