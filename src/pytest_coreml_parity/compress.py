@@ -215,8 +215,20 @@ def compress(mlmodel: Any, precision: str, optimization: Any, example_inputs: Se
     """
     from ._coremltools import import_coremltools
 
-    cto = import_coremltools().optimize.coreml
     row = PRECISIONS.get(precision)
+    if row is not None and row.needs is not None:
+        import importlib
+
+        module, distribution, extra = row.needs
+        try:
+            importlib.import_module(module)  # coremltools imports it for this recipe anyway
+        except ImportError:
+            raise ConversionError(
+                messages.PRECISION_NEEDS_EXTRA.format(
+                    precision=precision, distribution=distribution, module=module, extra=extra
+                )
+            ) from None
+    cto = import_coremltools().optimize.coreml
     if row is not None and row.user_config:
         if optimization is None:
             raise SettingError(messages.CUSTOM_NEEDS_OPTIMIZATION.format(where="ConversionOptions"))

@@ -447,3 +447,9 @@ LINT_FINDING_LINE = "  [{rule}] {where} ({count} test(s), first {first})"
 LINT_MORE = "  ... {count} more distinct finding(s): see each test's report section (-rA) or --coreml-lint=error"
 WEIGHTS_SECTION = "coreml-parity weights"
 PROFILES_SECTION = "coreml-parity profiles"
+
+# --- optional dependencies of a precision (precisions.Precision.needs) -------------------
+PRECISION_NEEDS_EXTRA = (
+    "precision {precision!r} needs {distribution} ({module} is not installed): "
+    "pip install 'pytest-coreml-parity[{extra}]'"
+)

@@ -46,6 +46,9 @@ class Precision:
     user_config: bool = False
     #: An fp16 program with elementwise arithmetic kept in fp32 unless fp32_ops says which.
     mixed: bool = False
+    #: (module, distribution, extra) its compression imports beyond coremltools: checked
+    #: before compressing, so a missing one names the extra that installs it.
+    needs: tuple[str, str, str] | None = None
 
     @property
     def compressed(self) -> bool:
@@ -105,7 +108,7 @@ TABLE: tuple[Precision, ...] = (
     Precision(
         "palettize4", FP16, _LOOSE,
         recipe='weights 4-bit k-means LUT (OpPalettizerConfig(nbits=4, mode="kmeans"))',
-        steps=_palettize4, minimum_ios=16,
+        steps=_palettize4, minimum_ios=16, needs=("sklearn", "scikit-learn", "compress"),
     ),
     Precision(
         "prune50", FP16, {**_LOOSE, "min_snr": 20.0, "min_cosine": 0.99},
