@@ -3,19 +3,15 @@ KV-cache recipes, fp32 and fp16, greedy generation parity; failures that name th
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-try:
-    import torchvision  # noqa: F401
-except Exception:  # a torchvision built for another torch breaks transformers
-    for _name in [n for n in sys.modules if n.startswith("torchvision")]:
-        del sys.modules[_name]
-    sys.modules["torchvision"] = None  # type: ignore[assignment]
+from tests.real_models import import_transformers
 
-pytest.importorskip("transformers")
+# The shared workaround (defines torchvision's op schemas), not a None in sys.modules: this
+# module is imported into the same xdist worker as tests that build torchvision models.
+import_transformers()
 
 SOURCE = '''
 import sys

@@ -18,6 +18,7 @@ from hypothesis.errors import NoSuchExample
 
 from pytest_coreml_parity.cache import ConversionCache
 from pytest_coreml_parity.convert import ConversionOptions
+from pytest_coreml_parity.masks import FP16_SAFE_FILL
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 from pytest_coreml_parity.strategies import (
     FP16_MAX,
@@ -169,7 +170,7 @@ def test_additive_masks_in_a_float16_input_stay_representable(encoder16: CoreMLM
     @given(model_inputs(encoder16, mask_form="additive"))
     def check(inputs: tuple[Any, ...]) -> None:
         mask = inputs[2].numpy()
-        assert set(np.unique(mask).tolist()) <= {0.0, -FP16_MAX, -np.inf}
+        assert set(np.unique(mask).tolist()) <= {0.0, -FP16_MAX, -np.inf, FP16_SAFE_FILL}
 
     check()
 
