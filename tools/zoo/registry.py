@@ -103,10 +103,13 @@ ENTRIES: tuple[ZooModel, ...] = (
 
 MODELS: dict[str, ZooModel] = {entry.name: entry for entry in ENTRIES}
 
-#: The quickest real models that pass fp32 today (tests/zoo/test_subset.py runs them
-#: in CI through the plugin's default path; docs/zoo.md has their times).
+#: Quick real models of each library that pass fp32 today, a raw transformers encoder
+#: (outputs by key) and a causal LM (the states recipe, timed as a fresh prefill) among
+#: them (tests/zoo/test_subset.py runs them in CI through the plugin's default path;
+#: docs/zoo.md has their times).
 CI_SUBSET: tuple[str, ...] = (
     "shufflenet_v2_x0_5", "mobilenet_v3_small", "regnet_y_400mf", "timm/convnext_atto",
+    "hf/bert", "hf/llama",
 )  # fmt: skip
 
 

@@ -99,7 +99,8 @@ def _meta_line(meta: dict[str, Any]) -> str:
     parts = [f"Run {meta.get('date', '?')}", f"commit `{meta.get('commit', '?')}`", versions]
     if meta.get("wall_s") is not None:
         parts.append(f"{meta['wall_s'] / 60:.0f} min wall for {meta.get('models', '?')} models")
-    return "; ".join(p for p in parts if p) + "."
+    line = "; ".join(p for p in parts if p) + "."
+    return f"{line} {meta['note']}." if meta.get("note") else line
 
 
 def write_markdown(path: Path, results: Sequence[ModelResult], meta: dict[str, Any]) -> None:
