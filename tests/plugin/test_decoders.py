@@ -66,8 +66,8 @@ def test_padded(coreml_model, torch_model, example_inputs, coreml_decoder):
     coreml_model.reset_state()
     got = np.asarray(coreml_model(ids, PAD))[0, 2:]
     # The wrapper's mask means what transformers' own 2-D mask means: the attended rows
-    # equal the raw model's logits under attention_mask=PAD (the padded rows differ:
-    # -3e4 keeps them finite where transformers' fill does not).
+    # equal the raw model's logits under attention_mask=PAD (the fully masked rows are
+    # not compared: under -3e4 they attend uniformly).
     with torch.no_grad():
         raw = torch_model(input_ids=ids, attention_mask=PAD, position_ids=torch.arange(6)[None])
         unpadded = torch_model(input_ids=ids, position_ids=torch.arange(6)[None]).logits[0, 2:]
