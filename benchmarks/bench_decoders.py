@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # tools.zoo.torchvision_guard
 
 from _docs import set_threads, write_section  # noqa: E402
 
@@ -40,13 +41,10 @@ PROMPT, STEPS = 8, 64
 
 
 def tiny_llama() -> Any:
-    try:  # a torchvision built for another torch breaks transformers' import
-        import torchvision  # noqa: F401
-    except Exception:
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None  # type: ignore[assignment]
     import torch
+    from tools.zoo.torchvision_guard import ensure_torchvision_importable
+
+    ensure_torchvision_importable()  # a torchvision built for another torch breaks transformers'
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(

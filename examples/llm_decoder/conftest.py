@@ -13,18 +13,30 @@ import pytest
 import torch
 
 
-def _import_transformers() -> None:
-    """Import transformers, hiding a torchvision built for another torch (its import
-    raises ``operator torchvision::nms does not exist``, which breaks transformers')."""
+def _torchvision_workaround() -> None:
+    """Let ``import transformers`` work next to a torchvision built for another torch.
+
+    Such a torchvision (a CUDA wheel next to CPU torch) raises ``operator torchvision::nms
+    does not exist`` on import, and transformers imports it. Defining the two operator
+    schemas it registers kernels for lets the import finish; its C++ ops (nms) stay
+    unavailable, which a language model never calls. With a matching torchvision, or
+    none, this does nothing.
+    """
     try:
         import torchvision  # noqa: F401
-    except Exception:
+    except RuntimeError as exc:
+        if "torchvision::nms" not in str(exc):
+            raise
+        library = torch.library.Library("torchvision", "DEF")
+        library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _KEEP.append(library)  # the definitions live as long as the library object
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None  # type: ignore[assignment]
+            del sys.modules[name]  # the failed import's half-initialized modules
 
 
-_import_transformers()
+_KEEP: list[object] = []
+_torchvision_workaround()
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 CONFIG = LlamaConfig(

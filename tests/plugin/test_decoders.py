@@ -7,23 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.real_models import import_transformers
+from tests.real_models import TORCHVISION_WORKAROUND, import_transformers
 
 # The shared workaround (defines torchvision's op schemas), not a None in sys.modules: this
 # module is imported into the same xdist worker as tests that build torchvision models.
 import_transformers()
 
-SOURCE = '''
-import sys
+SOURCE = TORCHVISION_WORKAROUND + '''
+import numpy as np
 import pytest
 import torch
-
-try:
-    import torchvision  # noqa: F401
-except Exception:  # a torchvision built for another torch breaks transformers' import
-    for name in [n for n in sys.modules if n.startswith("torchvision")]:
-        del sys.modules[name]
-    sys.modules["torchvision"] = None
 
 import transformers as tf
 
@@ -55,6 +48,33 @@ def example_inputs():
 @pytest.mark.parametrize("coreml_decoder", ["states", "explicit"])
 def test_generation(coreml_model, torch_model, example_inputs, coreml_decoder):
     assert_generation(coreml_model, example_inputs[0], max_new_tokens=16)
+
+
+PAD = torch.tensor([[0, 0, 1, 1, 1, 1]])  # left padding: the first two queries see no key
+
+
+@pytest.mark.parametrize("coreml_decoder", ["states"])
+def test_padded(coreml_model, torch_model, example_inputs, coreml_decoder):
+    """The default recipe's program (the one test_generation converted): the token ids
+    alone, then with a 2-D padding mask as the second input."""
+    ids = example_inputs[0]
+    # Core ML states are float16 even in an fp32 program: fp16's element rule for states
+    loose = dict(rtol=1e-2, scale_atol=0.2)
+    assert_parity(coreml_model, ids, **loose)  # the mask completed: ones(1, 6)
+    coreml_model.reset_state()
+    assert_parity(coreml_model, ids, PAD, **loose)
+    coreml_model.reset_state()
+    got = np.asarray(coreml_model(ids, PAD))[0, 2:]
+    # The wrapper's mask means what transformers' own 2-D mask means: the attended rows
+    # equal the raw model's logits under attention_mask=PAD (the fully masked rows are
+    # not compared: under -3e4 they attend uniformly).
+    with torch.no_grad():
+        raw = torch_model(input_ids=ids, attention_mask=PAD, position_ids=torch.arange(6)[None])
+        unpadded = torch_model(input_ids=ids, position_ids=torch.arange(6)[None]).logits[0, 2:]
+    want = raw.logits[0, 2:].numpy()
+    scale = float(np.abs(want).max())
+    assert np.abs(got - want).max() <= 0.02 * scale, np.abs(got - want).max() / scale
+    assert np.abs(unpadded.numpy() - want).max() > 0.05 * scale  # the padding matters
 '''
 
 
@@ -69,21 +89,15 @@ def test_every_family_generates_the_same_tokens_through_both_recipes(
     pytester.makepyfile(test_families=SOURCE)
     # healthy decoders pass the headroom gate: the wrappers' -3e4 mask is a mask, not a peak
     result = _subprocess(pytester, shared_cache, "-v", "--coreml-headroom=4")
-    result.assert_outcomes(passed=20)
-    result.stdout.fnmatch_lines(["*test_generation[[]gpt2-fp16-explicit[]] PASSED*"])
+    result.assert_outcomes(passed=30)
+    result.stdout.fnmatch_lines(
+        ["*test_generation[[]gpt2-fp16-explicit[]] PASSED*", "*test_padded[[]qwen2-fp32-states[]] PASSED*"]
+    )
 
 
-OVERFLOW = """
-import sys
+OVERFLOW = TORCHVISION_WORKAROUND + """
 import pytest
 import torch
-
-try:
-    import torchvision  # noqa: F401
-except Exception:
-    for name in [n for n in sys.modules if n.startswith("torchvision")]:
-        del sys.modules[name]
-    sys.modules["torchvision"] = None
 
 import transformers as tf
 
@@ -125,22 +139,18 @@ def test_a_failing_generation_names_the_step_the_layer_and_the_op(
             "*top-5 PyTorch: *",
             # the residual stream (~1e4) hides layer 0's zeroed RMSNorm; the final norm shows it
             "*first layer below the layer cosine gate 0.9995: hidden_2 (the final norm), cosine 0.000000",
-            "*first non-finite op: pow * modeling_llama.py:*: variance = hidden_states.pow(2)*",
+            "*first non-finite op: pow * modeling_llama.py:*: variance = hidden_states.pow(2)*output inf in * of * elements*",
         ]
+    )
+    # the advice: the overflowing op's fp32 value, and fp32 for it (or the whole program)
+    result.stdout.fnmatch_lines(
+        ["hint: float16 overflow: pow * computes * past float16's max 65504*FLOAT32*op_selector*"]
     )
 
 
-PADDED = """
-import sys
+PADDED = TORCHVISION_WORKAROUND + """
 import pytest
 import torch
-
-try:
-    import torchvision  # noqa: F401
-except Exception:
-    for name in [n for n in sys.modules if n.startswith("torchvision")]:
-        del sys.modules[name]
-    sys.modules["torchvision"] = None
 
 import transformers as tf
 
@@ -181,3 +191,72 @@ def test_a_padding_mask_as_a_second_input_and_the_headroom_gate(
     result = _subprocess(pytester, shared_cache, "-v", "--coreml-headroom=4")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*test_padded[[]fp16-logits[]] PASSED*"])
+
+
+PADDED_FAMILIES = SOURCE.split("@pytest.mark.parametrize")[0].replace(
+    "params=sorted(FAMILIES)", 'params=sorted(set(FAMILIES) - {"llama"})'  # llama: PADDED
+).replace(
+    "return (torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(1)),)",
+    "return (torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(1)), PAD)",
+) + '''
+PAD = torch.tensor([[0, 0, 1, 1, 1, 1]])  # left padding: the first two queries see no key
+
+
+@pytest.mark.parametrize("coreml_decoder", ["logits"])
+def test_padded(coreml_model, torch_model, example_inputs, coreml_decoder):
+    ids, mask = example_inputs
+    assert_parity(coreml_model, ids, mask)
+    assert_parity(coreml_model, ids, torch.ones_like(mask))
+'''
+
+
+@pytest.mark.zoo  # eight more conversions (1-2 min); the states recipe's padding is in the default suite
+def test_a_padding_mask_as_the_logits_recipes_second_input_on_every_family(
+    pytester: pytest.Pytester, shared_cache: Path
+) -> None:
+    """Qwen2, Mistral, Gemma and GPT-2 converted with a 2-D padding mask as the ``logits``
+    recipe's second input, fp32 and fp16, under ``--coreml-headroom=4``."""
+    pytester.makepyfile(test_padded=PADDED_FAMILIES)
+    result = _subprocess(pytester, shared_cache, "-v", "--coreml-headroom=4")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(["*test_padded[[]gpt2-fp16-logits[]] PASSED*"])
+
+
+RAW = TORCHVISION_WORKAROUND + """
+import pytest
+import torch
+
+import transformers as tf
+
+from pytest_coreml_parity import assert_parity
+
+
+@pytest.fixture
+def torch_model():
+    torch.manual_seed(0)
+    return tf.LlamaForCausalLM(tf.LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)).eval()
+
+
+@pytest.fixture
+def example_inputs():
+    return (torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(1)),)
+
+
+@pytest.mark.parametrize("coreml_decoder", ["none"])
+def test_raw(coreml_model, example_inputs, coreml_decoder):
+    assert_parity(coreml_model, *example_inputs)
+"""
+
+
+def test_a_raw_llama_with_its_own_mask_code_passes_the_headroom_gate(
+    pytester: pytest.Pytester, shared_cache: Path
+) -> None:
+    """No wrapper: transformers' own causal mask (its finfo.min fill, -inf once fp16
+    stores it) is a mask, not a headroom peak, so the healthy model passes
+    ``--coreml-headroom=4`` at fp32 and fp16."""
+    pytester.makepyfile(test_raw=RAW)
+    result = _subprocess(pytester, shared_cache, "-v", "--coreml-headroom=4")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_raw[[]fp16-none[]] PASSED*"])

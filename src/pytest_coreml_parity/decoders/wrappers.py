@@ -153,7 +153,7 @@ class ExplicitDecoder(torch.nn.Module):
         cache = _ConcatCache(key_cache, value_cache)
         with _quiet_trace():
             out = self.lm(
-                input_ids=input_ids, attention_mask=attention_mask.to(torch.float32),
+                input_ids=input_ids, attention_mask=attention_mask,
                 position_ids=position.to(torch.int64), cache=cache, use_cache=True,
             )  # fmt: skip
         return out.logits, torch.stack(cache.new_keys), torch.stack(cache.new_values)
