@@ -116,11 +116,12 @@ class Decoder:
         return np.array([[position]], np.int32), mask, keys, values
 
 
-def parse(value: Any) -> tuple[str, int, bool]:
+def parse(value: Any) -> tuple[str, int | None, bool]:
     """(recipe, context, layers) from the ``coreml_decoder`` fixture's value (None: the
-    defaults; ``layers``, internal: the ``logits`` recipe also outputs hidden states)."""
+    defaults; context None: not given, :func:`prepare` picks it from the model; ``layers``,
+    internal: the ``logits`` recipe also outputs hidden states)."""
     if value is None:
-        return DEFAULT_RECIPE, DEFAULT_CONTEXT, False
+        return DEFAULT_RECIPE, None, False
     if isinstance(value, str):
         value = {"recipe": value}
     if not isinstance(value, Mapping) or set(value) - {"recipe", "context", "layers"}:
@@ -129,18 +130,36 @@ def parse(value: Any) -> tuple[str, int, bool]:
             f"keys 'recipe' and 'context'; got {value!r}"
         )
     recipe = value.get("recipe", DEFAULT_RECIPE)
-    context = value.get("context", DEFAULT_CONTEXT)
+    context = value.get("context")
     if recipe not in RECIPES:
         raise TypeError(
             f"coreml_decoder recipe {recipe!r} is not one of: " + ", ".join(RECIPES)
         )
-    if not isinstance(context, int) or isinstance(context, bool) or context < 2:
+    if context is not None and (not isinstance(context, int) or isinstance(context, bool) or context < 2):
         raise TypeError(f"coreml_decoder context must be an int >= 2; got {context!r}")
     return recipe, context, bool(value.get("layers", False))
 
 
+def model_context(config: Any, context: int | None) -> int:
+    """The cache length: the one the user gave, else :data:`DEFAULT_CONTEXT` capped at the
+    model's positions (``max_position_embeddings``; GPT-2's ``n_positions``), so a long
+    sequence stops at the plugin's "beyond the cache" error, not inside the position
+    embedding. A given context beyond the model's positions is a TypeError naming both."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions < 2:
+        return DEFAULT_CONTEXT if context is None else context
+    if context is None:
+        return min(DEFAULT_CONTEXT, positions)
+    if context > positions:
+        raise TypeError(
+            f"coreml_decoder context {context} exceeds the model's {positions} positions "
+            f"({type(config).__name__}.max_position_embeddings); give a context <= {positions}"
+        )
+    return context
+
+
 def prepare(
-    lm: Any, example_inputs: tuple[Any, ...], recipe: str, context: int, *, layers: bool = False
+    lm: Any, example_inputs: tuple[Any, ...], recipe: str, context: int | None, *, layers: bool = False
 ) -> tuple[Any, tuple[Any, ...], dict[str, Any], Decoder]:
     """(module to convert, its example inputs, ct.convert keywords, the Decoder)."""
     import coremltools as ct
@@ -160,6 +179,7 @@ def prepare(
             f"{ids.dtype} {tuple(ids.shape)}"
         )
     length = int(ids.shape[1])
+    context = model_context(lm.config, context)
     if length > context:
         raise TypeError(f"the example's {length} tokens exceed the decoder context {context}")
     lm = lm.eval()
