@@ -385,8 +385,12 @@ def report(
         f"(load average {load:.2f} at the end; 1, 5, 15 minutes: {uptime[0]:.2f}, {uptime[1]:.2f}, {uptime[2]:.2f}). Each figure is a fresh `python -m pytest` process, "
         "wall clock and CPU time (user + system, workers included: steadier than wall on a loaded host), emulator backend; the 2-test file is one `assert_parity` test at fp32 and fp16, "
         "the suite 5 small MLPs x 4 tests x 2 precisions: one `assert_parity` call, or (the suite "
-        f"with searches) two of the four tests a `@given` search of {examples} examples. Before/after columns come from the same run "
-        "(`--baseline-src`: the main branch's package).",
+        f"with searches) two of the four tests a `@given` search of {examples} examples."
+        + (
+            " Before/after columns come from the same run (`--baseline-src`: the main branch's package)."
+            if baseline is not None
+            else ""
+        ),
         "",
         head,
         *rows,
@@ -415,7 +419,7 @@ def report(
         "",
         "Reading these numbers: the issue's targets are a warm 2-test file under 5 s wall and `-n 2` "
         "faster than serial on a 40-test suite, on this host when it is quiet. Wall time scales with the "
-        "host's load (other jobs share the 2 cores), so compare the before/after columns of one run, and "
+        "host's load (other jobs share the 2 cores), so compare rows of one run, and "
         "the CPU columns, which a loaded host inflates far less. `-n 2` can beat serial only with a core "
         "free for each worker, and each worker pays the warm start again (torch's import).",
         "",
