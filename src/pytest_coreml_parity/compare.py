@@ -13,8 +13,10 @@ computed by :func:`.verdict.judge`); and a hint. See docs/tolerances.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
@@ -52,11 +54,16 @@ class ParityFailure(AssertionError):
     tolerance the verdict used and ``judgement`` its :class:`~.verdict.Judgement`
     (None for ``assert_finite``). The plugin's report hook diagnoses from these,
     once per failed test.
+
+    ``message`` may be a callable returning the text: it is then rendered on the first
+    ``str()``, ``repr()`` or pickling and kept (``args`` is empty until then). Under hypothesis every shrink
+    step raises a failure whose text nobody reads; only the example hypothesis reports
+    (and pytest prints) renders its table (about 1 ms each).
     """
 
     def __init__(
         self,
-        message: str,
+        message: str | Callable[[], str],
         *,
         model: CoreMLModel | None = None,
         inputs: tuple[Any, ...] | None = None,
@@ -65,7 +72,12 @@ class ParityFailure(AssertionError):
         atol: float | None = None,
         judgement: Judgement | None = None,
     ) -> None:
-        super().__init__(message)
+        self._render: Callable[[], str] | None = None
+        if callable(message):
+            super().__init__()
+            self._render = message
+        else:
+            super().__init__(message)
         self.judgement = judgement
         self.model = model
         self.inputs = inputs
@@ -73,7 +85,23 @@ class ParityFailure(AssertionError):
         self.rtol = rtol
         self.atol = atol
 
+    def _rendered(self) -> None:
+        """Render a lazy message into ``args`` (once)."""
+        render = self._render
+        if render is not None:
+            self._render = None
+            self.args = (render(),)
+
+    def __str__(self) -> str:
+        self._rendered()
+        return super().__str__()
+
+    def __repr__(self) -> str:
+        self._rendered()
+        return super().__repr__()
+
     def __reduce__(self) -> tuple[Any, ...]:  # picklable: the message survives, the model does not
+        self._rendered()
         return (type(self), self.args)
 
 
@@ -249,9 +277,11 @@ def _input_lines(model: CoreMLModel, inputs: tuple[np.ndarray, ...]) -> list[str
     return lines
 
 
-def _fail(lines: list[str], model: CoreMLModel | None, inputs: tuple[Any, ...] | None, **info: Any) -> NoReturn:
+def _fail(
+    message: str | Callable[[], str], model: CoreMLModel | None, inputs: tuple[Any, ...] | None, **info: Any
+) -> NoReturn:
     __tracebackhide__ = True
-    raise ParityFailure("\n".join(lines), model=model, inputs=inputs, **info)
+    raise ParityFailure(message, model=model, inputs=inputs, **info)
 
 
 def _describe_output(model: CoreMLModel, index: int, count: int) -> str:
@@ -348,54 +378,77 @@ def assert_parity(
             continue
         if guided:
             _observe(model, worst)
-        origin, gates_origin = _origins(model.precision, resolved)
         label = _describe_output(model, i, len(actual))
-        head = model.stack.parity_header.format(output=label, precision=model.precision, backend=backend)
-        converted = model.stack.describe_conversion(model)
-        model_line = f"model: {type(model.torch_model).__name__}, converted at {converted}"
-        if model.settings.package is not None:  # package=: built elsewhere, not converted here
-            model_line = messages.PACKAGE_MODEL_LINE.format(
-                model=type(model.torch_model).__name__, package=model.package_path,
-                precision=model.precision, why=model.precision_origin,
-            )  # fmt: skip
-        lines = [
-            head,
-            model_line,
-            f"tolerance: rtol={r:g}, atol={a:g} ({origin})",
-            messages.ELEMENT_RULE.format(
-                scale_atol=gates.scale_atol, rms=judgement.scale, allowed=judgement.allowed
-            ),
-            *describe_mismatch(comp),
-            *describe_metrics(judgement, gates_origin),
-        ]
-        if model.keys_note is not None:
-            lines.insert(2, model.keys_note)
-        if stateful:
-            buffers = ", ".join(repr(name) for name, _shape in model.state_buffers) or "states"
-            lines.insert(2, messages.STATE_LINE.format(buffers=buffers, step=len(model.steps)))
-        frozen = model.frozen_buffers
-        for name, shape in reversed(frozen):
-            lines.insert(0, messages.FROZEN_STATE.format(name=name, shape=shape))
-        ref_finite = np.isfinite(comp.expected)
-        # Blame the reference only when every mismatch sits where PyTorch is non-finite.
-        ref_bad = judgement.failed == ("elements",) and not (comp.mismatch & ref_finite).any()
-        ours_bad = bool((~np.isfinite(comp.actual) & ref_finite).any())
-        if ref_bad:
-            lines.insert(0, messages.REFERENCE_NONFINITE.format(output=label))
-        elif ours_bad:
-            lines.append(model.stack.nonfinite + ".")
-        lines.extend(image_lines)
-        lines.extend(_input_lines(model, arrays))
-        if not ref_bad and not stateful:  # a stateful step is not diagnosed (plugin.py)
-            lines.append(messages.PARITY_HINT)  # what happened: the diagnosis section says
-        if stateful and not frozen and is_exact(model.precision):
-            lines.append(messages.STATE_FP32_HINT)
-        if stateful:
-            lines.extend(describe_drift(model.steps))
-        _fail(lines, model, arrays, output=label, rtol=r, atol=a, judgement=judgement)
+        steps = list(model.steps)  # as they are now: a later call appends to them
+        render = partial(
+            _parity_message, model, resolved, judgement, comp, label, backend, steps, image_lines, arrays
+        )
+        _fail(render, model, arrays, output=label, rtol=r, atol=a, judgement=judgement)
     if guided:
         _observe(model, worst)
     return result
+
+
+def _parity_message(
+    model: CoreMLModel,
+    resolved: ResolvedGates,
+    judgement: Judgement,
+    comp: Comparison,
+    label: str,
+    backend: str,
+    steps: list[Step],
+    image_lines: list[str],
+    arrays: tuple[Any, ...],
+) -> str:
+    """The text of ``assert_parity``'s failure of output ``label`` (rendered when read:
+    :class:`ParityFailure`)."""
+    gates = resolved.gates
+    r, a = gates.rtol, gates.atol
+    stateful = model.torch_state_model is not None
+    origin, gates_origin = _origins(model.precision, resolved)
+    head = model.stack.parity_header.format(output=label, precision=model.precision, backend=backend)
+    converted = model.stack.describe_conversion(model)
+    model_line = f"model: {type(model.torch_model).__name__}, converted at {converted}"
+    if model.settings.package is not None:  # package=: built elsewhere, not converted here
+        model_line = messages.PACKAGE_MODEL_LINE.format(
+            model=type(model.torch_model).__name__, package=model.package_path,
+            precision=model.precision, why=model.precision_origin,
+        )  # fmt: skip
+    lines = [
+        head,
+        model_line,
+        f"tolerance: rtol={r:g}, atol={a:g} ({origin})",
+        messages.ELEMENT_RULE.format(
+            scale_atol=gates.scale_atol, rms=judgement.scale, allowed=judgement.allowed
+        ),
+        *describe_mismatch(comp),
+        *describe_metrics(judgement, gates_origin),
+    ]
+    if model.keys_note is not None:
+        lines.insert(2, model.keys_note)
+    if stateful:
+        buffers = ", ".join(repr(name) for name, _shape in model.state_buffers) or "states"
+        lines.insert(2, messages.STATE_LINE.format(buffers=buffers, step=len(steps)))
+    frozen = model.frozen_buffers
+    for name, shape in reversed(frozen):
+        lines.insert(0, messages.FROZEN_STATE.format(name=name, shape=shape))
+    ref_finite = np.isfinite(comp.expected)
+    # Blame the reference only when every mismatch sits where PyTorch is non-finite.
+    ref_bad = judgement.failed == ("elements",) and not (comp.mismatch & ref_finite).any()
+    ours_bad = bool((~np.isfinite(comp.actual) & ref_finite).any())
+    if ref_bad:
+        lines.insert(0, messages.REFERENCE_NONFINITE.format(output=label))
+    elif ours_bad:
+        lines.append(model.stack.nonfinite + ".")
+    lines.extend(image_lines)
+    lines.extend(_input_lines(model, arrays))
+    if not ref_bad and not stateful:  # a stateful step is not diagnosed (plugin.py)
+        lines.append(messages.PARITY_HINT)  # what happened: the diagnosis section says
+    if stateful and not frozen and is_exact(model.precision):
+        lines.append(messages.STATE_FP32_HINT)
+    if stateful:
+        lines.extend(describe_drift(steps))
+    return "\n".join(lines)
 
 
 def _origins(precision: str, resolved: ResolvedGates) -> tuple[str, str]:
@@ -519,6 +572,8 @@ def _guided(model: CoreMLModel) -> bool:
     """Guide hypothesis only inside a ``@given`` test, on the emulator, when enabled."""
     if not model.guide or model.backend is None or not model.backend.records:
         return False
+    if "hypothesis" not in sys.modules:  # no @given test ran: do not import it (1-2 s)
+        return False
     try:
         from hypothesis.control import currently_in_test_context
     except ImportError:  # hypothesis older than currently_in_test_context: see _observe
@@ -596,4 +651,4 @@ def assert_finite(outputs: Any) -> None:
         if model.last_inputs is not None:
             lines.extend(_input_lines(model, model.last_inputs))
         lines.append(messages.PARITY_HINT)
-    _fail(lines, model, model.last_inputs if model is not None else None)
+    _fail("\n".join(lines), model, model.last_inputs if model is not None else None)

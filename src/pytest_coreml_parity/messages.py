@@ -65,6 +65,7 @@ FIXED_SHAPE_EXAMPLES = (
     "example_inputs of that shape (a separate test or fixture)"
 )
 NOT_BOUND = "this CoreMLModel is not bound to a converted model yet (use it inside a test)"
+NO_MLMODEL = "this CoreMLModel runs a Core AI program, which has no coremltools MLModel (see its .program)"
 CONVERSION_FAILED = "{summary}"
 BACKEND_UNAVAILABLE = "{reason}"
 

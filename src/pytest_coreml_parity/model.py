@@ -489,6 +489,16 @@ class CoreMLModel:
         sibling.bind(self.torch_model, self.example_inputs, self.node_id)
         return sibling
 
+    def to_mlmodel(self) -> Any:
+        """coremltools' ``MLModel`` of the bound Core ML program: :attr:`mlmodel` itself
+        after a conversion; after a disk-cache hit on the emulator, where :attr:`mlmodel`
+        is an ``emulator.SavedModel``, the ``MLModel`` it builds (importing coremltools)."""
+        if self.mlmodel is None:
+            raise NotBoundError(messages.NOT_BOUND if self.program is None else messages.NO_MLMODEL)
+        from .emulator.saved import as_mlmodel
+
+        return as_mlmodel(self.mlmodel)
+
     # ------------------------------------------------------------------ running
 
     def prepare(self, inputs: Sequence[Any]) -> tuple[Any, ...]:

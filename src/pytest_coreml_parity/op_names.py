@@ -10,15 +10,44 @@ and survives edits anywhere else. ``fp32_ops`` accepts both kinds of name.
 :class:`Fp32Selector` is the ``op_selector`` coremltools calls during conversion; it
 records which pinned names matched, so a name that matches nothing is an error listing
 the nearest names the program has, never a silent "3 ops kept".
+
+``sanitize`` / ``fp32_name`` / ``is_converted``: coremltools' op-name rules between the
+fp16 and fp32 programs (``diagnose.names`` re-exports them; the lint reads them here, so
+a lint does not import the diagnosis package).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import messages
 from ._suggest import close_matches
+
+#: What coremltools' fp16 pass appends to the name of each op it converts.
+FP16_SUFFIX = "_cast_fp16"
+_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def sanitize(name: str) -> str:
+    """coremltools' NameSanitizer rule for op names (without uniqueness suffixes)."""
+    new = _INVALID.sub("_", name)
+    if re.match(r"[^a-zA-Z_]", new):
+        new = "op_" + new
+    return new
+
+
+def is_converted(name: str) -> bool:
+    """True for ops the fp16 pass converted (it renames each one it converts)."""
+    return name.endswith(FP16_SUFFIX)
+
+
+def fp32_name(fp16_name: str) -> str:
+    """The name the same op has in the fp32 conversion of the model."""
+    if fp16_name.endswith(FP16_SUFFIX):
+        return fp16_name[: -len(FP16_SUFFIX)]
+    return fp16_name
 
 
 def stable_name(types: Sequence[str], names: Sequence[str], op_type: str = "") -> str | None:

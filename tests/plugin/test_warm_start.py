@@ -3,7 +3,8 @@
 Two whole pytest processes on one disk cache: the first converts (and so imports
 coremltools), the second reads both models from the cache. A conftest hook writes the
 names in ``sys.modules`` when each session ends; the second run's list has no
-coremltools module, and the tests passed, so the emulator ran the cached programs.
+coremltools, torchao or scikit-learn module, and the tests passed, so the emulator ran the
+cached programs. ``assert_parity`` outside a ``@given`` test does not import hypothesis.
 """
 
 from __future__ import annotations
@@ -62,8 +63,12 @@ def test_fuzz(coreml_model, data):
 '''
 
 
-def _coremltools_modules(path: Path) -> list[str]:
-    return [m for m in json.loads(path.read_text()) if m.split(".")[0] == "coremltools"]
+#: What a warm run must not import: coremltools, and what its ``_deps`` would pull in.
+HEAVY = ("coremltools", "torchao", "sklearn")
+
+
+def _heavy_modules(path: Path) -> list[str]:
+    return [m for m in json.loads(path.read_text()) if m.split(".")[0] in HEAVY]
 
 
 def test_a_warm_run_imports_no_coremltools(
@@ -86,4 +91,33 @@ def test_a_warm_run_imports_no_coremltools(
     warm = pytester.runpytest_subprocess(*args)
     warm.assert_outcomes(passed=4)
     warm.stdout.fnmatch_lines(["coreml-parity: backend emulator; 0 converted, 2 from disk cache*"])
-    assert _coremltools_modules(warm_modules) == []
+    assert _heavy_modules(warm_modules) == []
+
+
+SCRIPT = """
+import sys, torch
+from pytest_coreml_parity.cache import ConversionCache
+from pytest_coreml_parity.compare import assert_parity
+from pytest_coreml_parity.convert import ConversionOptions
+from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
+
+model = CoreMLModel(ModelSettings(ConversionOptions(precision="fp16")), Runtime(ConversionCache(None), "emulator"))
+x = torch.linspace(-1.0, 1.0, 8).reshape(2, 4)
+model.bind(torch.nn.Sequential(torch.nn.Linear(4, 3)).eval(), (x,))
+assert model.guide
+assert_parity(model, x)
+print("hypothesis" in sys.modules)
+"""
+
+
+def test_assert_parity_outside_given_does_not_import_hypothesis() -> None:
+    """Guidance asks hypothesis whether a ``@given`` test runs; with hypothesis not
+    imported, none does, and importing it (1-2 s) is skipped."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"

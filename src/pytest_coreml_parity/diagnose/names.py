@@ -18,33 +18,14 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ..op_names import FP16_SUFFIX as FP16_SUFFIX  # the pure name rules live with op_names
+from ..op_names import fp32_name as fp32_name
+from ..op_names import is_converted as is_converted
+from ..op_names import sanitize as sanitize
 from ..scopes import SCOPES_SIDECAR as SCOPES_SIDECAR  # re-exported: diagnosis reads the sidecar
 from ..scopes import Scopes as Scopes
 from ..scopes import save_scopes as save_scopes
 from ..scopes import scope_names as scope_names
-
-FP16_SUFFIX = "_cast_fp16"
-_INVALID = re.compile(r"[^a-zA-Z0-9_]")
-
-
-def sanitize(name: str) -> str:
-    """coremltools' NameSanitizer rule for op names (without uniqueness suffixes)."""
-    new = _INVALID.sub("_", name)
-    if re.match(r"[^a-zA-Z_]", new):
-        new = "op_" + new
-    return new
-
-
-def is_converted(name: str) -> bool:
-    """True for ops the fp16 pass converted (it renames each one it converts)."""
-    return name.endswith(FP16_SUFFIX)
-
-
-def fp32_name(fp16_name: str) -> str:
-    """The name the same op has in the fp32 conversion of the model."""
-    if fp16_name.endswith(FP16_SUFFIX):
-        return fp16_name[: -len(FP16_SUFFIX)]
-    return fp16_name
 
 
 def selector_names(fp16_name: str, scopes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> tuple[str, ...]:

@@ -7,7 +7,8 @@ It stands in for coremltools' ``MLModel`` opened with ``skip_model_load=True``:
 ``get_spec()``, ``package_path``, ``weights_dir`` and ``function_name`` are its own;
 any other attribute (``save``, ``user_defined_metadata``, ``predict``, ...) builds
 that ``MLModel`` on first use (importing coremltools then) and is read from it.
-:meth:`SavedModel.to_mlmodel` returns it (private attributes are not forwarded).
+:meth:`SavedModel.to_mlmodel` returns it (private attributes are not forwarded);
+:func:`as_mlmodel` gives the ``MLModel`` of either kind (``CoreMLModel.to_mlmodel`` calls it).
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ class SavedModel:
 
     def __repr__(self) -> str:
         return f"SavedModel({self.package_path!r}, function_name={self.function_name!r})"
+
+
+def as_mlmodel(model: Any) -> Any:
+    """coremltools' ``MLModel`` of ``model``: a :class:`SavedModel`'s (built on first use),
+    anything else (an ``MLModel`` already) as it is."""
+    return model.to_mlmodel() if isinstance(model, SavedModel) else model
 
 
 def _manifest_items(root: Path) -> dict[str, str]:

@@ -153,7 +153,7 @@ class LintProgram:
     def _scopes(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
         if self.mlmodel is None:
             return {}
-        from ..diagnose.names import scope_names
+        from ..scopes import scope_names
 
         return scope_names(self.mlmodel)
 
@@ -168,7 +168,7 @@ class LintProgram:
     def _export_line(self, op_name: str) -> str | None:
         if not is_exported(self.torch_source):
             return None
-        from ..diagnose.names import fp32_name
+        from ..op_names import fp32_name
 
         base = fp32_name(op_name)
         for node in self.torch_source.graph.nodes:

@@ -101,7 +101,7 @@ def _export_casts(exported: Any) -> Iterator[tuple[str, list[str], str | None]]:
 def check(program: LintProgram) -> Iterator[Hit]:
     if program.torch_source is None or not program.fp16:
         return
-    from ...diagnose.names import fp32_name, sanitize
+    from ...op_names import fp32_name, sanitize
 
     f32 = np.dtype(np.float32)
     fp32_ops = {
