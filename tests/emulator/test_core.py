@@ -527,3 +527,29 @@ def test_torch_fast_paths_take_reversed_views() -> None:
         recurrent._TORCH_LSTM_ACTS, None,
     )
     assert ys.shape == (1, 2, 4)
+
+
+def test_fast_fp16_rounding_takes_any_layout() -> None:
+    """Transposed, sliced and read-only float32 arrays (a transpose's or a broadcast's
+    output) round through torch too: the same bits as numpy's conversion, the shape
+    kept, the input untouched."""
+    from pytest_coreml_parity.emulator.dtypes import F16, FAST_ROUND_MIN_SIZE, store, storer, to_declared
+
+    rng = np.random.default_rng(21)
+    base = (rng.standard_normal((64, 4 * FAST_ROUND_MIN_SIZE // 64)) * 3e4).astype(np.float32)
+    base[0, :4] = [65519.996, 65520, 2.0**-25, -0.0]
+    readonly = base.copy()
+    readonly.flags.writeable = False
+    broadcast = np.broadcast_to(base[:1], base.shape)  # read-only, zero stride
+    for arr in (base.T, base[:, ::3], base[::2, 1:], readonly, broadcast, readonly.T):
+        before = arr.copy()
+        with np.errstate(over="ignore"):
+            want = arr.astype(np.float16)
+            for got in (storer(F16)(arr), store(arr, F16)):
+                assert got.shape == arr.shape and got.dtype == np.float32
+                np.testing.assert_array_equal(got, want.astype(np.float32))
+                assert np.array_equal(np.signbit(got), np.signbit(want))
+            declared = to_declared(arr, F16)
+        assert declared.dtype == np.float16
+        np.testing.assert_array_equal(declared.view(np.uint16), want.view(np.uint16))
+        np.testing.assert_array_equal(arr, before)
