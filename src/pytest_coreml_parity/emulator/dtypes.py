@@ -37,6 +37,9 @@ MIL_TO_NUMPY: dict[str, np.dtype[Any]] = {
 F16 = np.dtype(np.float16)
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
+#: The float64 significand bits below float32's precision (29 of 52).
+_CUT = np.int64((1 << 29) - 1)
+_STICKY = np.int64(1 << 29)
 #: Source dtypes the fast fp16 rounding takes (float64 through :func:`round_to_odd_f32`).
 _FAST_SOURCES = (F32, F64)
 
@@ -174,15 +177,15 @@ def round_to_odd_f32(x: np.ndarray) -> np.ndarray:
     binary16 directly, but about 20x slower than these few float32 passes and torch's
     conversion together. nan, inf and -0.0 pass through unchanged.
     """
-    t = x.astype(F32)  # round to nearest; a float32 overflow gives inf
-    bits = t.view(np.int32)  # sign-magnitude: +1 moves away from zero within a sign
-    fix = (t != x) & (t == t) & ((bits & 1) == 0)  # inexact, not nan, last bit even
-    if fix.any():
-        # Move the even neighbour one ulp towards x: the other neighbour, which is odd.
-        away = fix & (np.abs(x) > np.abs(t))
-        bits += away
-        bits -= fix ^ away
-    return t
+    # Truncate the float64 significand to float32's 24 bits and keep a sticky bit for
+    # what was cut off (bit 29, float32's last): the value is then a float32 number, rounded to odd,
+    # and the conversion below is exact. Outside float32's normal range the result
+    # rounds to 0 or inf in binary16 either way; a nan keeps a payload bit.
+    bits = np.ascontiguousarray(x, dtype=F64).view(np.int64)
+    sticky = (bits & _CUT) + _CUT  # bit 29 is set exactly when a cut bit was
+    sticky &= _STICKY
+    sticky |= bits & ~_CUT
+    return sticky.view(F64).astype(F32)
 
 
 #: From this many elements on, fp16 rounding goes through torch's vectorized
