@@ -527,3 +527,65 @@ def test_torch_fast_paths_take_reversed_views() -> None:
         recurrent._TORCH_LSTM_ACTS, None,
     )
     assert ys.shape == (1, 2, 4)
+
+
+def test_fast_fp16_rounding_takes_any_layout() -> None:
+    """Transposed, sliced and read-only float32 arrays (a transpose's or a broadcast's
+    output) round through torch too: the same bits as numpy's conversion, the shape
+    kept, the input untouched."""
+    from pytest_coreml_parity.emulator.dtypes import (
+        F16,
+        FAST_ROUND_MIN_SIZE,
+        store,
+        storer,
+        to_declared,
+    )
+
+    rng = np.random.default_rng(21)
+    base = (rng.standard_normal((64, 4 * FAST_ROUND_MIN_SIZE // 64)) * 3e4).astype(np.float32)
+    base[0, :4] = [65519.996, 65520, 2.0**-25, -0.0]
+    readonly = base.copy()
+    readonly.flags.writeable = False
+    broadcast = np.broadcast_to(base[:1], base.shape)  # read-only, zero stride
+    for arr in (base.T, base[:, ::3], base[::2, 1:], readonly, broadcast, readonly.T):
+        before = arr.copy()
+        with np.errstate(over="ignore"):
+            want = arr.astype(np.float16)
+            for got in (storer(F16)(arr), store(arr, F16)):
+                assert got.shape == arr.shape and got.dtype == np.float32
+                np.testing.assert_array_equal(got, want.astype(np.float32))
+                assert np.array_equal(np.signbit(got), np.signbit(want))
+            declared = to_declared(arr, F16)
+        assert declared.dtype == np.float16
+        np.testing.assert_array_equal(declared.view(np.uint16), want.view(np.uint16))
+        np.testing.assert_array_equal(arr, before)
+
+
+def test_float64_fp16_rounding_is_bit_identical_to_numpy() -> None:
+    """A float64 kernel result (the norms' affine step) rounds to fp16 through
+    round-to-odd float32 and torch: one correct rounding, as numpy's direct float64 ->
+    binary16 conversion, ties nudged by a float64 hair either way included (where
+    rounding to nearest float32 first would round twice)."""
+    from pytest_coreml_parity.emulator.dtypes import F16, FAST_ROUND_MIN_SIZE, store, storer
+
+    rng = np.random.default_rng(22)
+    n = 1 << 17
+    assert n >= FAST_ROUND_MIN_SIZE
+    x = rng.standard_normal(n) * 10.0 ** rng.uniform(-12, 8, n)
+    m = 20000
+    k = rng.integers(1, 2048, m).astype(np.float64)
+    ties = (k + 0.5) * 2.0 ** (rng.integers(-24, 16, m) - 10).astype(np.float64)
+    ties = np.where(ties < 2**-14, (np.floor(ties * 2**24) + 0.5) * 2**-24, ties)  # subnormal ties
+    nudge = ties * rng.choice([-1, 0, 1], m) * 2.0 ** rng.integers(-52, -20, m)
+    x[:m] = (ties + nudge) * rng.choice([-1, 1], m)
+    edges = [65504, 65519.999999, 65520, 65520.0000001, -65520.0000001, 2**-25, 2**-25 + 2**-60,
+             2**-25 - 2**-60, 3 * 2**-26, 1e300, -1e300, 1e-300, -1e-300, 0.0, -0.0, np.inf, -np.inf,
+             np.nan, 3.4028235e38, 3.5e38, 2**-149, 2**-150, 1 + 2**-11 + 2**-40]  # fmt: skip
+    x[m : m + len(edges)] = edges
+    with np.errstate(all="ignore"):
+        for arr in (x, x[::3], x.reshape(2, -1).T):
+            want = arr.astype(np.float16).astype(np.float32)
+            for got in (storer(F16)(arr), store(arr, F16)):
+                assert got.dtype == np.float32 and got.shape == arr.shape
+                same = (got.view(np.uint32) == want.view(np.uint32)) | (np.isnan(got) & np.isnan(want))
+                assert same.all(), arr[~same][:5]

@@ -790,3 +790,25 @@ def test_relu_propagates_nan_and_keeps_infinities() -> None:
     x = np.array([np.nan, -1.0, 2.0, -np.inf, np.inf, 0.0], dtype=np.float32)
     out = run_mil(_op("relu"), {"x": x}, expect_op="relu")
     np.testing.assert_array_equal(out, [np.nan, 0.0, 2.0, 0.0, np.inf, 0.0])
+
+
+def test_softmax_fast_path_is_bit_identical_to_the_numpy_formula() -> None:
+    """softmax on a large array takes torch's amax and works in place: the same float32
+    operations as ``exp(x - max) / sum``, so the same bits, nan and inf rows included."""
+    from pytest_coreml_parity.emulator.kernels._torch import TORCH_MIN_SIZE
+    from pytest_coreml_parity.emulator.kernels.activation import softmax
+
+    rng = np.random.default_rng(23)
+    x = (rng.standard_normal((4, 8, 64)) * 40).astype(np.float32)
+    assert x.size >= TORCH_MIN_SIZE
+    x[0, 0, :4] = [np.inf, np.nan, -np.inf, -0.0]
+    x[1, 1, :] = -np.inf
+    before = x.copy()
+    with np.errstate(all="ignore"):
+        for arr in (x, x.transpose(2, 0, 1)):
+            for axis in range(arr.ndim):
+                got = softmax(None, arr, np.int32(axis))
+                e = np.exp(arr - np.max(arr, axis=axis, keepdims=True))
+                want = e / np.sum(e, axis=axis, keepdims=True, dtype=np.float32)
+                np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    np.testing.assert_array_equal(x, before)  # the input is not written

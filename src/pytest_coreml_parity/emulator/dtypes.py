@@ -36,6 +36,12 @@ MIL_TO_NUMPY: dict[str, np.dtype[Any]] = {
 
 F16 = np.dtype(np.float16)
 F32 = np.dtype(np.float32)
+F64 = np.dtype(np.float64)
+#: The float64 significand bits below float32's precision (29 of 52).
+_CUT = np.int64((1 << 29) - 1)
+_STICKY = np.int64(1 << 29)
+#: Source dtypes the fast fp16 rounding takes (float64 through :func:`round_to_odd_f32`).
+_FAST_SOURCES = (F32, F64)
 
 
 def holding_dtype(declared: np.dtype[Any]) -> np.dtype[Any]:
@@ -47,10 +53,10 @@ def store(value: Any, declared: np.dtype[Any]) -> np.ndarray:
     """Round ``value`` to the ``declared`` dtype and return it in its holding dtype."""
     arr = np.asarray(value)
     if declared == F16:
-        if _fast_eligible(arr):
+        if arr.dtype in _FAST_SOURCES and arr.size >= FAST_ROUND_MIN_SIZE:
             fast = _fast_fp16_round()
             if fast is not None:
-                return fast(arr)
+                return fast(arr if arr.dtype == F32 else round_to_odd_f32(arr))
         if arr.dtype != F16:
             with np.errstate(over="ignore", invalid="ignore"):
                 arr = arr.astype(F16)
@@ -70,24 +76,20 @@ def to_declared(value: np.ndarray, declared: np.dtype[Any]) -> np.ndarray:
     """Give a held value back in its declared dtype (fp16 values as ``np.float16``)."""
     if value.dtype == declared:
         return value
-    if declared == F16 and _fast_eligible(value):
+    if declared == F16 and value.dtype == F32 and value.size >= FAST_ROUND_MIN_SIZE:
         fast = _fast_to_fp16()
         if fast is not None:
-            return fast(value)
+            return fast(value if _torch_viewable(value) else np.array(value, order="C"))
     return value.astype(declared)
 
 
-def _fast_eligible(arr: np.ndarray) -> bool:
-    """Whether torch's fp16 conversion may take ``arr`` (``torch.from_numpy`` needs a
-    writable array; small arrays are faster through numpy)."""
-    return (
-        arr.dtype == F32
-        and arr.size >= FAST_ROUND_MIN_SIZE
-        and arr.flags.c_contiguous
-        and arr.flags.writeable
-        # numpy calls a view reversed along a size-1 axis contiguous; torch refuses it
-        and all(stride >= 0 for stride in arr.strides)
-    )
+def _torch_viewable(arr: np.ndarray) -> bool:
+    """Whether ``torch.from_numpy`` takes ``arr`` as it is: writable (torch warns on a
+    read-only array), no negative stride (numpy calls a view reversed along a size-1
+    axis contiguous; torch refuses it), strides in whole elements. Any layout else:
+    transposed and sliced views are fine, and the result keeps their strides."""
+    itemsize = arr.itemsize
+    return arr.flags.writeable and all(s >= 0 and s % itemsize == 0 for s in arr.strides)
 
 
 #: fp16's largest finite value.
@@ -145,8 +147,11 @@ def storer(declared: np.dtype[Any]) -> Callable[[Any], np.ndarray]:
 
         def to_fp16(value: Any) -> np.ndarray:
             arr = asarray(value)
-            if fast is not None and _fast_eligible(arr):
-                return fast(arr)
+            if fast is not None and arr.size >= FAST_ROUND_MIN_SIZE:
+                if arr.dtype == F32:
+                    return fast(arr)
+                if arr.dtype == F64:  # float64 kernels (the norms' affine step)
+                    return fast(round_to_odd_f32(arr))
             return arr.astype(F16).astype(F32)
 
         return to_fp16
@@ -157,6 +162,30 @@ def storer(declared: np.dtype[Any]) -> Callable[[Any], np.ndarray]:
         return arr if arr.dtype == target else arr.astype(target)
 
     return to_target
+
+
+def round_to_odd_f32(x: np.ndarray) -> np.ndarray:
+    """``x`` (float64) in float32, rounded to odd: rounding that to binary16 gives
+    exactly binary16's rounding of ``x`` itself.
+
+    Rounding float64 to float32 and then to binary16 (round to nearest twice) can
+    differ from one rounding where the float32 value lands on a binary16 tie. Rounding
+    to odd first (an inexact result keeps its last bit set) cannot make a tie, and
+    since float32 carries at least two more bits than binary16, the second rounding is
+    then correct (Boldo and Melquiond, "Emulation of FMA and correctly rounded sums:
+    proved algorithms using rounding to odd", 2008). numpy converts float64 to
+    binary16 directly, but about 20x slower than these few float32 passes and torch's
+    conversion together. nan, inf and -0.0 pass through unchanged.
+    """
+    # Truncate the float64 significand to float32's 24 bits and keep a sticky bit for
+    # what was cut off (bit 29, float32's last): the value is then a float32 number, rounded to odd,
+    # and the conversion below is exact. Outside float32's normal range the result
+    # rounds to 0 or inf in binary16 either way; a nan keeps a payload bit.
+    bits = np.ascontiguousarray(x, dtype=F64).view(np.int64)
+    sticky = (bits & _CUT) + _CUT  # bit 29 is set exactly when a cut bit was
+    sticky &= _STICKY
+    sticky |= bits & ~_CUT
+    return sticky.view(F64).astype(F32)
 
 
 #: From this many elements on, fp16 rounding goes through torch's vectorized
@@ -174,9 +203,19 @@ def _fast_fp16_round() -> Callable[[np.ndarray], np.ndarray] | None:
     except ImportError:  # pragma: no cover - torch is a dependency, but stay usable
         return None
     half, single = torch.float16, torch.float32
+    from_numpy = torch.from_numpy
 
     def round_through_torch(arr: np.ndarray) -> np.ndarray:
-        return torch.from_numpy(arr).to(half).to(single).numpy()
+        """``arr`` (float32, any layout) rounded to binary16 and widened back, as a new
+        array: through torch's conversion directly when torch can view ``arr``, else on
+        a C-ordered copy of it, rounded in place (a copy is one memory pass; numpy's
+        binary16 conversion is about 8x slower than torch's)."""
+        if _torch_viewable(arr):
+            return from_numpy(arr).to(half).to(single).numpy()
+        copy = np.array(arr, order="C")
+        tensor = from_numpy(copy)
+        tensor.copy_(tensor.to(half))
+        return copy
 
     return round_through_torch
 

@@ -186,8 +186,29 @@ def softmax(ctx: OpContext, x: Any, axis: Any = -1) -> np.ndarray:
     v = f32(x)
     ax = axis_of(axis, v.ndim)
     with np.errstate(invalid="ignore", over="ignore"):
-        e = np.exp(v - np.max(v, axis=ax, keepdims=True))
-        return cast("np.ndarray", e / np.sum(e, axis=ax, keepdims=True, dtype=np.float32))
+        e = v - _max_along(v, ax)
+        if not isinstance(e, np.ndarray) or e.ndim == 0:
+            e = np.exp(e)
+            return cast("np.ndarray", e / np.sum(e, axis=ax, keepdims=True, dtype=np.float32))
+        # The same float32 operations, in place on the one temporary: a fresh array per
+        # step costs more than the step on attention-sized inputs.
+        np.exp(e, out=e)
+        return np.divide(e, np.sum(e, axis=ax, keepdims=True, dtype=np.float32), out=e)
+
+
+def _max_along(v: np.ndarray, ax: int) -> np.ndarray:
+    """``np.max(v, axis=ax, keepdims=True)``; through torch's ``amax`` (about 3x faster,
+    the same values: a max is exact, and both propagate nan) for a large array torch can view."""
+    torch = torch_or_none()
+    if (
+        torch is not None
+        and v.size >= TORCH_MIN_SIZE
+        and v.flags.c_contiguous
+        and v.flags.writeable
+        and all(stride >= 0 for stride in v.strides)
+    ):
+        return cast("np.ndarray", torch.amax(torch.from_numpy(v), dim=ax, keepdim=True).numpy())
+    return cast("np.ndarray", np.max(v, axis=ax, keepdims=True))
 
 
 @kernel("softsign")

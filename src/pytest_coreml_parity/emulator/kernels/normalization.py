@@ -40,11 +40,10 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: Any) -> np.ndarra
     """
     x = f32(x)
     eps = _eps(epsilon)
-    m = max_abs(x, axes)
-    if np.all(m < _SQUARES_FIT):  # the common case: no group needs scaling
+    if _squares_fit(x):  # the common case: no group needs scaling
         xs, eps_scaled = x, eps
     else:
-        e = pow2_exponent(m, only_down=bool(eps > 0))
+        e = pow2_exponent(max_abs(x, axes), only_down=bool(eps > 0))
         xs, eps_scaled = np.ldexp(x, -e), np.ldexp(eps, -2 * e)
     mean = np.mean(xs, axis=axes, keepdims=True, dtype=np.float32)
     # One refinement step: the float32 mean of n equal values can be off by an
@@ -52,21 +51,38 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: Any) -> np.ndarra
     # dwarfs eps; refined, constant groups give exactly 0, as torch does.
     mean = mean + np.mean(xs - mean, axis=axes, keepdims=True, dtype=np.float32)
     d = xs - mean
-    var = np.mean(d * d, axis=axes, keepdims=True, dtype=np.float32)
+    var = np.mean(np.square(d), axis=axes, keepdims=True, dtype=np.float32)
     den = np.sqrt(var + eps_scaled)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = d / den
+        out: np.ndarray = np.divide(d, den, out=d)  # d is this call's own temporary
     # den == 0 only when var == 0 and the scaled eps underflowed: then d == 0 too.
-    return np.where(den == 0, np.float32(0), out)
+    if (den == 0).any():
+        out = np.where(den == 0, np.float32(0), out)
+    return out
+
+
+def _squares_fit(x: np.ndarray) -> bool:
+    """Whether every ``|x|`` is below :data:`_SQUARES_FIT` (no nan, no inf): two
+    reductions over ``x``, no temporary (the max abs of every group is below the
+    bound exactly when the largest and the smallest value are)."""
+    if x.size == 0:
+        return True
+    high, low = np.maximum.reduce(x, axis=None), np.minimum.reduce(x, axis=None)
+    return bool(high < _SQUARES_FIT) and bool(-low < _SQUARES_FIT)
 
 
 def _affine(n: np.ndarray, gamma: Any, beta: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """``n * gamma + beta`` in float64 (each may be None), parameters reshaped to ``shape``."""
-    out = n.astype(np.float64)
-    if gamma is not None:
-        out = out * np.asarray(gamma, dtype=np.float64).reshape(shape)
+    """``n * gamma + beta`` in float64 (each may be None), parameters reshaped to ``shape``.
+
+    Two passes over the data: ``n`` widens inside the multiply (exactly: every float32
+    is a float64), and beta is added in place.
+    """
+    if gamma is None:
+        out = n.astype(np.float64)
+    else:
+        out = np.multiply(n, np.asarray(gamma, dtype=np.float64).reshape(shape), dtype=np.float64)
     if beta is not None:
-        out = out + np.asarray(beta, dtype=np.float64).reshape(shape)
+        np.add(out, np.asarray(beta, dtype=np.float64).reshape(shape), out=out)
     return out
 
 

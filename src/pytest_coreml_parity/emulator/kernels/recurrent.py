@@ -1,7 +1,10 @@
 """Recurrent layers (MIL spec section ``recurrent``): ``lstm``, ``gru``, ``rnn``.
 
-Gates and states are computed in float32 for the whole sequence; the runner
-rounds only the op's outputs to the declared dtype. Core ML's internal state
+The three share one step loop (:func:`_steps`): the input projection of every time
+step is one matrix product up front (:func:`_project`), and each layer supplies only
+its cell, the update of its state from one step's projection. Gates and states are
+computed in float32 for the whole sequence; the runner rounds only the op's outputs
+to the declared dtype. Core ML's internal state
 precision for fp16 recurrent ops is not documented, so keeping the state in
 float32 between steps is our stated model, not a claim about any device.
 
@@ -101,6 +104,34 @@ def _bias(bias: Any, size: int) -> np.ndarray:
     return np.zeros(size, np.float32) if bias is None else f32(bias).reshape(size)
 
 
+# ------------------------------------------------------------ the step loop
+
+#: A layer's recurrent state, ``h`` first (the output of each step), then any more (lstm's ``c``).
+State = tuple[np.ndarray, ...]
+#: One time step: (this step's input projection ``(batch, G*H)``, state) -> the new state.
+Cell = Callable[[np.ndarray, State], State]
+
+
+def _project(x: np.ndarray, w_ih: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``x @ w_ih.T + bias`` for every time step at once: one matrix product over the
+    ``seq * batch`` rows (the recurrence only needs the hidden state's product per step)."""
+    seq, batch, width = x.shape
+    proj: np.ndarray = np.matmul(x.reshape(seq * batch, width), w_ih.T)
+    proj += bias
+    return proj.reshape(seq, batch, w_ih.shape[0])
+
+
+def _steps(x_proj: np.ndarray, state: State, order: range, cell: Cell) -> tuple[np.ndarray, State]:
+    """Run ``cell`` over the time steps in ``order``: the ``h`` of each step, in processing
+    order ``(seq, batch, H)``, and the final state."""
+    seq, batch = x_proj.shape[:2]
+    outputs = np.empty((seq, batch, state[0].shape[-1]), np.float32)
+    for k, t in enumerate(order):
+        state = cell(x_proj[t], state)
+        outputs[k] = state[0]
+    return outputs, state
+
+
 # ----------------------------------------------------------------------- lstm
 
 
@@ -173,13 +204,26 @@ def _numpy_lstm_direction(
     clip: float | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One direction step by step in numpy: any activations, peepholes and clip."""
+    outputs, (h, c) = _steps(
+        _project(x, w_ih, bias), (h, c), order, _lstm_cell(w_hh, peephole, acts, clip)
+    )
+    return outputs, h, c
+
+
+def _lstm_cell(
+    w_hh: np.ndarray,
+    peephole: np.ndarray,
+    acts: tuple[Activation, Activation, Activation],
+    clip: float | None,
+) -> Cell:
+    """lstm's step: gates ``[i, f, o, z]``, peepholes on ``c``, ``c`` clipped after its update."""
     rec, cell, out = acts
-    hidden = w_hh.shape[1]
+    w_t = np.ascontiguousarray(w_hh.T)
     p_i, p_f, p_o = np.split(peephole, 3)
-    x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + bias
-    outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
-    for k, t in enumerate(order):
-        gates = x_proj[t] + h @ w_hh.T
+
+    def step(x_t: np.ndarray, state: State) -> State:
+        h, c = state
+        gates = x_t + h @ w_t
         g_i, g_f, g_o, g_z = np.split(gates, 4, axis=-1)
         i = rec(g_i + p_i * c)
         f = rec(g_f + p_f * c)
@@ -188,10 +232,9 @@ def _numpy_lstm_direction(
         if clip is not None:
             c = np.clip(c, -clip, clip)
         o = rec(g_o + p_o * c)
-        h = (o * out(c)).astype(np.float32)
-        c = c.astype(np.float32)
-        outputs[k] = h
-    return outputs, h, c
+        return (o * out(c)).astype(np.float32), c.astype(np.float32)
+
+    return step
 
 
 @kernel("lstm")
@@ -298,25 +341,38 @@ def gru(
     _check_rank3(x)
     hidden = int(np.shape(weight_hh)[1])
     rec, act = _activation(recurrent_activation), _activation(activation)
-    w_ih, w_hh = f32(weight_ih), f32(weight_hh)
-    w_hr, w_ho, w_hz = np.split(w_hh, 3)
-    b_h = _bias(bias, 3 * hidden)
-    b_i = _bias(input_bias, 3 * hidden)
-    b_hr, b_ho, b_hz = np.split(b_h, 3)
-    x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + b_i
+    x_proj = _project(x, f32(weight_ih), _bias(input_bias, 3 * hidden))
     h = _initial_state(initial_h, x.shape[1], hidden, "initial_h")
-    outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
-    for k, t in enumerate(_time_order(x.shape[0], direction)):
-        x_r, x_o, x_z = np.split(x_proj[t], 3, axis=-1)
-        r = rec(x_r + h @ w_hr.T + b_hr)
-        z = rec(x_z + h @ w_hz.T + b_hz)
-        if bool(reset_after):
-            o = act(x_o + r * (h @ w_ho.T + b_ho))
-        else:
-            o = act(x_o + (r * h) @ w_ho.T + b_ho)
-        h = ((1.0 - z) * o + z * h).astype(np.float32)
-        outputs[k] = h
+    cell = _gru_cell(f32(weight_hh), _bias(bias, 3 * hidden), rec, act, bool(reset_after))
+    outputs, (h,) = _steps(x_proj, (h,), _time_order(x.shape[0], direction), cell)
     return (outputs if bool(output_sequence) else outputs[-1:]), h
+
+
+def _gru_cell(
+    w_hh: np.ndarray, b_h: np.ndarray, rec: Activation, act: Activation, reset_after: bool
+) -> Cell:
+    """gru's step: gates ``[r, o, z]``; the reset gate scales ``h`` before the recurrent
+    product (iOS15) or the product itself (``reset_after``, iOS18 and torch)."""
+    hidden = w_hh.shape[1]
+    b_hr, b_ho, b_hz = np.split(b_h, 3)
+    w_hr, w_ho, w_hz = (np.ascontiguousarray(w.T) for w in np.split(w_hh, 3))
+    # h's products for r and z (and o, when the reset comes after it) in one matmul.
+    w_rz = np.ascontiguousarray(np.concatenate([w_hr, w_hz], axis=1))
+    w_all = np.ascontiguousarray(np.concatenate([w_hr, w_hz, w_ho], axis=1))
+
+    def step(x_t: np.ndarray, state: State) -> State:
+        (h,) = state
+        x_r, x_o, x_z = np.split(x_t, 3, axis=-1)
+        hw = h @ (w_all if reset_after else w_rz)
+        r = rec(x_r + hw[:, :hidden] + b_hr)
+        z = rec(x_z + hw[:, hidden : 2 * hidden] + b_hz)
+        if reset_after:
+            o = act(x_o + r * (hw[:, 2 * hidden :] + b_ho))
+        else:
+            o = act(x_o + (r * h) @ w_ho + b_ho)
+        return (((1.0 - z) * o + z * h).astype(np.float32),)
+
+    return step
 
 
 # ------------------------------------------------------------------------ rnn
@@ -338,11 +394,12 @@ def rnn(
     _check_rank3(x)
     hidden = int(np.shape(weight_hh)[1])
     act = _activation(activation)
-    w_ih, w_hh = f32(weight_ih), f32(weight_hh)
-    x_proj = np.einsum("sbi,gi->sbg", x, w_ih, dtype=np.float32) + _bias(bias, hidden)
+    x_proj = _project(x, f32(weight_ih), _bias(bias, hidden))
+    w_t = np.ascontiguousarray(f32(weight_hh).T)
+
+    def step(x_t: np.ndarray, state: State) -> State:
+        return (act(x_t + state[0] @ w_t).astype(np.float32),)
+
     h = _initial_state(initial_h, x.shape[1], hidden, "initial_h")
-    outputs = np.empty((x.shape[0], x.shape[1], hidden), np.float32)
-    for k, t in enumerate(_time_order(x.shape[0], direction)):
-        h = act(x_proj[t] + h @ w_hh.T).astype(np.float32)
-        outputs[k] = h
+    outputs, (h,) = _steps(x_proj, (h,), _time_order(x.shape[0], direction), step)
     return (outputs if bool(output_sequence) else outputs[-1:]), h
