@@ -56,7 +56,7 @@ def test_the_stack_table_names_only_real_settings_and_fixtures() -> None:
 
 
 def test_the_registered_marker_signature_lists_every_keyword() -> None:
-    from pytest_coreml_parity.messages import MARKER_SIGNATURE
+    from pytest_coreml_parity.settings import MARKER_SIGNATURE
 
     listed = re.findall(r"(\w+)=None", MARKER_SIGNATURE)
     assert sorted(listed) == sorted(MARKER_KEYWORDS)

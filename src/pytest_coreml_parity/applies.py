@@ -10,6 +10,8 @@ module compares none itself. Cheap to import: no numpy, torch or coremltools.
 
 from __future__ import annotations
 
+from .gates import GENERATION
+from .gates import names as gate_names
 from .stacks import DEFAULT_STACKS, names
 
 #: Core ML, the default stack: the settings of its conversion recipe (ct.convert) and runner.
@@ -37,6 +39,8 @@ ONLY: dict[str, tuple[str, ...]] = {
     "shims": (COREML,),  # coremltools converter shims
     "weight_report": (COREML,),  # read from the Core ML program's weights
     "profile_verdicts": (COREML,),  # the emulator's profiles
+    # assert_generation's gates: only Core ML wraps a causal LM (stacks' wraps_decoders)
+    **{gate: (COREML,) for gate in gate_names(GENERATION)},
     # fixtures
     "coreml_convert": (COREML,),
     "coreml_convert_kwargs": (COREML,),
