@@ -19,9 +19,21 @@ import pytest
 
 from pytest_coreml_parity import settings, verdict
 from pytest_coreml_parity.compare import _METRIC_ROWS, assert_parity
-from pytest_coreml_parity.decoders.generation import DEFAULT_PRESET, GENERATION_PRESETS, assert_generation
+from pytest_coreml_parity.decoders.generation import (
+    DEFAULT_PRESET,
+    GENERATION_PRESETS,
+    assert_generation,
+)
 from pytest_coreml_parity.errors import SettingError
-from pytest_coreml_parity.gates import GATE_TABLE, GATES, GENERATION, PARITY, gate_number, names, tolerance_number
+from pytest_coreml_parity.gates import (
+    GATE_TABLE,
+    GATES,
+    GENERATION,
+    PARITY,
+    gate_number,
+    names,
+    tolerance_number,
+)
 from pytest_coreml_parity.plugin import _HELP
 
 NAMES = [row.name for row in GATE_TABLE]

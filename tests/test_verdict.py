@@ -20,9 +20,9 @@ from pytest_coreml_parity import messages
 from pytest_coreml_parity.convert import ConversionOptions, convert_model
 from pytest_coreml_parity.emulator import emulate
 from pytest_coreml_parity.errors import SettingError
-from pytest_coreml_parity.settings import GATES as SETTING_GATES
 from pytest_coreml_parity.gates import GENERATION
 from pytest_coreml_parity.gates import names as gate_names
+from pytest_coreml_parity.settings import GATES as SETTING_GATES
 from pytest_coreml_parity.verdict import (
     GATES,
     PRESETS,
