@@ -90,8 +90,8 @@ def _canonical(value: object, depth: int, seen: frozenset[int], walk: _Walk) -> 
         return f"{kind.__module__}.{kind.__qualname__}.{value.name}"
     fields = getattr(kind, "__attrs_attrs__", None)
     if fields is not None:  # attrs classes (coremltools' configs, slotted: no __dict__) by field
-        pairs = ", ".join(f"{a.name}={_canonical(getattr(value, a.name), depth + 1, seen, walk)}" for a in fields)
-        return f"{kind.__module__}.{kind.__qualname__}({pairs})"
+        named = (f"{a.name}={_canonical(getattr(value, a.name), depth + 1, seen, walk)}" for a in fields)
+        return f"{kind.__module__}.{kind.__qualname__}({', '.join(named)})"
     if kind.__module__.startswith("sympy"):  # a symbolic dimension, e.g. EnumeratedShapes'
         return f"symbol {_DIGITS.sub('#', str(value))}"
     if inspect.ismodule(value):
