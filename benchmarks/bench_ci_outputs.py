@@ -36,7 +36,6 @@ import torch  # noqa: E402
 
 from pytest_coreml_parity import assert_parity  # noqa: E402
 from pytest_coreml_parity.cache import ConversionCache  # noqa: E402
-from pytest_coreml_parity.convert import ConversionOptions  # noqa: E402
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime  # noqa: E402
 from pytest_coreml_parity.report.dump import write_dump  # noqa: E402
 from pytest_coreml_parity.report.record import call_record, junit_properties  # noqa: E402
@@ -82,7 +81,7 @@ def measure(label: str, rounds: int, out: Path) -> dict[str, Any]:
     make, shape = MODELS[label]
     torch.manual_seed(0)
     model = CoreMLModel(
-        ModelSettings(ConversionOptions(precision="fp16")), Runtime(ConversionCache(out / "cache"), "emulator")
+        ModelSettings(precision="fp16"), Runtime(ConversionCache(out / "cache"), "emulator")
     )
     model.bind(make().eval(), (torch.randn(shape),), "bench")
     x = torch.randn(shape)

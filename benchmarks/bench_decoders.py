@@ -62,7 +62,6 @@ def measure(rounds: int) -> list[dict[str, float | str]]:
 
     from pytest_coreml_parity import assert_generation
     from pytest_coreml_parity.cache import ConversionCache
-    from pytest_coreml_parity.convert import ConversionOptions
     from pytest_coreml_parity.emulator import Emulator
     from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 
@@ -72,7 +71,7 @@ def measure(rounds: int) -> list[dict[str, float | str]]:
     rows: list[dict[str, float | str]] = []
     for precision in ("fp32", "fp16"):
         model = CoreMLModel(
-            ModelSettings(ConversionOptions(precision=precision)),
+            ModelSettings(precision=precision),
             Runtime(ConversionCache(None), "emulator"),
         )
         start = time.perf_counter()

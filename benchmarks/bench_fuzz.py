@@ -45,8 +45,8 @@ from tests.diagnose.models import ComplexDiv, TransformerBlock  # noqa: E402
 
 from pytest_coreml_parity import assert_parity  # noqa: E402
 from pytest_coreml_parity.cache import ConversionCache  # noqa: E402
-from pytest_coreml_parity.convert import ConversionOptions  # noqa: E402
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime  # noqa: E402
+from pytest_coreml_parity.settings import Settings  # noqa: E402
 from pytest_coreml_parity.strategies import extreme_tensors, model_inputs  # noqa: E402
 
 
@@ -90,7 +90,7 @@ class ScoresAttention(torch.nn.Module):
 def bound(torch_model: torch.nn.Module, examples: tuple[torch.Tensor, ...] | torch.Tensor,
           precision: str, guide: bool) -> CoreMLModel:
     model = CoreMLModel(
-        ModelSettings(ConversionOptions(precision=precision), guide=guide),
+        ModelSettings(Settings(guide=guide), precision=precision),
         Runtime(ConversionCache(ROOT / ".coreml-parity-cache" / "bench"), "emulator"),
     )
     model.bind(torch_model, examples if isinstance(examples, tuple) else (examples,))

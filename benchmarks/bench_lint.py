@@ -40,7 +40,6 @@ import torch  # noqa: E402
 
 from pytest_coreml_parity.cache import ConversionCache  # noqa: E402
 from pytest_coreml_parity.check_sections import _lint  # noqa: E402
-from pytest_coreml_parity.convert import ConversionOptions  # noqa: E402
 from pytest_coreml_parity.errors import ConversionError  # noqa: E402
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime  # noqa: E402
 
@@ -171,7 +170,7 @@ def measure(name: str, build: Build, cache_dir: Path, precision: str, repeat: in
     torch.manual_seed(0)
     model, examples = build()
     model.eval()
-    settings = ModelSettings(options=ConversionOptions(precision=precision))
+    settings = ModelSettings(precision=precision)
 
     def bind() -> tuple[CoreMLModel, Runtime]:
         runtime = Runtime(ConversionCache(cache_dir), "emulator")  # a new session: no memory hit

@@ -75,7 +75,6 @@ def measure(rounds: int) -> list[tuple[str, float, float, float]]:
 
     from pytest_coreml_parity import assert_parity
     from pytest_coreml_parity.cache import ConversionCache
-    from pytest_coreml_parity.convert import ConversionOptions
     from pytest_coreml_parity.emulator import Emulator
     from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 
@@ -84,7 +83,7 @@ def measure(rounds: int) -> list[tuple[str, float, float, float]]:
     rows = []
     for precision in ("fp32", "fp16"):
         model = CoreMLModel(
-            ModelSettings(ConversionOptions(precision=precision)),
+            ModelSettings(precision=precision),
             Runtime(ConversionCache(None), "emulator"),
         )
         model.bind(decoder(), steps[0])

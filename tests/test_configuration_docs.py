@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pytest_coreml_parity.applies import ONLY, stacks_of
+from pytest_coreml_parity.applies import only, stacks_of
 from pytest_coreml_parity.settings import MARKER_KEYWORDS, OPTIONS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -52,11 +52,11 @@ def test_every_row_names_the_stacks_it_applies_to() -> None:
 
 def test_the_stack_table_names_only_real_settings_and_fixtures() -> None:
     fixtures = {"coreml_convert", "coreml_convert_kwargs", "torch_preprocess"}
-    assert set(ONLY) <= set(MARKER_KEYWORDS) | set(OPTIONS) | fixtures
+    assert set(only()) <= set(MARKER_KEYWORDS) | set(OPTIONS) | fixtures
 
 
 def test_the_registered_marker_signature_lists_every_keyword() -> None:
-    from pytest_coreml_parity.messages import MARKER_SIGNATURE
+    from pytest_coreml_parity.settings import MARKER_SIGNATURE
 
     listed = re.findall(r"(\w+)=None", MARKER_SIGNATURE)
     assert sorted(listed) == sorted(MARKER_KEYWORDS)

@@ -20,6 +20,8 @@ from pytest_coreml_parity import messages
 from pytest_coreml_parity.convert import ConversionOptions, convert_model
 from pytest_coreml_parity.emulator import emulate
 from pytest_coreml_parity.errors import SettingError
+from pytest_coreml_parity.gates import GENERATION
+from pytest_coreml_parity.gates import names as gate_names
 from pytest_coreml_parity.settings import GATES as SETTING_GATES
 from pytest_coreml_parity.verdict import (
     GATES,
@@ -346,7 +348,7 @@ def test_aggregate_gates_skip_an_output_without_signal() -> None:
 
 
 def test_one_preset_table() -> None:
-    assert set(SETTING_GATES) == set(GATES)
+    assert set(SETTING_GATES) == set(GATES) | set(gate_names(GENERATION))  # generation gates: assert_generation's
     assert all(isinstance(g, Gates) for g in PRESETS.values())
     assert list(TOLERANCES) == list(PRESETS)
     # fp32 is scale-aware too, 200x tighter than fp16 (docs/tolerances.md, benchmarks/fp32_evidence.py)

@@ -2,52 +2,45 @@
 
 A suite may run both stacks (``--coreml-targets=coreml,coreai``). A setting that does not
 apply to a test's stack is never silently ignored: the plugin fails or skips that test with
-a message naming the setting and the stack (``plugin.py`` asks :func:`stacks_of`). One
-table, read by the plugin, the docs test (every keyword documented once, with its stacks)
-and the fixed-shape hint. Stack names come from the stack table (:mod:`.stacks`); this
-module compares none itself. Cheap to import: no numpy, torch or coremltools.
+a message naming the setting and the stack (``plugin.py`` asks :func:`stacks_of`). The
+answer is a column of the stack table: each stack's ``ignores`` (``Stack.ignores``), plus
+``assert_generation``'s gates for a stack that does not wrap decoders; so a new stack is
+one folder and one row. Read by the plugin, the docs test (every keyword documented once,
+with its stacks) and the fixed-shape hint. Stack classes are cheap to load; this module
+compares no stack name itself. Cheap to import: no numpy, torch or coremltools.
 """
 
 from __future__ import annotations
 
-from .stacks import DEFAULT_STACKS, names
+from .gates import GENERATION
+from .gates import names as gate_names
+from .stacks import names, stack
 
-#: Core ML, the default stack: the settings of its conversion recipe (ct.convert) and runner.
-COREML = DEFAULT_STACKS[0]
+#: What a stack that does not wrap causal LMs (``Stack.wraps_decoders``) ignores:
+#: ``assert_generation``'s gates (gates.GATE_TABLE, check ``generation``).
+_DECODER_SETTINGS: frozenset[str] = frozenset(gate_names(GENERATION))
 
-#: setting (option / ini / marker keyword, by its settings name) -> the stacks it applies to.
-#: A name not listed applies to every stack of the table (:func:`stacks.names`).
-ONLY: dict[str, tuple[str, ...]] = {
-    # Core ML conversion recipe (ct.convert): Core AI converts through coreai-torch.
-    "target": (COREML,),
-    "compute_units": (COREML,),
-    "input_dtypes": (COREML,),
-    "export": (COREML,),
-    "optimization": (COREML,),
-    "convert_kwargs": (COREML,),
-    "function": (COREML,),
-    "package": (COREML,),
-    "precision": (COREML,),
-    "package_inputs": (COREML,),
-    "backend": (COREML,),
-    "emulator_profile": (COREML,),
-    "headroom": (COREML,),
-    "headroom_action": (COREML,),
-    "headroom_report": (COREML,),
-    "shims": (COREML,),  # coremltools converter shims
-    "weight_report": (COREML,),  # read from the Core ML program's weights
-    "profile_verdicts": (COREML,),  # the emulator's profiles
-    # fixtures
-    "coreml_convert": (COREML,),
-    "coreml_convert_kwargs": (COREML,),
-    "torch_preprocess": (COREML,),
-}
+
+def ignored_by(name: str) -> frozenset[str]:
+    """The settings (and fixtures) stack ``name`` does not take: its ``ignores`` column."""
+    of = stack(name)
+    return of.ignores if of.wraps_decoders else of.ignores | _DECODER_SETTINGS
 
 
 def stacks_of(name: str) -> tuple[str, ...]:
-    """The stacks setting (or fixture) ``name`` applies to."""
-    return ONLY.get(name) or names()
+    """The stacks setting (or fixture) ``name`` applies to, in table order."""
+    return tuple(stack for stack in names() if name not in ignored_by(stack))
 
 
 def applies(name: str, stack: str) -> bool:
-    return stack in stacks_of(name)
+    return name not in ignored_by(stack)
+
+
+def only() -> dict[str, tuple[str, ...]]:
+    """setting (option / ini / marker keyword, by its settings name; or fixture) -> the
+    stacks it applies to, for every setting some stack of the table ignores."""
+    ignored = sorted(set().union(*(ignored_by(name) for name in names())))
+    return {name: stacks_of(name) for name in ignored}
+
+
+__all__ = ["applies", "ignored_by", "only", "stacks_of"]

@@ -24,13 +24,14 @@ import numpy as np
 from . import messages
 from ._values import flatten, to_numpy, widen_float16
 from .errors import SettingError
-from .gates import GATE_TABLE
+from .gates import GATE_TABLE, PARITY
 from .precisions import is_exact
 from .verdict import (
     GATES,
     Judgement,
     ResolvedGates,
     as_pair,
+    check_keywords,
     judge_pair,
     mismatch_mask,
     resolve_gates,
@@ -318,28 +319,23 @@ def assert_parity(
     *inputs: Any,
     rtol: Any = None,
     atol: Any = None,
-    scale_atol: Any = None,
-    min_snr: Any = None,
-    min_psnr: Any = None,
-    min_cosine: Any = None,
-    min_top1: Any = None,
-    min_top5: Any = None,
+    **gates: Any,
 ) -> Any:
     """Run PyTorch and Core ML on ``inputs``; fail on disagreement or Core ML nan/inf.
 
-    Returns the Core ML outputs. Each gate (docs/tolerances.md): the argument,
+    Returns the Core ML outputs. ``gates``: any parity gate of ``gates.GATE_TABLE``
+    (``scale_atol``, ``min_snr``, ``min_psnr``, ``min_cosine``, ``min_top1``, ``min_top5``);
+    another keyword is a ``TypeError``. Each gate (docs/tolerances.md): the argument,
     else the marker, command line or ini setting, else the precision's preset;
     ``"off"`` turns a preset's gate off.
     """
     __tracebackhide__ = True
+    check_keywords(gates, "assert_parity", PARITY)
     model = coreml_model
-    given = {
-        "rtol": rtol, "atol": atol, "scale_atol": scale_atol, "min_snr": min_snr,
-        "min_psnr": min_psnr, "min_cosine": min_cosine, "min_top1": min_top1, "min_top5": min_top5,
-    }  # fmt: skip
+    given = {"rtol": rtol, "atol": atol, **gates}
     resolved = gates_for(model.precision, given, model=model)  # a bad value fails first
-    gates = resolved.gates
-    r, a = gates.rtol, gates.atol
+    verdict = resolved.gates
+    r, a = verdict.rtol, verdict.atol
     arrays = model.prepare(inputs)
     image_lines = _check_images(model, arrays)  # a preprocessing mismatch fails first
     expected = flatten(model.reference_prepared(arrays))
@@ -350,7 +346,7 @@ def assert_parity(
     stateful = model.torch_state_model is not None
     judged: list[Judgement] = []
     if stateful:  # one step of the test's sequence: recorded before any verdict fails
-        step, judged = _judged_step(len(model.steps) + 1, actual, expected, gates)
+        step, judged = _judged_step(len(model.steps) + 1, actual, expected, verdict)
         model.steps.append(step)
     worst = 0.0
     log = model.verdicts  # the CI outputs' record of this test (verdict_log.py), if wanted
@@ -367,7 +363,7 @@ def assert_parity(
                     want=e.shape,
                 )
             )
-        judgement = judged[i] if judged else judge_pair(g, e, gates)
+        judgement = judged[i] if judged else judge_pair(g, e, verdict)
         comp = Comparison(actual=g, expected=e, mismatch=judgement.mismatch)
         if log is not None:
             name = model.output_names[i] if i < len(model.output_names) else f"#{i}"

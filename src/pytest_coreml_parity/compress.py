@@ -17,15 +17,14 @@ Cheap to import: coremltools and numpy load inside the functions.
 from __future__ import annotations
 
 import contextlib
-import enum
-import hashlib
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import messages
 from ._values import to_numpy
+from .canonical import canonical_text
 from .errors import ConversionError, SettingError
 from .precisions import PRECISIONS, TABLE
 from .precisions import is_compressed as _is_compressed
@@ -64,50 +63,12 @@ def effective_target(target: str, precision: str) -> str:
 # --------------------------------------------------------------------------- keys
 
 
-def _canonical(value: Any, depth: int = 0) -> Any:
-    """A deterministic, repr-able image of a config value (for :func:`optimization_key`).
-
-    attrs classes (coremltools' configs) by their fields, mappings sorted, arrays by
-    content hash, functions by module, name, bytecode, constants and closure: never
-    by ``id()``, so the key is stable across sessions and differs when the config does.
-    """
-    if depth > 20:
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, enum.Enum):
-        return f"{type(value).__qualname__}.{value.name}"
-    if isinstance(value, Mapping):
-        items = [(repr(_canonical(k, depth + 1)), _canonical(v, depth + 1)) for k, v in value.items()]
-        return ["mapping", sorted(items, key=lambda kv: kv[0])]
-    if isinstance(value, (list, tuple)):
-        return [type(value).__name__, [_canonical(v, depth + 1) for v in value]]
-    attributes = getattr(type(value), "__attrs_attrs__", None)
-    if attributes is not None:
-        return [
-            type(value).__qualname__,
-            [(a.name, _canonical(getattr(value, a.name), depth + 1)) for a in attributes],
-        ]
-    if hasattr(value, "tobytes") and hasattr(value, "dtype") and hasattr(value, "shape"):
-        digest = hashlib.sha256(value.tobytes()).hexdigest()[:16]
-        return ["array", str(value.dtype), list(value.shape), digest]
-    code = getattr(value, "__code__", None)
-    if code is not None:
-        closure = [
-            _canonical(cell.cell_contents, depth + 1) for cell in (getattr(value, "__closure__", None) or ())
-        ]
-        consts = [_canonical(c, depth + 1) if not hasattr(c, "co_code") else "code" for c in code.co_consts]
-        body = hashlib.sha256(code.co_code).hexdigest()[:16]
-        return ["function", getattr(value, "__module__", ""), value.__qualname__, body, consts, closure]
-    return [type(value).__qualname__, repr(value)]
-
-
 def optimization_key(optimization: Any) -> str | None:
     """Stable text identifying a user's ``OptimizationConfig`` (or sequence of them); part
     of the cache key, so changing any field of the config converts again."""
     if optimization is None:
         return None
-    return repr(_canonical(optimization))
+    return canonical_text(optimization)
 
 
 # ------------------------------------------------------------------- calibration

@@ -1,13 +1,15 @@
-"""The gate table: every verdict gate besides rtol/atol, one row each, and the one rule
-that validates a gate's value.
+"""The gate table: every gate besides rtol/atol, one row each, and the one rule that
+validates a gate's value (and rtol's and atol's).
 
-A row names the gate, the metric it judges (``verdict.Metrics`` attribute), whether its
+A row names the gate, the check that judges it (``assert_parity``'s verdict or
+``assert_generation``), the metric it judges (``verdict.Metrics`` attribute), whether its
 value is a fraction in [0, 1], the metrics table's label and position, and its
-command-line help. ``verdict.py`` (``GATES``, the judging loop, the metric lookup),
-``settings.py`` (the options, ini names and marker keywords), ``plugin.py`` (help) and
-``compare.py`` (the metrics rows) all read it; ``tests/test_gate_table.py`` proves
-the places that must still spell a gate (``verdict.Gates``, ``settings.Settings``,
-``assert_parity``'s keywords) agree with it.
+command-line help. Everything else derives from the rows: ``verdict.Gates``' fields and
+``GATES``, the judging loop and the metric lookup (``verdict.py``); the options, ini
+names, marker keywords and the marker's signature (``settings.py``); the help
+(``plugin.py``); the metrics rows (``compare.py``); the keywords ``assert_parity`` and
+``assert_generation`` accept. A new gate is one row here plus its test
+(``tests/test_gate_table.py`` adds one and follows it through every place).
 
 A leaf, like ``precisions.py``: cheap to import (settings reads it); re-exported by
 ``verdict.py`` as ``GATE_TABLE``.
@@ -22,6 +24,13 @@ from typing import Any
 
 #: The value that turns a preset's gate off, from any source.
 OFF = "off"
+
+#: The checks a gate belongs to (``GateRow.check``): ``assert_parity``'s verdict on each
+#: output, ``assert_generation``'s on a decoder's greedy generation.
+PARITY = "parity"
+GENERATION = "generation"
+#: The element-wise tolerance: validated by :func:`tolerance_number`, never off.
+TOLERANCE_NAMES: tuple[str, ...] = ("rtol", "atol")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class GateRow:
     unit: str = ""
     #: Position of its row in the metrics table (after max abs/rel err).
     row: int = 0
+    #: The check that judges it (PARITY or GENERATION): the keywords it accepts.
+    check: str = PARITY
 
     @property
     def flag(self) -> str:
@@ -88,6 +99,21 @@ GATE_TABLE: tuple[GateRow, ...] = (
         "fail a score output whose torch argmax is in Core ML's top 5 on fewer than this fraction "
         f"of rows. {_PRESET}", row=5,
     ),
+    GateRow(
+        "min_token_match", None, True, None, "F",
+        "assert_generation: fail when fewer than this fraction of the new tokens match PyTorch's "
+        f"at their position; a number, off or fp16=..,fp32=... {_PRESET}", check=GENERATION,
+    ),
+    GateRow(
+        "min_logits_cosine", None, True, None, "C",
+        "assert_generation: fail a step with PyTorch's history whose logits cosine is below this (0..1). "
+        f"{_PRESET}", check=GENERATION,
+    ),
+    GateRow(
+        "min_layer_cosine", None, True, None, "C",
+        "assert_generation: on a failure, name the first layer whose hidden-state cosine is below this (0..1). "
+        f"{_PRESET}", check=GENERATION,
+    ),
 )  # fmt: skip
 
 #: name -> row.
@@ -96,14 +122,14 @@ GATE_ROWS: dict[str, GateRow] = {row.name: row for row in GATE_TABLE}
 GATES: tuple[str, ...] = tuple(GATE_ROWS)
 
 
-def gate_number(value: Any, what: str, *, text: bool) -> float | str | None:
-    """The one rule for a gate's value: ``off``, or a finite number >= 0 (<= 1 for a
-    fraction gate). ``text``: the value comes from a command line, an ini file or a
-    marker, so numeric strings count (``"1e-2"``); an argument must be a number.
-    Returns None when the value breaks the rule; the caller's message names the source.
-    """
-    if isinstance(value, str) and value.strip().lower() == OFF:
-        return OFF
+def names(check: str) -> tuple[str, ...]:
+    """The gates ``check`` (PARITY or GENERATION) judges, in table order."""
+    return tuple(row.name for row in GATE_TABLE if row.check == check)
+
+
+def tolerance_number(value: Any, *, text: bool) -> float | None:
+    """The one rule for rtol's and atol's value: a finite number >= 0 (never off). ``text``
+    as for :func:`gate_number`. None when the value breaks the rule."""
     if isinstance(value, bool):
         return None
     if text:
@@ -115,10 +141,34 @@ def gate_number(value: Any, what: str, *, text: bool) -> float | str | None:
         number = float(value)
     else:
         return None
+    return number if math.isfinite(number) and number >= 0.0 else None
+
+
+def gate_number(value: Any, what: str, *, text: bool) -> float | str | None:
+    """The one rule for a gate's value: ``off``, or a finite number >= 0 (<= 1 for a
+    fraction gate). ``text``: the value comes from a command line, an ini file or a
+    marker, so numeric strings count (``"1e-2"``); an argument must be a number.
+    Returns None when the value breaks the rule; the caller's message names the source.
+    """
+    if isinstance(value, str) and value.strip().lower() == OFF:
+        return OFF
+    number = tolerance_number(value, text=text)
     row = GATE_ROWS.get(what)
-    if not math.isfinite(number) or number < 0.0 or (row is not None and row.fraction and number > 1.0):
+    if number is None or (row is not None and row.fraction and number > 1.0):
         return None
     return number
 
 
-__all__ = ["GATES", "GATE_ROWS", "GATE_TABLE", "OFF", "GateRow", "gate_number"]
+__all__ = [
+    "GATES",
+    "GATE_ROWS",
+    "GATE_TABLE",
+    "GENERATION",
+    "OFF",
+    "PARITY",
+    "TOLERANCE_NAMES",
+    "GateRow",
+    "gate_number",
+    "names",
+    "tolerance_number",
+]

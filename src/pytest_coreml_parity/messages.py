@@ -21,12 +21,9 @@ MARKER_POSITIONAL = (
     "@pytest.mark.coreml in {where}: takes keywords only, e.g. "
     "@pytest.mark.coreml(precisions=['fp16']); got positional {value!r}"
 )
+#: ``{keywords}``: ``precisions=None, rtol=None, ...`` (settings.MARKER_SIGNATURE fills it).
 MARKER_SIGNATURE = (
-    "coreml(precisions=None, rtol=None, atol=None, target=None, compute_units=None, "
-    "input_dtypes=None, export=None, search_fix=None, targets=None, headroom=None, "
-    "headroom_action=None, guide=None, optimization=None, emulator_profile=None, scale_atol=None, min_snr=None, "
-    "min_psnr=None, min_cosine=None, min_top1=None, min_top5=None, convert_kwargs=None, fp32_ops=None, function=None, cache=None, "
-    "package=None, precision=None, shims=None, lint=None, package_inputs=None): run coreml_model at "
+    "coreml({keywords}): run coreml_model at "
     "these precisions (on these targets: coreml, coreai) with these conversion options and "
     "tolerances (see docs/configuration.md)"
 )

@@ -17,7 +17,6 @@ import dataclasses
 import sys
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from .convert import (
 )
 from .errors import InputMismatchError, NotBoundError
 from .model_images import ImageInputs
+from .model_settings import ModelSettings
 from .outputs import describe_keys, is_keyed, labels, numpy_tree
 from .sequence import StatefulSequence, Step
 from .shape_hint import fixed_shape_message
@@ -46,38 +46,6 @@ if TYPE_CHECKING:
     from .headroom import HeadroomLog
     from .verdict import GateValue, ToleranceValue
     from .verdict_log import VerdictLog
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """Per-test settings resolved from marker, command line, ini and defaults."""
-
-    options: ConversionOptions
-    rtol: ToleranceValue = None
-    atol: ToleranceValue = None
-    #: Configured verdict gates by name (settings.GATES); None values: the preset's.
-    gates: Mapping[str, GateValue] = dataclasses.field(default_factory=dict)
-    search_fix: bool = False
-    report_dir: Path | None = None
-    #: The stack's name (``stacks.STACKS``): ``coreml`` (Core ML) or ``coreai`` (Core AI).
-    stack: str = "coreml"
-    #: Guide hypothesis with ``target()`` inside ``@given`` (emulator backend only).
-    guide: bool = True
-    #: Headroom gate: fail (``headroom_action``) when an fp16 op peaks above 65504 / headroom.
-    headroom: float | None = None
-    headroom_action: str = "fail"
-    #: The emulator backend's execution profile (settings.EMULATOR_PROFILES).
-    emulator_profile: str = "typed"
-    #: ``package=``: a built .mlpackage to test instead of converting (package.py).
-    package: Path | None = None
-    #: ``precision=`` with ``package=``: the verdict's precision (None: read from the program).
-    package_precision: str | None = None
-    #: ``package_inputs=`` with ``package=``: package input name -> forward argument.
-    package_inputs: dict[str, str] | None = dataclasses.field(default=None, compare=False)
-    #: The function of a multi-function package to run (None: the package's default).
-    function: str | None = None
-    #: False (marker cache=False): memory cache only, never the disk cache.
-    disk_cache: bool = True
 
 
 class Runtime:
@@ -137,7 +105,8 @@ class CoreMLModel:
     def __init__(self, settings: ModelSettings, runtime: Runtime | None = None) -> None:
         #: The stack this model is converted for and run on (``stacks.STACKS``).
         self.stack: Stack = stack(settings.stack)
-        settings = dataclasses.replace(settings, options=self.stack.converted_options(settings.options))
+        settings = settings.with_options(self.stack.converted_options(settings.options))
+        #: The test's resolved settings record and this model's stack and precision.
         self.settings = settings
         self.runtime = runtime
         self.options: ConversionOptions = settings.options
@@ -482,9 +451,7 @@ class CoreMLModel:
 
     def with_options(self, **changes: Any) -> CoreMLModel:
         """A sibling converted with changed :class:`ConversionOptions` (same cache, backend)."""
-        settings = dataclasses.replace(
-            self.settings, options=dataclasses.replace(self.options, **changes)
-        )
+        settings = self.settings.with_options(dataclasses.replace(self.options, **changes))
         sibling = CoreMLModel(settings, self.runtime)
         sibling.bind(self.torch_model, self.example_inputs, self.node_id)
         return sibling

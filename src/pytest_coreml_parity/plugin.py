@@ -26,12 +26,12 @@ from . import messages
 from ._values import package_version
 from .errors import SettingError
 from .gates import GATE_TABLE
-from .precisions import PRECISIONS, is_exact
+from .precisions import FP32, PRECISIONS
 from .settings import (
     DEFAULT_PRECISIONS,
     DEFAULT_TARGET_STACKS,
-    GATES,
     MARKER_KEYWORDS,
+    MARKER_SIGNATURE,
     OPTIONS,
     TARGET_STACKS,
     USER_CONVERT_FIXTURE,
@@ -127,7 +127,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", messages.MARKER_SIGNATURE)
+    config.addinivalue_line("markers", MARKER_SIGNATURE)
     ini_where = str(config.inipath.name) if config.inipath else "ini"
     try:
         settings = resolve_session(
@@ -246,8 +246,8 @@ def _runtime(config: pytest.Config) -> Runtime:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if FIXTURE not in metafunc.fixturenames:
         return
-    from .convert import ConversionOptions
-    from .model import CoreMLModel, ModelSettings
+    from .model import CoreMLModel
+    from .model_settings import ModelSettings
 
     config = metafunc.config
     state = config.stash[STATE]
@@ -266,36 +266,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     runtime = _runtime(config)
     axis = [(name, precision) for name in settings.targets for precision in settings.precisions]
     slots = [
-        CoreMLModel(
-            ModelSettings(
-                options=ConversionOptions(
-                    precision=precision,
-                    target=settings.target,
-                    compute_units=settings.compute_units,
-                    input_dtypes=settings.input_dtypes,
-                    use_export=settings.export,
-                    optimization=settings.optimization if PRECISIONS[precision].user_config else None,
-                    fp32_ops=frozenset(settings.fp32_ops)
-                    if settings.fp32_ops and not is_exact(precision)
-                    else None,
-                    convert_kwargs=settings.convert_kwargs,
-                    shims=settings.shims,
-                ),
-                rtol=settings.rtol,
-                atol=settings.atol,
-                gates={gate: getattr(settings, gate) for gate in GATES},
-                search_fix=settings.search_fix,
-                report_dir=settings.report_dir,
-                stack=name,
-                guide=settings.guide,
-                headroom=settings.headroom,
-                headroom_action=settings.headroom_action,
-                emulator_profile=settings.emulator_profile,
-                function=settings.function,
-                disk_cache=settings.cache,
-            ),
-            runtime,
-        )
+        CoreMLModel(ModelSettings(settings, stack=name, precision=precision), runtime)
         for name, precision in axis
     ]
     ids = parametrize_ids(settings.targets, settings.precisions)
@@ -347,10 +318,9 @@ def _fail_at_setup(metafunc: pytest.Metafunc, message: str) -> None:
 def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> tuple[list[Any], list[str]]:
     """The one ``coreml_model`` of a ``package=`` test (id ``pkg:Model.mlpackage``); a
     missing package fails that test at setup, naming the marker and the places looked in."""
-    import dataclasses
-
     from .errors import PackageError
     from .model import CoreMLModel
+    from .model_settings import ModelSettings
     from .package import resolve_path
 
     where = metafunc.definition.nodeid
@@ -364,13 +334,11 @@ def _package_slot(metafunc: pytest.Metafunc, settings: Settings, like: Any) -> t
         )
     except PackageError as exc:
         raise SettingError(str(exc)) from None
-    model_settings = dataclasses.replace(
-        like.settings,
-        options=dataclasses.replace(like.settings.options, precision=settings.precision or "fp32"),
+    model_settings = ModelSettings(
+        settings,
         stack=DEFAULT_TARGET_STACKS[0],  # a built Core ML package
+        precision=settings.precision or FP32,
         package=path,
-        package_precision=settings.precision,
-        package_inputs=settings.package_inputs,
     )
     slots: list[Any] = [CoreMLModel(model_settings, like.runtime)]
     ids = [f"pkg:{path.name}"]

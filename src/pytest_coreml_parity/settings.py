@@ -16,7 +16,7 @@ from typing import Any
 from . import messages
 from ._suggest import did_you_mean
 from .errors import SettingError
-from .gates import GATE_ROWS, GATE_TABLE, gate_number
+from .gates import GATE_ROWS, GATE_TABLE, gate_number, tolerance_number
 from .gates import GATES as GATE_NAMES
 from .precisions import TABLE
 from .precisions import names as precision_names
@@ -52,7 +52,7 @@ INPUT_DTYPES: tuple[str, ...] = ("auto", "fp32", "fp16")
 BACKENDS: tuple[str, ...] = ("auto", "coreml", "emulator")
 #: The emulator's execution profiles (emulator.FP16_EXECUTION_MODES; docs/emulator.md).
 EMULATOR_PROFILES: tuple[str, ...] = ("typed", "float32", "fp16-sequential")
-#: The verdict's gates besides rtol/atol (gates.GATE_TABLE; docs/tolerances.md).
+#: The gates besides rtol/atol (gates.GATE_TABLE; docs/tolerances.md), parity and generation.
 GATES: tuple[str, ...] = GATE_NAMES
 MARKER_KEYWORDS: tuple[str, ...] = (
     "precisions", "rtol", "atol", "target", "compute_units", "input_dtypes", "export", "search_fix",
@@ -61,6 +61,10 @@ MARKER_KEYWORDS: tuple[str, ...] = (
     "convert_kwargs", "fp32_ops", "function", "cache",
     "package", "precision", "shims", "lint", "package_inputs",
 )  # fmt: skip
+#: The ``coreml`` marker's line in ``pytest --markers`` (every keyword, from the table).
+MARKER_SIGNATURE = messages.MARKER_SIGNATURE.format(
+    keywords=", ".join(f"{keyword}=None" for keyword in MARKER_KEYWORDS)
+)
 #: The optional user fixture returning the test's own conversion (docs/usage.md).
 USER_CONVERT_FIXTURE = "coreml_convert"
 #: The optional user fixture returning extra ct.convert keywords (the marker's win).
@@ -84,13 +88,9 @@ class Settings:
     targets: tuple[str, ...] = DEFAULT_TARGET_STACKS
     rtol: Tolerance = None
     atol: Tolerance = None
-    #: Verdict gates (GATES): a number, "off", or per precision; None: the preset's.
-    scale_atol: Gate = None
-    min_snr: Gate = None
-    min_psnr: Gate = None
-    min_cosine: Gate = None
-    min_top1: Gate = None
-    min_top5: Gate = None
+    #: Gates by name (gates.GATE_TABLE): a number, "off", or per precision; a gate not
+    #: here is the preset's.
+    gates: Mapping[str, Gate] = field(default_factory=dict)
     target: str = "iOS16"
     compute_units: str = "ALL"
     input_dtypes: str = "auto"
@@ -185,11 +185,8 @@ def parse_targets(value: Any, where: str) -> tuple[str, ...]:
 
 
 def _number(value: Any, where: str, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SettingError(messages.BAD_NUMBER.format(where=where, what=what, value=value)) from None
-    if not number >= 0.0 or number == float("inf"):
+    number = tolerance_number(value, text=True)  # the one rule (gates.py); text may be "1e-2"
+    if number is None:
         raise SettingError(messages.BAD_NUMBER.format(where=where, what=what, value=value))
     return number
 
@@ -354,7 +351,16 @@ def resolve_session(
                 raw = ",".join(raw)
             values[name] = parse(raw, f"{ini_where} [{ini}]")
             origins[name] = f"ini {ini}"
-    return Settings(**values, origins=origins)
+    return Settings(**_gathered(values), origins=origins)
+
+
+def _gathered(values: dict[str, Any], gates: Mapping[str, Gate] | None = None) -> dict[str, Any]:
+    """``values`` by setting name, with the gates' (gates.GATE_TABLE) gathered into
+    ``gates`` over ``gates`` (the base's): one record field for every gate."""
+    taken = {name: values.pop(name) for name in list(values) if name in GATE_ROWS}
+    if taken or gates is not None:
+        values["gates"] = {**(gates or {}), **taken}
+    return values
 
 
 def apply_marker(
@@ -380,7 +386,7 @@ def apply_marker(
             parse = OPTIONS[key][2] if key in OPTIONS else MARKER_ONLY[key]
             changes[key] = parse(value, f"{marker_where}: {key}")
             origins[key] = "marker"
-    return _with_custom(replace(base, **changes, origins=origins), where)
+    return _with_custom(replace(base, **_gathered(changes, base.gates), origins=origins), where)
 
 
 def parse_optimization(value: Any, where: str) -> Any:

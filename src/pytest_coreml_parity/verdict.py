@@ -20,16 +20,24 @@ One output passes when both hold (docs/tolerances.md has the numbers):
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, make_dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import SettingError
-from .gates import GATE_ROWS, GATE_TABLE, OFF, gate_number
+from .gates import (
+    GATE_ROWS,
+    GATE_TABLE,
+    OFF,
+    PARITY,
+    TOLERANCE_NAMES,
+    gate_number,
+    tolerance_number,
+)
+from .gates import names as gate_names
 from .messages import BAD_GATE, BAD_TOLERANCE, UNKNOWN_PRESET
 from .precisions import TABLE, is_exact
 
@@ -41,34 +49,58 @@ class Tolerance(NamedTuple):
     atol: float
 
 
-@dataclass(frozen=True)
-class Gates:
-    """A precision's verdict: the element-wise tolerance plus aggregate gates (None: off).
+def _gates_class() -> type:
+    """``Gates``, a frozen dataclass whose fields are rtol, atol and every parity gate of
+    ``gates.GATE_TABLE`` in table order (``scale_atol`` defaults to 0.0, the others to None:
+    off), so a new gate is a new field without an edit here."""
 
-    One preset is one of these; ``Gates(rtol, atol)`` alone is numpy's allclose rule.
-    """
-
-    rtol: float
-    atol: float
-    #: Element-wise allowance as a fraction of the reference's rms (scale-aware atol).
-    scale_atol: float = 0.0
-    #: dB; SNR = 10 log10(mean(e^2) / mean((a - e)^2)).
-    min_snr: float | None = None
-    #: dB; PSNR = 10 log10(max|e|^2 / mean((a - e)^2)); Apple gates at 35.
-    min_psnr: float | None = None
-    min_cosine: float | None = None
-    #: Fraction of score rows whose argmax agrees.
-    min_top1: float | None = None
-    #: Fraction of score rows whose reference argmax is in Core ML's top 5.
-    min_top5: float | None = None
-
-    @property
-    def tolerance(self) -> Tolerance:
+    def tolerance(self: Any) -> Tolerance:
         return Tolerance(self.rtol, self.atol)
 
+    fields: list[Any] = [("rtol", float), ("atol", float)]
+    fields += [
+        (name, float if name == _SCALE else float | None, field(default=0.0 if name == _SCALE else None))
+        for name in gate_names(PARITY)
+    ]
+    return make_dataclass(
+        "Gates",
+        fields,
+        frozen=True,
+        namespace={
+            "tolerance": property(tolerance),
+            "__doc__": "A precision's verdict: the element-wise tolerance plus aggregate gates "
+            "(None: off), one field per parity row of gates.GATE_TABLE.\n\n"
+            "One preset is one of these; ``Gates(rtol, atol)`` alone is numpy's allclose rule.",
+            "__module__": __name__,
+        },
+    )
 
-#: Gate names besides rtol/atol, in table order (gates.GATE_TABLE; Gates' fields agree).
-GATES: tuple[str, ...] = tuple(row.name for row in GATE_TABLE)
+
+#: The element rule's scale term (the one gate judged element-wise; off means 0.0).
+_SCALE = "scale_atol"
+
+if TYPE_CHECKING:
+
+    class Gates:
+        """A precision's verdict (see :func:`_gates_class`): rtol, atol, then a field per
+        parity gate of the table (``scale_atol`` a float, the others float or None: off)."""
+
+        __dataclass_fields__: ClassVar[dict[str, Any]]
+        rtol: float
+        atol: float
+        scale_atol: float  # the element rule's term (the rule names it)
+
+        def __init__(self, rtol: float, atol: float, **gates: float | None) -> None: ...
+        def __getattr__(self, name: str) -> float | None: ...
+        @property
+        def tolerance(self) -> Tolerance: ...
+
+else:
+    Gates = _gates_class()
+
+#: The gates ``assert_parity`` judges besides rtol/atol, in table order (gates.GATE_TABLE;
+#: Gates' fields after rtol and atol).
+GATES: tuple[str, ...] = gate_names(PARITY)
 
 #: The presets: one entry per precision, read from precisions.TABLE (reasoning and
 #: evidence in docs/tolerances.md; a precision judged as its base has none).
@@ -155,10 +187,8 @@ def preset(precision: str) -> Gates:
 
 
 def _number(value: Any, where: str, what: str, shown: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise SettingError(BAD_TOLERANCE.format(where=where, what=what, known=_known(), value=shown))
-    number = float(value)
-    if not math.isfinite(number) or number < 0.0:
+    number = tolerance_number(value, text=False)  # the one rule (gates.py)
+    if number is None:
         raise SettingError(BAD_TOLERANCE.format(where=where, what=what, known=_known(), value=shown))
     return number
 
@@ -229,17 +259,37 @@ def resolve_gates(
     argument_where: str = "argument {what}",
     configured_where: str = "configured {what}",
 ) -> ResolvedGates:
-    """Every gate (rtol and atol included): the argument, else the configured value, else the preset.
-
-    Each gate resolves on its own; a per-precision dict that does not name
-    ``precision`` falls through to the next source; ``"off"`` turns a gate off
-    (rtol/atol cannot be off). The ``*_where`` templates (``{what}`` is the gate's
-    name, ``{flag}`` its command-line spelling) name the source in :class:`SettingError`.
-    """
+    """Every parity gate (rtol and atol included): the argument, else the configured value,
+    else the preset (see :func:`resolve_values`)."""
     base = preset(precision)
-    changes: dict[str, Any] = {}
+    changes, origins = resolve_values(
+        precision, (*TOLERANCE_NAMES, *GATES), arguments, configured,
+        argument_where=argument_where, configured_where=configured_where,
+    )  # fmt: skip
+    if _SCALE in changes and changes[_SCALE] is None:  # scale_atol's "off" is no allowance
+        changes[_SCALE] = 0.0
+    return ResolvedGates(replace(base, **changes) if changes else base, origins)
+
+
+def resolve_values(
+    precision: str,
+    names: Sequence[str],
+    arguments: Mapping[str, Any] | None = None,
+    configured: Mapping[str, Any] | None = None,
+    *,
+    argument_where: str = "argument {what}",
+    configured_where: str = "configured {what}",
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """(value, source label) of each of ``names`` an argument or the configured settings
+    give: the argument, else the configured value; a name neither gives is left out (the
+    caller's preset holds). Each gate resolves on its own; a per-precision dict that does
+    not name ``precision`` falls through to the next source; ``"off"`` is None (rtol/atol
+    cannot be off). The ``*_where`` templates (``{what}`` is the gate's name, ``{flag}`` its
+    command-line spelling) name the source in :class:`SettingError`.
+    """
+    changes: dict[str, float | None] = {}
     origins: dict[str, str] = {}
-    for name in ("rtol", "atol", *GATES):
+    for name in names:
         sources = ((arguments or {}).get(name), "argument", argument_where), (
             (configured or {}).get(name),
             "configured",
@@ -248,7 +298,7 @@ def resolve_gates(
         for raw, label, where in sources:
             if raw is None:  # not given here (checked below, it would be None): skip formatting
                 continue
-            checker = check_tolerance if name in ("rtol", "atol") else check_gate
+            checker = check_tolerance if name in TOLERANCE_NAMES else check_gate
             value = checker(raw, where.format(what=name, flag=name.replace("_", "-")), name)
             if isinstance(value, Mapping):
                 if precision not in value:
@@ -256,13 +306,27 @@ def resolve_gates(
                 value = value[precision]
             if value is None:
                 continue
-            if value == OFF:  # scale_atol's "off" is no allowance; the other gates are None
-                changes[name] = 0.0 if name == "scale_atol" else None
-            else:
-                changes[name] = float(value)
+            changes[name] = None if value == OFF else float(value)
             origins[name] = label
             break
-    return ResolvedGates(replace(base, **changes) if changes else base, origins)
+    return changes, origins
+
+
+def check_keywords(gates: Mapping[str, Any], function: str, check: str) -> None:
+    """``TypeError`` for a keyword of ``function`` (``assert_parity``) that is not one of
+    ``check``'s gates (gates.GATE_TABLE), as Python says it for a missing parameter, with
+    the close match or the check the gate belongs to."""
+    from ._suggest import did_you_mean
+
+    known = gate_names(check)
+    for name in gates:
+        if name not in known:
+            row = GATE_ROWS.get(name)
+            note = (
+                f" ({name} is a gate of the {row.check} check)" if row is not None
+                else did_you_mean(name, (*TOLERANCE_NAMES, *known))
+            )  # fmt: skip
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}{note}")
 
 
 def resolve_tolerance(
@@ -620,12 +684,16 @@ def judge_pair(actual: npt.NDArray[Any], expected: npt.NDArray[Any], gates: Gate
     return _judge(_Pair(actual, expected, converted=True), gates)
 
 
+#: The aggregate gates (a parity row with a metric), judged after the element rule.
+_JUDGED: tuple[str, ...] = tuple(name for name in GATES if GATE_ROWS[name].metric is not None)
+
+
 def _judge(pair: _Pair, gates: Gates) -> Judgement:
     mask = pair.mask(gates.rtol, gates.atol, gates.scale_atol)
     allowed = gates.atol + gates.scale_atol * pair.scale
     failed: list[str] = ["elements"] if mask.any() else []
     judged: list[str] = []
-    for name in GATES[1:]:
+    for name in _JUDGED:
         minimum = getattr(gates, name)
         if minimum is None or not pair.signal(gates.atol):
             continue
@@ -667,6 +735,7 @@ __all__ = [
     "align_rank0",
     "as_pair",
     "check_gate",
+    "check_keywords",
     "check_tolerance",
     "judge",
     "judge_pair",
@@ -676,5 +745,6 @@ __all__ = [
     "preset",
     "resolve_gates",
     "resolve_tolerance",
+    "resolve_values",
     "worst_errors",
 ]

@@ -110,3 +110,21 @@ def test_custom_without_a_config_and_a_bad_config_are_errors() -> None:
     assert str(bad.value) == messages.BAD_OPTIMIZATION.format(
         where="@pytest.mark.coreml in t.py::test: optimization", got="dict"
     )
+
+
+def test_one_canonicaliser_keys_configs_and_convert_kwargs_alike() -> None:
+    """compress and convert key with canonical.canonical_text: a config in convert_kwargs
+    and the same config as optimization= give the same text; a value deep inside a list of
+    configs (per op type) still changes it; attrs classes read by field, enums by name."""
+    from pytest_coreml_parity.canonical import canonical_text
+
+    def deep(threshold: int) -> list[cto.OptimizationConfig]:
+        per_op = {"linear": cto.OpPalettizerConfig(nbits=4, mode="kmeans", weight_threshold=threshold)}
+        return [_palettize(2), cto.OptimizationConfig(op_type_configs=per_op)]
+
+    assert optimization_key(deep(10)) == canonical_text(deep(10))
+    assert optimization_key(deep(10)) != optimization_key(deep(11))
+    text = canonical_text(cto.OpPalettizerConfig(nbits=4, mode="kmeans"))
+    assert "nbits=4" in text and "0x" not in text
+    options = ConversionOptions(convert_kwargs={"config": deep(10)})
+    assert options.convert_kwargs_key == canonical_text({"config": deep(10)})

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from pytest_coreml_parity.cache import ConversionCache
-from pytest_coreml_parity.convert import ConversionOptions
 from pytest_coreml_parity.emulator.dtypes import finite_peak, fp16_peak
 from pytest_coreml_parity.headroom import (
     FP16_MAX,
@@ -19,6 +18,7 @@ from pytest_coreml_parity.headroom import (
     fp16_peak_ratio,
 )
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
+from pytest_coreml_parity.settings import Settings
 
 
 class Square(torch.nn.Module):
@@ -28,7 +28,7 @@ class Square(torch.nn.Module):
 
 def _model(precision: str = "fp16") -> CoreMLModel:
     model = CoreMLModel(
-        ModelSettings(ConversionOptions(precision=precision, input_dtypes="fp32")),
+        ModelSettings(Settings(input_dtypes="fp32"), precision=precision),
         Runtime(ConversionCache(None), "emulator"),
     )
     model.bind(Square().eval(), (torch.ones(2, 4),))

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from pytest_coreml_parity.cache import ConversionCache
-from pytest_coreml_parity.convert import ConversionOptions
 from pytest_coreml_parity.model import SMALL_REFERENCE, CoreMLModel, ModelSettings, Runtime
 
 
@@ -36,7 +35,7 @@ def test_reference_threads(two_threads: None, width: int, threads: int) -> None:
     spy = Spy(width).eval()
     assert (width * width + width <= SMALL_REFERENCE) == (threads == 1)
     model = CoreMLModel(
-        ModelSettings(ConversionOptions(precision="fp32")), Runtime(ConversionCache(None), "emulator")
+        ModelSettings(precision="fp32"), Runtime(ConversionCache(None), "emulator")
     )
     x = torch.randn(1, width)
     model.bind(spy, (x,))

@@ -49,15 +49,15 @@ def _warm_up() -> None:
     import pytest_coreml_parity.compare
     import pytest_coreml_parity.strategies
     from pytest_coreml_parity.cache import ConversionCache
-    from pytest_coreml_parity.convert import ConversionOptions
     from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
+    from pytest_coreml_parity.settings import Settings
 
     with contextlib.suppress(ImportError):
         import pytest_coreml_parity.diagnose  # noqa: F401
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
     for export in (False, True):
         slot = CoreMLModel(
-            ModelSettings(ConversionOptions(precision="fp16", use_export=export)),
+            ModelSettings(Settings(export=export), precision="fp16"),
             Runtime(ConversionCache(None), "emulator"),
         )
         slot.bind(model, (torch.ones(1, 3),))

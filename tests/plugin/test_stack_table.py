@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_coreml_parity import stacks
+from pytest_coreml_parity.applies import only, stacks_of
 from pytest_coreml_parity.errors import SettingError
 from pytest_coreml_parity.settings import parse_targets
 
@@ -121,6 +122,10 @@ def test_a_registered_stack_is_accepted_and_resolved(tmp_path: Path, monkeypatch
         toy = stacks.stack("toy")
         assert (toy.name, toy.title) == ("toy", "Toy ML")
         assert stacks.stack("coreml").layout is toy.layout  # Core ML's cache entries
+        # which settings it takes is its own column (Stack.ignores): Core ML's, inherited
+        assert stacks_of("target") == ("coreml", "toy")
+        assert stacks_of("min_token_match") == ("coreml", "toy")  # it wraps decoders too
+        assert only()["target"] == ("coreml", "toy")
     finally:
         stacks.unregister("toy")
     with pytest.raises(ValueError, match="unknown stack 'toy'"):
@@ -135,3 +140,12 @@ def test_no_stack_name_is_compared_outside_the_table_modules() -> None:
         ["grep", "-rnE", pattern.pattern, str(src), "--include=*.py"], capture_output=True, text=True
     ).stdout
     assert found == ""
+
+
+def test_which_settings_a_stack_takes_is_its_column() -> None:
+    """Core AI ignores Core ML's recipe and runner, and assert_generation's gates (it
+    wraps no decoders); every other setting applies to both."""
+    assert stacks_of("target") == ("coreml",)
+    assert stacks_of("min_token_match") == ("coreml",)
+    assert stacks_of("min_snr") == ("coreml", "coreai")
+    assert stacks_of("coreml_convert") == ("coreml",)

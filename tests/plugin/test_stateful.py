@@ -258,11 +258,10 @@ def test_nested_buffer_state_starts_from_the_torch_initial_value() -> None:
 
     from pytest_coreml_parity import assert_parity
     from pytest_coreml_parity.cache import ConversionCache
-    from pytest_coreml_parity.convert import ConversionOptions
     from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 
     model = CoreMLModel(
-        ModelSettings(ConversionOptions(precision="fp16")), Runtime(ConversionCache(None), "emulator")
+        ModelSettings(precision="fp16"), Runtime(ConversionCache(None), "emulator")
     )
     torch_model = _nested_model()
     model.bind(torch_model, (torch.ones(2, 3),))

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from pytest_coreml_parity.cache import ConversionCache
-from pytest_coreml_parity.convert import ConversionOptions
 from pytest_coreml_parity.masks import FP16_SAFE_FILL
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 from pytest_coreml_parity.strategies import (
@@ -61,7 +60,7 @@ def bound(
     model: torch.nn.Module, examples: tuple[torch.Tensor, ...], precision: str
 ) -> CoreMLModel:
     slot = CoreMLModel(
-        ModelSettings(ConversionOptions(precision=precision)),
+        ModelSettings(precision=precision),
         Runtime(ConversionCache(None), "emulator"),
     )
     slot.bind(model.eval(), examples)
@@ -205,7 +204,7 @@ def test_integer_inputs_without_a_gather_fall_back_to_2_15() -> None:
 
 
 def test_an_unbound_model_is_refused() -> None:
-    slot = CoreMLModel(ModelSettings(ConversionOptions(precision="fp16")), None)
+    slot = CoreMLModel(ModelSettings(precision="fp16"), None)
     with pytest.raises(ValueError, match="not bound"):
         model_inputs(slot)
 

@@ -14,24 +14,46 @@ diagnosis (the op, its source line, the fix) covers it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputMismatchError
+from ..gates import GENERATION, names
 
 if TYPE_CHECKING:
     from ..model import CoreMLModel
 
-#: Gate presets by precision: (min_token_match, min_logits_cosine, min_layer_cosine).
-#: fp16 steps of a healthy decoder keep a logits cosine above 0.9999 (docs/decoders.md);
-#: the layer gate is CoreML-LLM's parity protocol's 0.9995.
-GENERATION_PRESETS: dict[str, tuple[float, float, float]] = {
-    "fp32": (1.0, 0.99999, 0.99999),
-    "fp16": (1.0, 0.999, 0.9995),
+#: Gate presets by precision: the generation gates of gates.GATE_TABLE (check
+#: ``generation``). fp16 steps of a healthy decoder keep a logits cosine above 0.9999
+#: (docs/decoders.md); the layer gate is CoreML-LLM's parity protocol's 0.9995.
+GENERATION_PRESETS: dict[str, dict[str, float]] = {
+    "fp32": {"min_token_match": 1.0, "min_logits_cosine": 0.99999, "min_layer_cosine": 0.99999},
+    "fp16": {"min_token_match": 1.0, "min_logits_cosine": 0.999, "min_layer_cosine": 0.9995},
 }
-_DEFAULT_PRESET = (1.0, 0.99, 0.999)  # compressed precisions
+#: The compressed precisions' preset.
+DEFAULT_PRESET: dict[str, float] = {"min_token_match": 1.0, "min_logits_cosine": 0.99, "min_layer_cosine": 0.999}
+
+#: ``assert_generation(min_token_match=...)``: an argument's source, in messages.
+ARGUMENT_WHERE = "assert_generation({what}=...)"
+
+
+def generation_gates(model: Any, arguments: Mapping[str, Any]) -> dict[str, float]:
+    """Every generation gate: the argument, else the model's configured gate (marker,
+    command line, ini), else the precision's preset; ``"off"`` is 0.0 (a token rate or a
+    cosine at or above it passes). A bad value raises :class:`SettingError` naming its source."""
+    from .. import messages
+    from ..verdict import resolve_values
+
+    values = dict(GENERATION_PRESETS.get(model.precision, DEFAULT_PRESET))
+    changes, _origins = resolve_values(
+        model.precision, names(GENERATION), arguments, getattr(model, "gates", None),
+        argument_where=ARGUMENT_WHERE, configured_where=messages.CONFIGURED_TOLERANCE,
+    )  # fmt: skip
+    values.update({name: 0.0 if value is None else value for name, value in changes.items()})
+    return values
 
 
 @dataclass(frozen=True)
@@ -102,17 +124,6 @@ def generate(model: CoreMLModel, prompt: np.ndarray, steps: int, *, torch_side: 
     return Generation(tokens, logits)
 
 
-def _gate(value: Any, name: str, default: float) -> float:
-    from ..verdict import check_gate
-
-    if value is None:
-        return default
-    checked = check_gate(value, "assert_generation", name)
-    if isinstance(checked, (int, float)):
-        return float(checked)
-    return 0.0  # "off"
-
-
 def _top5(row: np.ndarray) -> str:
     order = np.argsort(-row.astype(np.float64), kind="stable")[:5]
     return ", ".join(f"{int(i)} ({float(row[i]):.4g})" for i in order)
@@ -122,23 +133,36 @@ def assert_generation(
     coreml_model: CoreMLModel,
     prompt_ids: Any,
     max_new_tokens: int = 16,
-    *,
-    min_token_match: Any = None,
-    min_logits_cosine: Any = None,
-    min_layer_cosine: Any = None,
+    **gates: Any,
 ) -> list[int]:
     """Greedy-decode ``max_new_tokens`` tokens on both sides; fail at the first divergence.
 
     ``prompt_ids`` is ``(1, L)`` or ``(L,)`` integer token ids. Returns Core ML's tokens.
-    Gates (None: the precision's :data:`GENERATION_PRESETS` row; ``"off"`` disables):
-    ``min_token_match`` (fraction of the new tokens equal at their position),
-    ``min_logits_cosine`` (every step with a shared history), ``min_layer_cosine``
-    (names the first layer below it at the failing step).
+    ``gates``: the generation gates of ``gates.GATE_TABLE`` (another keyword is a
+    ``TypeError``), each the argument, else the marker, command line or ini setting
+    (``--coreml-min-token-match``...), else the precision's :data:`GENERATION_PRESETS`
+    row; ``"off"`` disables: ``min_token_match`` (fraction of the new tokens equal at
+    their position), ``min_logits_cosine`` (every step with a shared history),
+    ``min_layer_cosine`` (names the first layer below it at the failing step).
     """
     __tracebackhide__ = True
     from ..compare import ParityFailure
+    from ..errors import SettingError
+    from ..verdict import check_keywords
+
+    check_keywords(gates, "assert_generation", GENERATION)
 
     model = coreml_model
+    bad: SettingError | None = None  # a bad gate fails first, as in assert_parity
+    try:
+        resolved = generation_gates(model, gates)
+    except SettingError as exc:
+        bad = exc
+    if bad is not None:
+        raise SettingError(str(bad))  # outside the except block: one message
+    token_gate = resolved["min_token_match"]
+    cos_gate = resolved["min_logits_cosine"]
+    layer_gate = resolved["min_layer_cosine"]
     decoder = getattr(model, "decoder", None)
     if decoder is None:
         raise InputMismatchError(
@@ -159,10 +183,6 @@ def assert_generation(
             f"{prompt.size} prompt tokens + {max_new_tokens} new ones exceed the decoder's context "
             f"{decoder.context} (set a larger one with the coreml_decoder fixture)"
         )
-    token_gate, cos_gate, layer_gate = GENERATION_PRESETS.get(model.precision, _DEFAULT_PRESET)
-    token_gate = _gate(min_token_match, "min_token_match", token_gate)
-    cos_gate = _gate(min_logits_cosine, "min_logits_cosine", cos_gate)
-    layer_gate = _gate(min_layer_cosine, "min_layer_cosine", layer_gate)
 
     model.reset_state()
     expected = generate(model, prompt, max_new_tokens, torch_side=True)

@@ -47,6 +47,10 @@ class Stack(Protocol):
     #: Whether a raw causal LM converts through the plugin-built KV-cache wrapper
     #: (:mod:`.decoders`: Core ML states or explicit cache I/O); else it converts as given.
     wraps_decoders: bool
+    #: The settings (option / ini / marker keyword by settings name, or fixture) it does not
+    #: take: a test that sets one skips (marker) or the header says so (command line, ini).
+    #: A stack that does not wrap decoders ignores ``assert_generation``'s gates too.
+    ignores: frozenset[str]
 
     def skip_reason(self, precision: str) -> str | None:
         """Why this stack cannot run ``precision`` at all (the test skips), else None."""

@@ -50,6 +50,17 @@ class CoreAIStack:
     parity_header = messages.COREAI_PARITY_HEADER
     nonfinite = messages.COREAI_NONFINITE
     wraps_decoders = False
+    #: Core ML's conversion recipe (ct.convert) and runner: Core AI converts through
+    #: coreai-torch and runs on its interpreter.
+    ignores: frozenset[str] = frozenset({
+        "target", "compute_units", "input_dtypes", "export", "optimization", "convert_kwargs",
+        "function", "package", "precision", "package_inputs", "backend", "emulator_profile",
+        "headroom", "headroom_action", "headroom_report",
+        "shims",  # coremltools converter shims
+        "weight_report",  # read from the Core ML program's weights
+        "profile_verdicts",  # the emulator's profiles
+        "coreml_convert", "coreml_convert_kwargs", "torch_preprocess",  # fixtures
+    })  # fmt: skip
 
     def skip_reason(self, precision: str) -> str | None:
         from ...precisions import stack_precisions, supports

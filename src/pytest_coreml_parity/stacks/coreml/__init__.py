@@ -31,6 +31,8 @@ class CoreMLStack:
     parity_header = messages.PARITY_HEADER
     nonfinite = messages.COREML_NONFINITE
     wraps_decoders = True
+    #: Every setting applies (the options are Core ML's conversion recipe and runner).
+    ignores: frozenset[str] = frozenset()
 
     def skip_reason(self, precision: str) -> str | None:
         from ...precisions import supports
