@@ -44,7 +44,6 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 from pytest_coreml_parity import compare  # noqa: E402
 from pytest_coreml_parity.cache import ConversionCache  # noqa: E402
 from pytest_coreml_parity.compare import ParityFailure, assert_parity  # noqa: E402
-from pytest_coreml_parity.convert import ConversionOptions  # noqa: E402
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime  # noqa: E402
 
 SECTION = "## Failure messages under hypothesis"
@@ -57,7 +56,7 @@ class Product(torch.nn.Module):
 
 def _bound() -> CoreMLModel:
     model = CoreMLModel(
-        ModelSettings(ConversionOptions(precision="fp16")), Runtime(ConversionCache(None), "emulator")
+        ModelSettings(precision="fp16"), Runtime(ConversionCache(None), "emulator")
     )
     x = torch.linspace(-1.0, 1.0, 8).reshape(2, 4)
     model.bind(Product().eval(), (x, x))

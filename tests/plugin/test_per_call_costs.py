@@ -20,7 +20,6 @@ from hypothesis.extra import numpy as hnp
 from pytest_coreml_parity import compare
 from pytest_coreml_parity.cache import ConversionCache
 from pytest_coreml_parity.compare import ParityFailure, assert_parity
-from pytest_coreml_parity.convert import ConversionOptions
 from pytest_coreml_parity.emulator.saved import SavedModel
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 
@@ -34,7 +33,7 @@ class Product(torch.nn.Module):
 
 def _bound(cache_dir: Path | None, precision: str = "fp16") -> CoreMLModel:
     model = CoreMLModel(
-        ModelSettings(ConversionOptions(precision=precision)),
+        ModelSettings(precision=precision),
         Runtime(ConversionCache(cache_dir), "emulator"),
     )
     x = torch.linspace(-1.0, 1.0, 8).reshape(2, 4)

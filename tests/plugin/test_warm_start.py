@@ -98,10 +98,9 @@ SCRIPT = """
 import sys, torch
 from pytest_coreml_parity.cache import ConversionCache
 from pytest_coreml_parity.compare import assert_parity
-from pytest_coreml_parity.convert import ConversionOptions
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
 
-model = CoreMLModel(ModelSettings(ConversionOptions(precision="fp16")), Runtime(ConversionCache(None), "emulator"))
+model = CoreMLModel(ModelSettings(precision="fp16"), Runtime(ConversionCache(None), "emulator"))
 x = torch.linspace(-1.0, 1.0, 8).reshape(2, 4)
 model.bind(torch.nn.Sequential(torch.nn.Linear(4, 3)).eval(), (x,))
 assert model.guide
