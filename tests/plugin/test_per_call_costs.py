@@ -22,6 +22,7 @@ from pytest_coreml_parity.cache import ConversionCache
 from pytest_coreml_parity.compare import ParityFailure, assert_parity
 from pytest_coreml_parity.emulator.saved import SavedModel
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime
+from tests.plugin.test_warm_start import MODEL_FIXTURES
 
 
 class Product(torch.nn.Module):
@@ -110,26 +111,7 @@ def _counting_init(self, *args, **kwargs):
 
 
 Emulator.__init__ = _counting_init
-
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.linear = torch.nn.Linear(8, 4)
-
-    def forward(self, x):
-        return torch.softmax(self.linear(x) * 2.0, dim=-1)
-
-
-@pytest.fixture
-def torch_model():
-    return Net().eval()
-
-
-@pytest.fixture
-def example_inputs():
-    return (torch.linspace(-1.0, 1.0, 16).reshape(2, 8),)
+''' + MODEL_FIXTURES + '''
 
 
 def pytest_sessionfinish(session):

@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-CONFTEST = '''
-import json, os, sys
-import pytest
-import torch
-
+#: A small softmax net and its fixtures (conftest text; test_per_call_costs reuses it).
+MODEL_FIXTURES = '''
 
 class Net(torch.nn.Module):
     def __init__(self):
@@ -38,6 +35,13 @@ def torch_model():
 @pytest.fixture
 def example_inputs():
     return (torch.linspace(-1.0, 1.0, 16).reshape(2, 8),)
+'''
+
+CONFTEST = '''
+import json, os, sys
+import pytest
+import torch
+''' + MODEL_FIXTURES + '''
 
 
 def pytest_sessionfinish(session):
