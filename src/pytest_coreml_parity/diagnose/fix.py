@@ -167,8 +167,12 @@ def search_fix(
     traced = subject.trace()
     lines = source_lines(traced) if traced is not None else {}
     stable = stable_fix(kept, scopes, {op.name: op.op_type for op in em16.ops}, names, lines)
-    if stable != fp32_ops and _stable_passes(subject, stable, input_sets, refs, gates):
-        fp32_ops = stable
+    steps = list(checker.steps)
+    if stable != fp32_ops:
+        verified = _stable_passes(subject, stable, input_sets, refs, gates)
+        steps.append(SearchStep("stable-names", len(stable), verified))  # one more conversion
+        if verified:
+            fp32_ops = stable
     return done(
         True,
         "verified",
@@ -177,7 +181,7 @@ def search_fix(
         n_candidates=len(candidates),
         verified_on=tuple(label for label, _ in input_sets),
         snippet=subject.snippet(fp32_ops),
-        steps=tuple(checker.steps),
+        steps=tuple(steps),
     )
 
 
