@@ -11,6 +11,9 @@
 #     pytest11 entry point is registered (the "coreml-parity:" header line);
 #   * installing the wheel moved none of the project's pins (pytest, numpy, hypothesis,
 #     torch at the package's lower bounds);
+#   * every extra resolves next to those pins (a dry run) and brings its feature's packages
+#     ([compress] scikit-learn, [images] pillow, [plots] matplotlib, [xdist] pytest-xdist;
+#     [all] also coreai-*, with numpy at 2.3.5, coreai-core's lower bound);
 #   * the example behaves as scripts/demo.sh expects: fp32 passes, fp16 fails with
 #     the nan/inf message; the README tutorial's two files behave as the README says.
 # Needs the dev .venv (scripts/test.sh makes it) for its setuptools. Set
@@ -99,6 +102,30 @@ assert not moved, f"the project's pins moved: {moved}"
 print(f"check_wheel: the project's pins are kept: {' '.join(sys.argv[1:])}")
 PY
 step "installed into a project with its own pins"
+
+# 3b. The extras resolve next to the project's pins and bring what each feature imports
+#     (a dry run: nothing is installed). coreai-core needs numpy >= 2.3, so [coreai] and
+#     [all] are resolved with the project's numpy at 2.3.5, as the README says.
+extras_ok() {  # extras, then "numpy==X", then the distributions the report must hold
+    local extras=$1 numpy=$2; shift 2
+    printf '%s\n' "${user_pins[@]}" | sed "s/^numpy==.*/$numpy/" >"$work/extra-pins.txt"
+    "$work/venv/bin/python" -m pip install --disable-pip-version-check --dry-run --quiet \
+        --report "$work/extras.json" -c "$work/extra-pins.txt" "$wheel[$extras]" \
+        >"$work/extras.log" 2>&1 || { cat "$work/extras.log"; fail "pip could not resolve [$extras] next to the project's pins"; }
+    "$work/venv/bin/python" - "$work/extras.json" "$@" <<'PY' || fail "[$extras] does not install what its features need"
+import json, sys
+
+report = json.load(open(sys.argv[1]))
+names = {i["metadata"]["name"].lower().replace("_", "-") for i in report["install"]}
+missing = [n for n in sys.argv[2:] if n not in names]
+assert not missing, f"missing {missing}; would install {sorted(names)}"
+PY
+}
+extras_ok compress,images,plots,xdist numpy==2.2.6 scikit-learn pillow matplotlib pytest-xdist
+if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ]; then
+    extras_ok all numpy==2.3.5 scikit-learn pillow matplotlib pytest-xdist coreai-core coreai-torch coreai-opt
+fi
+step "extras resolve beside the project's pins"
 
 # 4. The shipped example, run from a copy outside the checkout.
 cp -r examples/complex_division "$work/example"

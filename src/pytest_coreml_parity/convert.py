@@ -532,7 +532,7 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
         inputs.append(ct.TensorType(**kwargs))
 
     compressed = is_compressed(options.precision)
-    precision = compute_precision(ct, options)
+    precision = compute_precision(ct, options, captured.source)
 
     convert_kwargs: dict[str, object] = {
         "inputs": inputs,
@@ -599,9 +599,10 @@ def check_fp32_ops(precision: object) -> None:
         raise ConversionError(message)
 
 
-def compute_precision(ct: Any, options: ConversionOptions) -> object:
+def compute_precision(ct: Any, options: ConversionOptions, traced: object = None) -> object:
     """The ``compute_precision`` for ct.convert (or ``coreml_convert``): FLOAT32, FLOAT16, or
-    ``FP16ComputePrecision(op_selector=...)`` keeping ``options.fp32_ops`` in float32."""
+    ``FP16ComputePrecision(op_selector=...)`` keeping ``options.fp32_ops`` in float32
+    (``traced``, the captured trace, names ops by their source lines)."""
     row = PRECISION_TABLE.get(options.precision)
     if row is not None and is_exact(row.name):
         return ct.precision.FLOAT32
@@ -609,7 +610,8 @@ def compute_precision(ct: Any, options: ConversionOptions) -> object:
         if options.fp32_ops:  # internal or stable names (op_names.py); unmatched ones fail
             from .op_names import Fp32Selector
 
-            return ct.transform.FP16ComputePrecision(op_selector=Fp32Selector(options.fp32_ops))
+            selector = Fp32Selector(options.fp32_ops, traced=traced)
+            return ct.transform.FP16ComputePrecision(op_selector=selector)
         return ct.precision.FLOAT16
     raise ConversionError(f"unknown precision {options.precision!r}")
 
@@ -626,7 +628,7 @@ def convert_with_user_function(captured: Captured, options: ConversionOptions) -
 
     ct = import_coremltools()
     where = f"{captured.model_name} at {options.describe()}"
-    precision = compute_precision(ct, options)
+    precision = compute_precision(ct, options, captured.source)
     # restored_buffers: its trace runs forward, which advances a stateful model's buffers.
     with quiet_conversion(), restored_buffers(captured.torch_model), shims.registered(options.shims):
         try:

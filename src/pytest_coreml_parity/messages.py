@@ -108,6 +108,16 @@ DIAGNOSIS_SECTION = "coreml-parity diagnosis"
 DIAGNOSIS_UNAVAILABLE = "diagnosis unavailable: {error}"
 SEARCH_FIX_HINT = "hint: run with --coreml-search-fix to search for ops to keep in fp32"
 REPORT_WRITTEN = "report: {paths}"
+PLOT_NEEDS_MATPLOTLIB = (
+    "no per-op error plot: matplotlib is not installed (pip install 'pytest-coreml-parity[plots]')"
+)
+#: The note a JSON report keeps when its plot was skipped.
+PLOT_NOTE = "matplotlib is not installed (pip install 'pytest-coreml-parity[plots]')"
+#: Image inputs given to a real Core ML runtime travel as PIL images.
+IMAGES_NEED_PILLOW = (
+    "image inputs on the {backend} backend are passed to Core ML as PIL images, and pillow is "
+    "not installed: pip install 'pytest-coreml-parity[images]'"
+)
 
 # Diagnosis hints (diagnose/hints.py): what happened, one kind per failure.
 # FP32_ADVICE is the fix for fp16-only failures; a converter mismatch never gets it.

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import messages
+
 
 class ImageInputs:
     """The image inputs of one bound model (empty for a model without any)."""
@@ -67,7 +69,11 @@ class ImageInputs:
     def as_pil(self, feed: dict[str, Any]) -> None:
         """Turn each image input of ``feed`` into a PIL image (Core ML's ``predict`` takes those)."""
         import numpy as np
-        from PIL import Image
+
+        try:
+            from PIL import Image
+        except ImportError as missing:  # the [images] extra
+            raise ImportError(messages.IMAGES_NEED_PILLOW.format(backend="coreml")) from missing
 
         for name in self.declared:
             pixels = np.asarray(feed[name])

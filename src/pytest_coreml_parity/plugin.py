@@ -114,20 +114,27 @@ _FLAG_HELP = {
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from .applies import stacks_of
+    from .stacks import names as stack_names
+
     group = parser.getgroup("coreml-parity", "PyTorch -> Core ML parity (pytest-coreml-parity)")
+    every = stack_names()
     for name, (flag, ini, _parse) in OPTIONS.items():
         dest = f"coreml_{name}"
+        only = stacks_of(name)  # which stacks it applies to, in the help as in the docs
+        note = "" if len(only) == len(every) else f" [{', '.join(only)} stack only]"
         if name in _FLAG_HELP:
-            group.addoption(flag, action="store_true", default=None, dest=dest, help=_FLAG_HELP[name])
-            parser.addini(ini, _FLAG_HELP[name], type="string", default="")
+            text = _FLAG_HELP[name] + note
+            group.addoption(flag, action="store_true", default=None, dest=dest, help=text)
+            parser.addini(ini, text, type="string", default="")
         else:
             metavar, text = _HELP[name]
-            group.addoption(flag, default=None, dest=dest, metavar=metavar, help=text)
-            parser.addini(ini, text, type="string", default="")
+            group.addoption(flag, default=None, dest=dest, metavar=metavar, help=text + note)
+            parser.addini(ini, text + note, type="string", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", MARKER_SIGNATURE)
+    config.addinivalue_line("markers", MARKER_SIGNATURE + _marker_stacks_note())
     ini_where = str(config.inipath.name) if config.inipath else "ini"
     try:
         settings = resolve_session(
@@ -148,6 +155,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
         controller = not hasattr(config, "workerinput")
         config.pluginmanager.register(Collector(settings, REPORT_ATTR, controller=controller), "coreml-parity-outputs")
+
+
+def _marker_stacks_note() -> str:
+    """``; coreml stack only: target, ...``: the marker keywords some stack ignores."""
+    from .applies import stacks_of
+    from .stacks import names as stack_names
+
+    every = len(stack_names())
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for keyword in MARKER_KEYWORDS:
+        only = stacks_of(keyword)
+        if len(only) != every:
+            groups.setdefault(only, []).append(keyword)
+    return "".join(
+        f"; {', '.join(only)} stack only: {', '.join(keywords)}" for only, keywords in groups.items()
+    )
 
 
 def _ci_wanted(config: pytest.Config) -> bool:

@@ -316,6 +316,7 @@ def check_keywords(gates: Mapping[str, Any], function: str, check: str) -> None:
     """``TypeError`` for a keyword of ``function`` (``assert_parity``) that is not one of
     ``check``'s gates (gates.GATE_TABLE), as Python says it for a missing parameter, with
     the close match or the check the gate belongs to."""
+    __tracebackhide__ = True  # the caller's line and the message, not this function
     from ._suggest import did_you_mean
 
     known = gate_names(check)

@@ -70,7 +70,7 @@ def test_failure_names_the_op_and_proposes_a_verified_fix(project: pytest.Pytest
         SECTION,
         "*first non-finite op: mul op_*_cast_fp16 (ComplexDiv.forward, test_complex.py:9: den = rb * rb + ib * ib)*fp16 max 65504*",
         "*mixed-precision fix: keep * of * ops in fp32*verified by re-conversion on failing inputs, example inputs*",
-        "*op_selector=Fp32Selector(FP32_OPS)*",
+        "*op_selector=Fp32Selector(FP32_OPS, traced=traced_model)*",
         "*report: *.json*",
     ])
     # The healthy test says nothing. (Under CI=true pytest repeats whole failure messages in

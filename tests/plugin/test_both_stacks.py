@@ -106,3 +106,16 @@ def test_mixed_needs_no_pin_matching_every_arithmetic_op(pytester: pytest.Pytest
         """
     )
     run().assert_outcomes(passed=1)
+
+
+def test_help_and_markers_say_which_stacks_a_setting_applies_to(pytester: pytest.Pytester) -> None:
+    from pytest_coreml_parity.applies import stacks_of
+
+    assert stacks_of("target") == ("coreml",) and stacks_of("lint") == ("coreml", "coreai")
+    text = pytester.runpytest("--help").stdout.str()
+    target = text[text.index("--coreml-target=") : text.index("--coreml-compute-units=")]
+    lint = text[text.index("--coreml-lint=") : text.index("--coreml-lint=") + 200]
+    assert "[coreml stack only]" in " ".join(target.split()), target
+    assert "stack only" not in lint.split("--", 2)[1], lint
+    markers = pytester.runpytest("--markers").stdout.str()
+    assert "; coreml stack only: target, compute_units," in markers, markers

@@ -70,3 +70,22 @@ def test_a_bad_gate_argument_shows_only_the_test_line(pytester: pytest.Pytester,
     out = result.stdout.str()
     assert "verdict.py" not in out and "compare.py" not in out, out
     assert out.split("short test summary info")[0].count("min_snr must be a finite number >= 0") == 1
+
+
+def test_an_unknown_gate_keyword_shows_only_the_test_line(pytester: pytest.Pytester, run) -> None:
+    pytester.makeconftest(SCALE_CONFTEST)
+    pytester.makepyfile(
+        test_gate="""
+        import pytest
+        from pytest_coreml_parity import assert_parity
+
+        @pytest.mark.coreml(precisions=["fp32"])
+        def test_gate(coreml_model, example_inputs):
+            assert_parity(coreml_model, *example_inputs, min_snrr=30)
+        """
+    )
+    result = run()
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str().split("short test summary info")[0]
+    assert "verdict.py" not in out and "def check_keywords" not in out, out
+    assert out.count("unexpected keyword argument 'min_snrr'; did you mean 'min_snr'") == 1, out

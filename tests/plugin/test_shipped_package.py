@@ -524,3 +524,30 @@ def test_package_inputs_without_package_is_an_error(pytester: pytest.Pytester, r
     result = run()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*package_inputs= maps a package= test's inputs; add package=*"])
+
+
+def test_a_package_on_both_stacks_skips_its_coreai_id_naming_package(
+    pytester: pytest.Pytester, run, place
+) -> None:
+    from pytest_coreml_parity import messages
+
+    pytester.makeconftest(CONFTEST)
+    fp32 = place("Fp32")
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from pytest_coreml_parity import assert_parity
+
+        @pytest.mark.coreml(package={fp32!r})
+        def test_shipped(coreml_model, example_inputs):
+            assert_parity(coreml_model, *example_inputs)
+        """
+    )
+    result = run("-v", "-rs", "--coreml-targets=coreml,coreai")
+    result.assert_outcomes(passed=1, skipped=1)
+    skip = messages.NOT_APPLIED.format(
+        what="@pytest.mark.coreml(package=...)", stacks="coreml", stack="coreai"
+    )
+    result.stdout.fnmatch_lines(
+        ["*test_shipped[[]pkg:Fp32.mlpackage[]] PASSED*", f"SKIPPED * {skip}"]
+    )

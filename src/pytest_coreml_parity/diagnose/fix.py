@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import messages
 from ..emulator import Emulator
-from ..op_names import stable_fix
+from ..errors import ConversionError
+from ..op_names import source_lines, stable_fix
 from ..verdict import Gates, judge, preset
 from ._quiet import quiet
 from .localize import FP16_MAX, feed_for
@@ -33,6 +34,7 @@ class Subject(Protocol):
     def model(self, precision: str, fp32_ops: frozenset[str] | None = None) -> Any: ...
     def reference(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]: ...
     def snippet(self, names: Sequence[str]) -> str: ...
+    def trace(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,18 @@ def search_fix(
     order = {c: i for i, c in enumerate(candidates)}
     kept_ops = tuple(sorted(kept, key=order.__getitem__))
     fp32_ops = tuple(sorted(selector(kept)))
-    # Printed by names that survive edits to forward (submodule path:op kind) when they
-    # pass too: they may name a few more ops than the search kept (one more conversion).
-    stable = stable_fix(kept, scopes, {op.name: op.op_type for op in em16.ops}, names)
-    if stable != fp32_ops and passes(subject.model("fp16", frozenset(stable)), input_sets, refs, gates):
-        fp32_ops = stable
+    # Printed by names that survive edits to forward (submodule path:op kind, or the top
+    # forward's source line) when they pass too: they may name a few more ops than the
+    # search kept (one more conversion).
+    traced = subject.trace()
+    lines = source_lines(traced) if traced is not None else {}
+    stable = stable_fix(kept, scopes, {op.name: op.op_type for op in em16.ops}, names, lines)
+    steps = list(checker.steps)
+    if stable != fp32_ops:
+        verified = _stable_passes(subject, stable, input_sets, refs, gates)
+        steps.append(SearchStep("stable-names", len(stable), verified))  # one more conversion
+        if verified:
+            fp32_ops = stable
     return done(
         True,
         "verified",
@@ -172,8 +181,23 @@ def search_fix(
         n_candidates=len(candidates),
         verified_on=tuple(label for label, _ in input_sets),
         snippet=subject.snippet(fp32_ops),
-        steps=tuple(checker.steps),
+        steps=tuple(steps),
     )
+
+
+def _stable_passes(
+    subject: Subject,
+    names: Sequence[str],
+    input_sets: Sequence[InputSet],
+    refs: Sequence[list[np.ndarray]],
+    gates: Gates,
+) -> bool:
+    """Whether pinning ``names`` passes; a name the conversion's own trace numbers
+    differently matches nothing (an error), and then the internal names are printed."""
+    try:
+        return passes(subject.model("fp16", frozenset(names)), input_sets, refs, gates)
+    except ConversionError:
+        return False
 
 
 def range_seed(em16: Emulator, em32: Emulator, candidates: Sequence[str], input_sets: Sequence[InputSet]) -> frozenset[str]:

@@ -55,6 +55,8 @@ class Diagnosis:
             parts.append(messages.SEARCH_FIX_HINT)
         if written:
             parts.append(messages.REPORT_WRITTEN.format(paths=", ".join(str(p) for p in written)))
+            if not any(Path(p).suffix == ".png" for p in written):  # report.files skipped it
+                parts.append(messages.PLOT_NEEDS_MATPLOTLIB)
         return "\n".join(parts)
 
 

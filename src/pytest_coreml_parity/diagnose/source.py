@@ -35,7 +35,7 @@ class CodeLine:
 
 def code_lines(traced: Any) -> dict[str, CodeLine]:
     """Debug name -> source of the node producing it, from a traced module's graph."""
-    from .torch_values import converter_graph
+    from ..op_names import converter_graph
 
     try:
         graph = converter_graph(traced)  # numbered as coremltools numbers its op scopes

@@ -183,7 +183,7 @@ def convert_snippet(names: Sequence[str], *, target: str = "iOS16") -> str:
     """Paste-ready ``ct.convert(...)`` code keeping ``names`` in float32."""
     listed = ", ".join(repr(n) for n in sorted(names))
     return (
-        "from pytest_coreml_parity.op_names import Fp32Selector  # stable or internal names\n"
+        "from pytest_coreml_parity.op_names import Fp32Selector  # stable, line or internal names\n"
         f"FP32_OPS = {{{listed}}}\n"
         "mlmodel = ct.convert(\n"
         "    traced_model,\n"
@@ -191,7 +191,7 @@ def convert_snippet(names: Sequence[str], *, target: str = "iOS16") -> str:
         '    convert_to="mlprogram",\n'
         f"    minimum_deployment_target=ct.target.{target},\n"
         "    compute_precision=ct.transform.FP16ComputePrecision(\n"
-        "        op_selector=Fp32Selector(FP32_OPS)\n"
+        "        op_selector=Fp32Selector(FP32_OPS, traced=traced_model)\n"
         "    ),\n"
         ")"
     )

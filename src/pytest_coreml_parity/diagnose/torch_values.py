@@ -15,22 +15,7 @@ from typing import Any
 
 import numpy as np
 
-
-def converter_graph(traced: Any) -> Any:
-    """A copy of ``traced``'s graph numbered as coremltools numbers it.
-
-    coremltools' torch frontend inlines, removes dead code and canonicalizes the
-    graph (``_expand_and_optimize_ir``), which renumbers unnamed values (``%10``
-    in the trace can be ``%7`` in its op scopes); we repeat those passes on a copy.
-    Raises whatever torch raises for a module that is no trace.
-    """
-    import torch
-
-    graph = traced.inlined_graph  # a copy, inlined
-    torch._C._jit_pass_inline_fork_wait(graph)
-    torch._C._jit_pass_dce(graph)
-    torch._C._jit_pass_canonicalize_graph_fuser_ops(graph)
-    return torch._C._jit_pass_canonicalize(graph)
+from ..op_names import converter_graph
 
 
 def traced_values(traced: Any, inputs: Sequence[Any]) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """Machine-readable diagnosis report (JSON) and the per-op error profile plot.
 
-matplotlib is an optional extra (``pip install pytest-coreml-parity[plot]``);
+matplotlib is an optional extra (``pip install pytest-coreml-parity[plots]``);
 it is imported only when a plot is written, and without it the JSON report is
 still written and the plot is skipped with a note in the JSON.
 """
@@ -12,6 +12,8 @@ import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .. import messages
 
 if TYPE_CHECKING:
     from ..diagnose.fix import MixedPrecisionFix
@@ -62,7 +64,7 @@ def write_report(
         data["plot"] = png.name
     except ImportError:
         data["plot"] = None
-        data["plot_note"] = "matplotlib is not installed (pip install pytest-coreml-parity[plot])"
+        data["plot_note"] = messages.PLOT_NOTE
     path = directory / f"{stem}.json"
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     written.insert(0, path)
