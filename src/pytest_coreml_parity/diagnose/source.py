@@ -11,6 +11,7 @@ and ``None`` when we know nothing.
 from __future__ import annotations
 
 import linecache
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ def code_lines(traced: Any) -> dict[str, CodeLine]:
         return {}
     result: dict[str, CodeLine] = {}
     torch_dir = _torch_dir()
+    not_user = (torch_dir or _OWN_DIR, _OWN_DIR)  # torch's frames and the trace this package took
     for node in graph.nodes():
         rows = str(node.sourceRange()).split("\n")
         frames = [m for m in (_FRAME.match(r.strip()) for r in rows) if m]
@@ -54,7 +56,7 @@ def code_lines(traced: Any) -> dict[str, CodeLine]:
         kind = node.kind().split("::", 1)[-1]
         caller = None
         if torch_dir is not None and path.startswith(torch_dir):
-            user = next((f for f in frames if not f["path"].startswith(torch_dir)), None)
+            user = next((f for f in frames if not f["path"].startswith(not_user)), None)
             if user is not None:
                 user_line = int(user["line"])
                 user_code = linecache.getline(user["path"], user_line).strip()
@@ -64,13 +66,18 @@ def code_lines(traced: Any) -> dict[str, CodeLine]:
     return result
 
 
+#: This package's own directory: its frames (the trace it takes) are never the user's line.
+_OWN_DIR = str(Path(__file__).parents[1]) + os.sep
+
+
 def _torch_dir() -> str | None:
-    """torch's install directory: frames inside it are library code, not the user's."""
+    """torch's install directory (with its separator, so ``torchvision/`` is not inside it):
+    frames inside it are library code, not the user's."""
     try:
         import torch
     except ImportError:
         return None
-    return str(Path(torch.__file__).parent)
+    return str(Path(torch.__file__).parent) + os.sep
 
 
 def describe(
