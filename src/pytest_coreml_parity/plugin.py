@@ -147,7 +147,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from .report.session import Collector
 
         controller = not hasattr(config, "workerinput")
-        config.pluginmanager.register(Collector(settings, REPORT_ATTR, controller=controller), "coreml-parity-outputs")
+        collector = Collector(settings, REPORT_ATTR, controller=controller, lint_attr=LINT_ATTR, checks_attr=CHECKS_ATTR)
+        config.pluginmanager.register(collector, "coreml-parity-outputs")
 
 
 def _ci_wanted(config: pytest.Config) -> bool:

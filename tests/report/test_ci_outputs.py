@@ -134,6 +134,11 @@ def _check_report(session: Session) -> dict[str, dict[str, Any]]:
     assert tests[PARITY]["headroom"]["min_margin"] == 0
     assert tests[HEALTHY]["headroom"]["min_margin"] > 1000
     assert tests[PARITY]["outputs"][0]["failed_gates"] == ["elements"]
+    fix = tests[PARITY]["diagnosis"]["fix"]  # the advice, without the label or the torch line it repeats
+    assert not fix.startswith("hint:") and "FLOAT32" in fix and tests[PARITY]["diagnosis"]["source"] not in fix
+    profiles = {p["profile"]: p["passed"] for p in tests[PARITY]["profiles"]}  # per-profile verdicts
+    assert profiles == {"typed": False, "fp16-sequential": False, "float32": True}
+    assert tests[HEALTHY]["profiles"] is None and tests[HEALTHY]["lint"] == [] and tests[HEALTHY]["weights"] is None
     return tests
 
 

@@ -86,7 +86,8 @@ class WeightParity:
         return {
             "name": self.name, "torch_name": self.torch_name, "source": self.source,
             "rel_error": self.rel_error, "snr_db": self.snr if math.isfinite(self.snr) else None,
-            "max_abs": self.max_abs, "matched_by": self.matched_by, "declined": self.declined,
+            "max_abs": self.max_abs, "matched_by": self.matched_by, "compressed": self.compressed,
+            "declined": self.declined,
         }  # fmt: skip
 
 

@@ -184,7 +184,13 @@ def _runners(dump: Dump) -> tuple[dict[str, Runner], dict[str, Runner], list[str
     ops = [op.op_type for op in emulator_for(mlmodel).ops] if function == "main" else []
 
     def emulator(profile: str) -> Runner:
-        return lambda feed: emulate(mlmodel, feed, function_name=function, fp16_execution=profile)
+        def run(feed: dict[str, Any]) -> Mapping[str, Any]:
+            import numpy as np
+
+            with np.errstate(over="ignore"):  # float32-held values past 65504 become fp16 inf outputs
+                return emulate(mlmodel, feed, function_name=function, fp16_execution=profile)
+
+        return run
 
     profiles = {f"emulator:{p}": emulator(p) for p in EMULATOR_PROFILES}
     observed: dict[str, Runner] = {}
