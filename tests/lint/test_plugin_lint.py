@@ -4,6 +4,7 @@ fc.weight for a user's declined palettization (PR #2777), and per-profile verdic
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +164,12 @@ def test_shipped(coreml_model, example_inputs):
 def test_a_declined_palettization_from_coreml_convert_names_fc_weight(pytester: pytest.Pytester, run) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(DECLINED)
-    result = run("--coreml-report=r.json")
+    result = run("--coreml-report=r.json", "--junitxml=j.xml")
     result.assert_outcomes(failed=1)
+    failure = ET.parse(pytester.path / "j.xml").getroot().find(".//failure")
+    assert failure is not None and failure.text is not None  # the failure's text in JUnit names the weight
+    assert messages.WEIGHTS_SECTION in failure.text and "fc.weight: plain const (not compressed)" in failure.text
+    assert messages.PROFILES_SECTION in failure.text
     (test,) = _report(pytester).values()  # the weights and profile verdicts reach the JSON report
     worst = test["weights"][0]
     assert worst["torch_name"] == "fc.weight" and worst["declined"] and not worst["compressed"]

@@ -96,6 +96,7 @@ def test_junit_failure_text_names_the_op_the_torch_line_and_the_fix(serial: Sess
         assert line in text and line in diagnosis["source"]  # the torch line
         assert "compute_precision=ct.precision.FLOAT32" in text  # the fix
         assert "float16 overflow" in text
+        assert f" {messages.PROFILES_SECTION} " in text and "float32 " in text  # which profiles agree
 
 
 def test_junit_properties_carry_the_metrics(serial: Session) -> None:
