@@ -30,3 +30,14 @@ def test_a_torchvision_line_is_the_users_not_torchs_and_has_no_caller_into_the_p
     for c in relu:  # torch's own line: called from torchvision's, not from this package's trace
         assert c.caller is not None and c.caller.startswith("resnet.py:"), c
     assert not any("subject.py" in (c.caller or "") for c in lines.values())
+
+
+def test_looking_up_some_names_gives_the_same_lines_as_the_whole_graph() -> None:
+    """The lint reads only its hits' lines (names=): the same CodeLine as the full map."""
+    torchvision = import_torchvision()
+    torch.manual_seed(0)
+    subject = Subject.from_torch(torchvision.models.resnet.BasicBlock(4, 4).eval(), (torch.randn(1, 4, 8, 8),))
+    full = code_lines(subject.trace())
+    some = sorted(full)[:: max(1, len(full) // 3)]
+    assert code_lines(subject.trace(), some) == {name: full[name] for name in some}
+    assert code_lines(subject.trace(), ["no such value"]) == {}
