@@ -173,10 +173,12 @@ def test_a_declined_palettization_from_coreml_convert_names_fc_weight(pytester: 
     (test,) = _report(pytester).values()  # the weights and profile verdicts reach the JSON report
     worst = test["weights"][0]
     assert worst["torch_name"] == "fc.weight" and worst["declined"] and not worst["compressed"]
+    assert test["diagnosis"]["hint_kind"] == "compression" and "fc.weight" in test["diagnosis"]["hint"]
     assert {p["profile"]: p["passed"] for p in test["profiles"]} == {
         "typed": False, "fp16-sequential": False, "float32": False,
     }  # fmt: skip
     result.stdout.fnmatch_lines([
+        "hint: compression error: 1 of 4 weights differ from torch*worst fc.weight: plain const (not compressed)*",
         f"*{messages.WEIGHTS_SECTION}*",
         "*weight parity (a program holding compressed weights)*",
         "*fc.weight: plain const (not compressed)*coremltools PR #2777*",
