@@ -100,6 +100,22 @@ def tree_files(root: Path, prefix: str = "") -> list[dict[str, Any]]:
     ]
 
 
+#: :func:`tree_files` of packages this process dumped, by path and every file's size and
+#: mtime: the tests of one model share its package, which is hashed once.
+_HASHED: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+
+
+def _package_files(source: Path) -> list[dict[str, Any]]:
+    stamp = tuple(
+        (p.relative_to(source).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(source.rglob("*")) if p.is_file()
+    )  # fmt: skip
+    key = (str(source.resolve()), stamp)
+    if key not in _HASHED:
+        _HASHED[key] = tree_files(source)
+    return _HASHED[key]
+
+
 def tree_digest(files: list[dict[str, Any]]) -> str:
     """One digest of a tree's :func:`tree_files` (paths relative to the tree)."""
     digest = hashlib.sha256()
@@ -171,7 +187,7 @@ def write_dump(
         shared_files: list[dict[str, Any]] = []
         shared: Path | None = None
         if source is not None and source.exists() and not coreai:  # hashed outside the lock
-            package_files = tree_files(source)
+            package_files = _package_files(source)
             shared = directory / PACKAGES / tree_digest(package_files) / PACKAGE
         with _locked(directory):
             total_file = directory / _TOTAL
