@@ -61,9 +61,20 @@ def conv_net() -> torch.nn.Module:
     )  # fmt: skip
 
 
-MODELS: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...]]] = {
-    "complex division (8, 4)": (ComplexDiv, (8, 4)),
-    "conv net (1, 3, 32, 32) -> 1000": (conv_net, (1, 3, 32, 32)),
+def zoo_resnet18() -> torch.nn.Module:
+    """The zoo's resnet18 (tools/zoo: random weights, batch norm calibrated)."""
+    sys.path.insert(0, str(ROOT))
+    from tools.zoo.registry import get
+
+    model: torch.nn.Module = get("resnet18").model()
+    return model
+
+
+#: label -> (model, input shape, assert_parity calls per round).
+MODELS: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...], int]] = {
+    "complex division (8, 4)": (ComplexDiv, (8, 4), 20),
+    "conv net (1, 3, 32, 32) -> 1000": (conv_net, (1, 3, 32, 32), 20),
+    "zoo resnet18 (1, 3, 224, 224)": (zoo_resnet18, (1, 3, 224, 224), 2),
 }
 
 
@@ -78,7 +89,7 @@ def _median_us(fn: Callable[[], Any], rounds: int, calls: int) -> float:
 
 
 def measure(label: str, rounds: int, out: Path) -> dict[str, Any]:
-    make, shape = MODELS[label]
+    make, shape, calls = MODELS[label]
     torch.manual_seed(0)
     model = CoreMLModel(
         ModelSettings(precision="fp16"), Runtime(ConversionCache(out / "cache"), "emulator")
@@ -98,8 +109,8 @@ def measure(label: str, rounds: int, out: Path) -> dict[str, Any]:
 
     base, with_log = [], []
     for _ in range(rounds):  # alternating rounds
-        base.append(_median_us(plain, 1, 20))
-        with_log.append(_median_us(logged, 1, 20))
+        base.append(_median_us(plain, 1, calls))
+        with_log.append(_median_us(logged, 1, calls))
     model.verdicts = VerdictLog(keep_arrays=True)
     assert_parity(model, x)
     kept = next(iter(model.verdicts.kept.values()))
@@ -111,17 +122,24 @@ def measure(label: str, rounds: int, out: Path) -> dict[str, Any]:
 
     add_us = _median_us(add, rounds, 200)
     record_us = _median_us(lambda: junit_properties(setup, call_record(model, headroom=None, diagnosis=None, dump=None)), rounds, 20)
-    dumps = out / "dumps"
-    sizes = []
+    sizes, shared_sizes = [], []
+    count = iter(range(10**6))
 
-    def dump() -> None:
-        sizes.append(write_dump(dumps, model, f"bench::{label}", setup, 1e6)["bytes"])
+    def dump() -> None:  # the first test of this package: a new folder, the package copied
+        sizes.append(write_dump(out / f"dumps{next(count)}", model, f"bench::{label}", setup, 1e6)["bytes"])
 
-    dump_us = _median_us(dump, rounds, 3)
+    def shared() -> None:  # another test of the same package: arrays and manifest only
+        node = f"bench::{label}[{next(count)}]"
+        shared_sizes.append(write_dump(out / "dumps-shared", model, node, setup, 1e6)["bytes"])
+
+    dump_us = _median_us(dump, rounds, 1)
+    shared()  # the package's first copy into the shared folder
+    shared_us = _median_us(shared, rounds, 1)
     record = call_record(model, headroom=None, diagnosis=None, dump={"path": "x", "bytes": sizes[-1], "package": "copy", "note": None})
     package = sum(p.stat().st_size for p in Path(model.package_path).rglob("*") if p.is_file())
     return {"label": label, "plain": statistics.median(base), "logged": statistics.median(with_log),
             "add": add_us, "record": record_us, "dump": dump_us, "dump_bytes": sizes[-1], "package_bytes": package,
+            "shared": shared_us, "shared_bytes": shared_sizes[-1],
             "record_obj": record, "setup": setup}  # fmt: skip
 
 
@@ -171,7 +189,8 @@ def main() -> None:
     for r in rows:
         table.append(
             f"| {r['label']} | {r['plain']:.0f} | {r['logged']:.0f} | {r['logged'] / r['plain']:.2f} | {r['add']:.0f} | "
-            f"{r['record']:.0f} | {r['dump'] / 1e3:.1f} | {r['dump_bytes'] / 1024:.1f} | {r['package_bytes'] / 1024:.1f} |"
+            f"{r['record']:.0f} | {r['dump'] / 1e3:.1f} | {r['dump_bytes'] / 1024:.1f} | {r['package_bytes'] / 1024:.1f} | "
+            f"{r['shared'] / 1e3:.1f} | {r['shared_bytes'] / 1024:.1f} |"
         )
         print(table[-1], flush=True)
     lines = [
@@ -180,8 +199,9 @@ def main() -> None:
         "What `--junitxml`, `--coreml-report`, `--coreml-summary` and `--coreml-dump` add per test "
         "(docs/ci.md), fp16 on the emulator, same run, medians. *assert_parity* is one call without "
         "and with the verdict log (alternating rounds); *record* is the test's record with its "
-        "metrics and JUnit properties (once per test); *dump* writes the golden dump (arrays, package "
-        "copy, manifest with sha256s; once per test). *log.add* times the log's own work in one call "
+        "metrics and JUnit properties (once per test); *dump* writes the golden dump of a package's first "
+        "test (arrays, package copy into `packages/<sha256>/`, manifest with sha256s); *shared dump* is "
+        "another test of the same package (its arrays and manifest; the package is hashed, not copied). *log.add* times the log's own work in one call "
         "directly: the difference between the two assert_parity columns beyond it is run-to-run noise "
         "of the emulator on shared cores. Produced by `benchmarks/bench_ci_outputs.py`.",
         "",
@@ -190,8 +210,8 @@ def main() -> None:
         f"{np.__version__}, torch {torch.__version__}, 2 CPU cores shared with other jobs",
         f"- command: `.venv/bin/python benchmarks/bench_ci_outputs.py --rounds {args.rounds}`",
         "",
-        "| model | assert_parity µs | with log µs | ratio | log.add µs | record µs | dump ms | dump KiB | of which package KiB |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| model | assert_parity µs | with log µs | ratio | log.add µs | record µs | dump ms | dump KiB | of which package KiB | shared dump ms | shared dump KiB |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         *table,
         "",
         f"A session of {tests} such tests: the JSON report is {report_bytes / 1024:.0f} KiB "

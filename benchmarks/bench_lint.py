@@ -15,7 +15,6 @@ is what a Core ML-backend bind (macOS), which plans no emulator program, pays on
 from __future__ import annotations
 
 import argparse
-import contextlib
 import platform
 import statistics
 import sys
@@ -44,40 +43,6 @@ from pytest_coreml_parity.errors import ConversionError  # noqa: E402
 from pytest_coreml_parity.model import CoreMLModel, ModelSettings, Runtime  # noqa: E402
 
 Build = Callable[[], tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]
-
-
-def _guard_torchvision() -> None:
-    """Let torchvision (and transformers, which imports it) import beside CPU torch.
-
-    tools/zoo/torchvision_guard.py does this where the zoo is merged; otherwise the same
-    two placeholder schemas are defined here (torchvision's CUDA wheel registers fake
-    kernels for nms/qnms even when its extension cannot load).
-    """
-    try:
-        from tools.zoo.torchvision_guard import ensure_torchvision_importable  # type: ignore[import-not-found]
-    except ImportError:
-        pass
-    else:
-        ensure_torchvision_importable()
-        return
-    if "torchvision" in sys.modules:
-        return
-    try:
-        import torchvision  # type: ignore[import-untyped]  # noqa: F401
-
-        return
-    except RuntimeError:
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-    library: Any = torch.library.Library("torchvision", "DEF")  # type: ignore[no-untyped-call]
-    for schema in ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-                   "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"):  # fmt: skip
-        with contextlib.suppress(RuntimeError):  # already defined
-            library.define(schema)
-    _LIBRARIES.append(library)
-
-
-_LIBRARIES: list[Any] = []
 
 
 class RMSNorm(torch.nn.Module):
@@ -111,48 +76,29 @@ class TinyDecoder(torch.nn.Module):
         return out
 
 
-def _torchvision(name: str) -> Build:
-    def build() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
-        _guard_torchvision()
-        import torchvision
+def _zoo(name: str) -> Build:
+    """The zoo's entry ``name`` (tools/zoo/registry.py): its model, calibrated, and its inputs."""
 
-        model: torch.nn.Module = getattr(torchvision.models, name)(weights=None)
-        return model, (torch.randn(1, 3, 224, 224),)
+    def build() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+        from tools.zoo.registry import get
+
+        entry = get(name)
+        return entry.model(), tuple(entry.example_inputs())
 
     return build
 
 
-class FirstOutput(torch.nn.Module):
-    """A transformers model's first output (its ModelOutput is a dict, which a trace refuses)."""
+def _zoo_names() -> list[str]:
+    from tools.zoo.registry import ENTRIES
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.model(ids)[0]
-        return out
+    return [entry.name for entry in ENTRIES]
 
 
-_TINY: dict[str, Any] = {"vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "intermediate_size": 128, "max_position_embeddings": 64}  # fmt: skip
-
-
-def _bert() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
-    _guard_torchvision()
-    import transformers
-
-    model = transformers.BertModel(transformers.BertConfig(**_TINY))
-    return FirstOutput(model), (torch.randint(0, 1000, (1, 16)),)
-
-
+#: The default rows: the zoo's CNNs, a vision transformer, an encoder and a decoder.
+DEFAULT = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16", "hf/bert", "hf/llama")
 MODELS: dict[str, Build] = {
     "tiny_decoder": lambda: (TinyDecoder(), (torch.randint(0, 64, (1, 8)),)),
-    "resnet18": _torchvision("resnet18"),
-    "mobilenet_v3_small": _torchvision("mobilenet_v3_small"),
-    "efficientnet_b0": _torchvision("efficientnet_b0"),
-    "vit_b_16": _torchvision("vit_b_16"),
-    "hf_bert_tiny": _bert,
+    **{name: _zoo(name) for name in _zoo_names()},
 }
 
 
@@ -222,7 +168,7 @@ HEADER = (
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", nargs="+", default=[m for m in MODELS if m != "tiny_decoder"], choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT), choices=list(MODELS), help="zoo names (docs/zoo.md)")
     parser.add_argument("--precision", default="fp16", help="conversion precision. Default: fp16")
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (set before import)")
@@ -252,13 +198,13 @@ def main(argv: list[str] | None = None) -> None:
         "the plugin lints a program once per session (a program bound by many tests is not",
         "linted again). The emulator plan is shared with the warm-up; a bind on the Core ML",
         "backend (macOS) does not plan the emulator, so there the lint also pays the plan",
-        "column (20-30% of the emulator bind measured here; a macOS bind, which compiles the",
+        "column (4-18% of the emulator bind measured here; a macOS bind, which compiles the",
         "model for Core ML instead, was not measured).",
         "",
-        "A model that fails to convert has no ratio: vit_b_16's `nn.MultiheadAttention` takes",
-        "its fused path (`_native_multi_head_attention`) when captured under no_grad, which",
-        "coremltools 9.0 cannot convert. hf_bert_tiny is transformers' `BertModel` from a tiny",
-        "config (2 layers, hidden 64), its first output (a trace refuses the ModelOutput dict).",
+        "The models are the zoo's (`tools/zoo`, docs/zoo.md): built as the zoo builds them",
+        "(random weights, batch norm calibrated; transformers from tiny configs) and bound as",
+        "the plugin binds them (`hf/llama`: the raw `LlamaForCausalLM`, wrapped with its KV",
+        "cache as Core ML states). A model that fails to convert has no ratio.",
         "The NaN scan of `coreml-triu-mask-nan` skips the weights of conv / linear / matmul /",
         "norm / gather ops: scanning resnet18's 11M weights was 36 of the lint's 39 ms.",
         "",

@@ -443,6 +443,10 @@ REPLAY_VERSION = (
 )
 REPLAY_CORRUPT = "{path}: damaged dump: {why}"
 REPLAY_EMPTY = "{path}: no dumps found (expected {index} or test folders with {manifest})"
+REPLAY_POINTER_SKIPPED = (
+    "{path}: not replayed: its package is a pointer into a disk cache that is not on this machine "
+    "({pointer}); the dump was past --coreml-dump-max-mb when written: raise the bound for a replay job"
+)
 
 # ------------------------------------------------------------------ lint, weight parity, profiles
 

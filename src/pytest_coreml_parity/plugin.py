@@ -154,7 +154,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from .report.session import Collector
 
         controller = not hasattr(config, "workerinput")
-        config.pluginmanager.register(Collector(settings, REPORT_ATTR, controller=controller), "coreml-parity-outputs")
+        collector = Collector(settings, REPORT_ATTR, controller=controller, lint_attr=LINT_ATTR, checks_attr=CHECKS_ATTR)
+        config.pluginmanager.register(collector, "coreml-parity-outputs")
 
 
 def _marker_stacks_note() -> str:
@@ -620,9 +621,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def _check_sections(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
     """Lint findings, weight parity and per-profile verdicts as report sections (and data)."""
+    from .report_sections import add_section  # a failure's text (JUnit), else a report section
+
     lint = item.stash.get(LINT_OUTCOME, None)
     if lint is not None and lint.text is not None:
-        report.sections.append((messages.LINT_SECTION, lint.text))
+        if lint.failure is None:  # --coreml-lint=error: the findings are the failure's message
+            add_section(report, messages.LINT_SECTION, lint.text)
         setattr(report, LINT_ATTR, lint.findings)  # rides to the xdist controller
     model = item.stash.get(CHECKED_MODEL, None)
     if model is None or report.skipped:
@@ -634,10 +638,10 @@ def _check_sections(item: pytest.Item, call: pytest.CallInfo[None], report: pyte
     data: dict[str, Any] = {}
     weights, data["weights"] = weight_section(model, exc, settings.weight_report)
     if weights is not None:
-        report.sections.append((messages.WEIGHTS_SECTION, weights))
+        add_section(report, messages.WEIGHTS_SECTION, weights)
     profiles, data["profiles"] = profile_section(model, exc, settings.profile_verdicts)
     if profiles is not None:
-        report.sections.append((messages.PROFILES_SECTION, profiles))
+        add_section(report, messages.PROFILES_SECTION, profiles)
     if any(data.values()):
         setattr(report, CHECKS_ATTR, data)
 

@@ -56,11 +56,18 @@ def attach_diagnosis(report: Any, text: str) -> None:
     reporter carries it: the terminal, ``--junitxml`` (its ``<failure>`` text is
     ``str(longrepr)``), ``-rA`` and xdist (longrepr sections are serialized). A failure
     without an exception repr (``pytrace=False``: a plain string) gets a report section."""
+    add_section(report, messages.DIAGNOSIS_SECTION, text)
+
+
+def add_section(report: Any, title: str, text: str) -> None:
+    """A section of the failure's own text when the test failed with an exception repr (so
+    ``--junitxml`` and xdist carry it, like the diagnosis), else a report section (shown by
+    the terminal for a passing test with ``-rP`` / ``-rA``)."""
     longrepr = report.longrepr
-    if hasattr(longrepr, "addsection"):
-        longrepr.addsection(messages.DIAGNOSIS_SECTION, text)
+    if report.failed and hasattr(longrepr, "addsection"):
+        longrepr.addsection(title, text)
     else:
-        report.sections.append((messages.DIAGNOSIS_SECTION, text))
+        report.sections.append((title, text))
 
 
 def diagnose_exception(exc: BaseException, node_id: str) -> tuple[str, dict[str, Any] | None] | None:

@@ -4,11 +4,16 @@ fc.weight for a user's declined palettization (PR #2777), and per-profile verdic
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_coreml_parity import messages
+from pytest_coreml_parity.report.session import load_schema
+
+from ..report.schema_check import errors
 
 RECIPROCAL = """
 import pytest, torch
@@ -44,11 +49,24 @@ def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory):
     return _run
 
 
+def _report(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
+    """The session JSON report's tests by id, checked against its schema."""
+    document = json.loads((pytester.path / "r.json").read_text())
+    assert errors(document, load_schema()) == []
+    return {t["nodeid"]: t for t in document["tests"]}
+
+
 def test_warn_reports_the_finding_and_a_session_line(pytester: pytest.Pytester, run) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(RECIPROCAL)
-    result = run("-rA")
-    result.assert_outcomes(passed=1)  # filterwarnings = error: a finding is no warning
+    result = run("-rA", "--coreml-report=r.json", "--coreml-summary=s.md")
+    result.assert_outcomes(passed=1)
+    (test,) = _report(pytester).values()
+    (finding,) = test["lint"]  # the JSON report carries the finding, with its source
+    assert finding["rule"] == "coreml-reciprocal-epsilon" and "torch.reciprocal(x)" in finding["torch_line"]
+    assert finding["sources"] == ["https://github.com/apple/coremltools/issues/2773"]
+    summary = (pytester.path / "s.md").read_text()
+    assert "### Lint findings" in summary and "`coreml-reciprocal-epsilon`" in summary  # filterwarnings = error: a finding is no warning
     assert "warnings summary" not in result.stdout.str()
     result.stdout.fnmatch_lines([
         f"*{messages.LINT_SECTION}*",
@@ -75,13 +93,22 @@ def test_without_ra_the_summary_still_names_each_finding_once(pytester: pytest.P
 def test_error_fails_the_test_and_off_is_silent(pytester: pytest.Pytester, run) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(RECIPROCAL)
-    failed = run("--coreml-lint=error")
+    failed = run("--coreml-lint=error", "--coreml-report=r.json")
     failed.assert_outcomes(failed=1)
     failed.stdout.fnmatch_lines(["*--coreml-lint=error: 1 lint finding(s)*", "*coreml-reciprocal-epsilon*"])
-    quiet = run("--coreml-lint=off", "-rA")
+    assert _report_after(pytester, failed=True)
+    quiet = run("--coreml-lint=off", "-rA", "--coreml-report=r.json")
     quiet.assert_outcomes(passed=1)
     assert "coreml-reciprocal-epsilon" not in quiet.stdout.str()
+    assert [t["lint"] for t in _report(pytester).values()] == [[]]
     assert "coreml-parity: lint" not in quiet.stdout.str()
+
+
+def _report_after(pytester: pytest.Pytester, *, failed: bool) -> bool:
+    (test,) = _report(pytester).values()
+    return test["outcome"] == ("failed" if failed else "passed") and [f["rule"] for f in test["lint"]] == [
+        "coreml-reciprocal-epsilon"
+    ]
 
 
 def test_the_marker_keyword_wins(pytester: pytest.Pytester, run) -> None:
@@ -137,9 +164,21 @@ def test_shipped(coreml_model, example_inputs):
 def test_a_declined_palettization_from_coreml_convert_names_fc_weight(pytester: pytest.Pytester, run) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(DECLINED)
-    result = run()
+    result = run("--coreml-report=r.json", "--junitxml=j.xml")
     result.assert_outcomes(failed=1)
+    failure = ET.parse(pytester.path / "j.xml").getroot().find(".//failure")
+    assert failure is not None and failure.text is not None  # the failure's text in JUnit names the weight
+    assert messages.WEIGHTS_SECTION in failure.text and "fc.weight: plain const (not compressed)" in failure.text
+    assert messages.PROFILES_SECTION in failure.text
+    (test,) = _report(pytester).values()  # the weights and profile verdicts reach the JSON report
+    worst = test["weights"][0]
+    assert worst["torch_name"] == "fc.weight" and worst["declined"] and not worst["compressed"]
+    assert test["diagnosis"]["hint_kind"] == "compression" and "fc.weight" in test["diagnosis"]["hint"]
+    assert {p["profile"]: p["passed"] for p in test["profiles"]} == {
+        "typed": False, "fp16-sequential": False, "float32": False,
+    }  # fmt: skip
     result.stdout.fnmatch_lines([
+        "hint: compression error: 1 of 4 weights differ from torch*worst fc.weight: plain const (not compressed)*",
         f"*{messages.WEIGHTS_SECTION}*",
         "*weight parity (a program holding compressed weights)*",
         "*fc.weight: plain const (not compressed)*coremltools PR #2777*",

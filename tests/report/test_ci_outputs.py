@@ -18,7 +18,7 @@ import pytest
 from pytest_coreml_parity import messages
 from pytest_coreml_parity.errors import DumpError
 from pytest_coreml_parity.replay import main as replay_main
-from pytest_coreml_parity.report.dump import ARRAYS, MANIFEST, PACKAGE
+from pytest_coreml_parity.report.dump import ARRAYS, MANIFEST, PACKAGE, PACKAGES
 from pytest_coreml_parity.report.replay import load_dump
 from pytest_coreml_parity.report.session import load_schema
 
@@ -96,6 +96,7 @@ def test_junit_failure_text_names_the_op_the_torch_line_and_the_fix(serial: Sess
         assert line in text and line in diagnosis["source"]  # the torch line
         assert "compute_precision=ct.precision.FLOAT32" in text  # the fix
         assert "float16 overflow" in text
+        assert f" {messages.PROFILES_SECTION} " in text and "float32 " in text  # which profiles agree
 
 
 def test_junit_properties_carry_the_metrics(serial: Session) -> None:
@@ -134,7 +135,25 @@ def _check_report(session: Session) -> dict[str, dict[str, Any]]:
     assert tests[PARITY]["headroom"]["min_margin"] == 0
     assert tests[HEALTHY]["headroom"]["min_margin"] > 1000
     assert tests[PARITY]["outputs"][0]["failed_gates"] == ["elements"]
+    # one copy per distinct package: test_parity[fp16] and test_healthy[fp16] ran the same one
+    dumps = session.results / "dumps"
+    packages = {t: _manifest(dumps, tests[t])["package"]["path"] for t in (PARITY, HEALTHY, NORM)}
+    assert packages[PARITY] == packages[HEALTHY] != packages[NORM]
+    assert packages[PARITY].startswith(f"../{PACKAGES}/") and packages[PARITY].endswith(f"/{PACKAGE}")
+    assert len(list((dumps / PACKAGES).iterdir())) == 3  # ComplexDiv fp16 and fp32, Norm fp16
+    on_disk = sum(p.stat().st_size for p in dumps.rglob("*") if p.is_file() and not p.name.startswith((".", "index")))
+    assert sum(t["dump"]["bytes"] for t in tests.values() if t["dump"]) == on_disk  # each package counted once
+    fix = tests[PARITY]["diagnosis"]["fix"]  # the advice, without the label or the torch line it repeats
+    assert not fix.startswith("hint:") and "FLOAT32" in fix and tests[PARITY]["diagnosis"]["source"] not in fix
+    profiles = {p["profile"]: p["passed"] for p in tests[PARITY]["profiles"]}  # per-profile verdicts
+    assert profiles == {"typed": False, "fp16-sequential": False, "float32": True}
+    assert tests[HEALTHY]["profiles"] is None and tests[HEALTHY]["lint"] == [] and tests[HEALTHY]["weights"] is None
     return tests
+
+
+def _manifest(dumps: Path, test: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((dumps / test["dump"]["path"] / MANIFEST).read_text())
+    return data
 
 
 def test_report_validates_against_its_schema_and_records_every_test(serial: Session) -> None:
@@ -193,7 +212,7 @@ def test_replay_on_linux_reproduces_every_dumped_verdict(serial: Session, tmp_pa
 
 def _damage(folder: Path, how: str) -> str:
     """Damage a copied dump; return what the error must say."""
-    dump = next(p for p in folder.iterdir() if p.is_dir())
+    dump = next(p for p in folder.iterdir() if p.is_dir() and p.name != PACKAGES)
     manifest = json.loads((dump / MANIFEST).read_text())
     if how == "no-manifest":
         (dump / MANIFEST).unlink()
@@ -212,7 +231,7 @@ def _damage(folder: Path, how: str) -> str:
         (dump / ARRAYS).write_bytes(data[: len(data) // 2])
         return "arrays.npz fails its size or sha256"
     if how == "missing-package-file":
-        shutil.rmtree(dump / PACKAGE)
+        shutil.rmtree(dump / manifest["package"]["path"])  # the shared ../packages/<sha256>/model.mlpackage
         return "is missing"
     if how == "dangling-pointer":
         manifest["package"] = {"kind": "cache", "path": str(folder / "gone" / "model.mlpackage")}
@@ -234,6 +253,7 @@ def test_replay_rejects_unusable_dump_folders_with_a_clear_error(
     copy = tmp_path / "dumps"
     source = serial.results / "dumps" / "test_complex.py_test_healthy_fp16"
     shutil.copytree(source, copy / source.name)
+    shutil.copytree(serial.results / "dumps" / PACKAGES, copy / PACKAGES)
     expected = _damage(copy, how)
     target = copy / "missing-folder" if how == "not-a-folder" else copy
     assert replay_main([str(target)]) == 2
@@ -260,6 +280,25 @@ def test_dump_size_bound_points_into_the_cache_then_skips(tmp_path: Path, cache:
     index = json.loads((path / "d" / "index.json").read_text())
     assert [d["nodeid"] for d in index["dumps"]] == [first["nodeid"]]
     assert replay_main([str(path / "d"), "--output", str(tmp_path / "replay.json")]) == 0
+
+
+def test_replay_skips_a_dump_pointing_into_a_cache_this_machine_lacks(
+    serial: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Mac job has no Linux disk cache: a dump past the size bound is skipped, not fatal."""
+    copy = tmp_path / "dumps"
+    shutil.copytree(serial.results / "dumps", copy)
+    folder = copy / serial.tests()[NORM]["dump"]["path"]
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["package"] = {"kind": "cache", "path": str(tmp_path / "linux-cache" / PACKAGE)}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    output = tmp_path / "replay.json"
+    assert replay_main([str(copy), "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert NORM not in {d["nodeid"] for d in report["dumps"]} and len(report["dumps"]) == 3
+    (skipped,) = report["skipped"]
+    assert skipped["path"] == str(folder) and "raise the bound" in skipped["why"]
+    assert "skipped: " in capsys.readouterr().out
 
 
 def test_doc_jobs_run_the_same_pytest_line() -> None:

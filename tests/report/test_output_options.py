@@ -34,6 +34,15 @@ def test_bad_output_paths_are_usage_errors(pytester: pytest.Pytester, args: list
     assert not (pytester.path / "reports").exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_place_no_file_can_be_created_in_is_a_usage_error_even_for_root(pytester: pytest.Pytester) -> None:
+    """os.access says /proc is writable to root; creating the report there failed at the end."""
+    pytester.makepyfile(test_x=TEST)
+    result = pytester.runpytest_subprocess("--coreml-report=/proc/r.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--coreml-report: cannot write '/proc/r.json'" in result.stderr.str(), result.stderr.str()
+
+
 def test_a_bad_ini_path_names_the_ini_key(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x=TEST)
     pytester.makeini("[pytest]\ncoreml_report = reports\n")

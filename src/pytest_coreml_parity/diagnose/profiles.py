@@ -28,6 +28,8 @@ PROFILE_MEANING: dict[str, str] = {
 }
 #: A passing test is "near its gate" at this fraction of the allowed error or more.
 NEAR_GATE = 0.5
+#: float16's largest finite value.
+FP16_MAX = 65504.0
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,15 @@ class ProfileVerdict:
     passed: bool
     #: The worst error over the allowed error, over every output (inf: non-finite).
     ratio: float
+    #: Outputs the program types fp16 whose torch value is past 65504 (name, torch's
+    #: largest magnitude): no profile can hold them, float32 included.
+    storage_overflow: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "passed": self.passed, "ratio": self.ratio if math.isfinite(self.ratio) else None}
+        return {
+            "profile": self.profile, "passed": self.passed, "ratio": self.ratio if math.isfinite(self.ratio) else None,
+            "fp16_outputs_past_max": [{"output": n, "torch_max_abs": peak} for n, peak in self.storage_overflow],
+        }  # fmt: skip
 
 
 def profile_verdicts(
@@ -54,10 +62,16 @@ def profile_verdicts(
     found = []
     order = [p for p in PROFILE_MEANING if p in FP16_EXECUTION_MODES]
     for profile in order:
-        outputs = emulate(mlmodel, feed, function_name=function, fp16_execution=profile)
+        with np.errstate(over="ignore"):  # float32-held values past 65504 become fp16 inf outputs
+            outputs = emulate(mlmodel, feed, function_name=function, fp16_execution=profile)
         passed, worst = True, 0.0
+        storage: list[tuple[str, float]] = []
         for name, want in zip(output_names, expected, strict=True):
             got = np.asarray(outputs[name])
+            if got.dtype == np.float16:  # the program's output type: float32 cannot widen it
+                peak = _finite_peak(want)
+                if peak > FP16_MAX:
+                    storage.append((name, peak))
             got = got.astype(np.float32) if got.dtype == np.float16 else got
             try:
                 g, e = as_pair(got.reshape(np.shape(want)), want)
@@ -68,8 +82,14 @@ def profile_verdicts(
             passed = passed and judgement.passed
             ratio = judgement.worst_ratio()
             worst = max(worst, math.inf if ratio is None else ratio)
-        found.append(ProfileVerdict(profile, passed, worst))
+        found.append(ProfileVerdict(profile, passed, worst, tuple(storage)))
     return found
+
+
+def _finite_peak(values: Any) -> float:
+    array = np.asarray(values, dtype=np.float64)
+    finite = array[np.isfinite(array)]
+    return float(np.abs(finite).max()) if finite.size else 0.0
 
 
 def profiles_text(verdicts: Sequence[ProfileVerdict], *, failed: bool) -> str:
@@ -87,6 +107,14 @@ def conclusion(verdicts: Sequence[ProfileVerdict]) -> str:
     if all(by.values()):
         return "every profile passes: fp16 storage and accumulation order do not change the verdict"
     if not any(by.values()):
+        storage = next((v.storage_overflow for v in verdicts if v.storage_overflow), ())
+        if storage:  # the output itself is fp16: every profile stores it as declared
+            name, peak = storage[0]
+            return (
+                f"every profile fails, float32 included, because output {name!r} is typed fp16 in the program and "
+                f"torch's value reaches {peak:.6g}, past fp16's 65504: no device can hold it; the ops producing it "
+                "need fp32 too (the diagnosis's fix), and input_dtypes='fp32' makes the I/O fp32"
+            )
         return "every profile fails, float32 included: not an fp16 effect (look at the converter, the weights or the diagnosis)"
     if by.get("float32") and not by.get("typed"):
         return "fp16 storage causes it: a device running these ops in fp32 (Core ML's CPU) would pass; GPU / Neural Engine fp16 would not"

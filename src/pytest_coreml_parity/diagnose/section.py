@@ -109,11 +109,28 @@ def diagnose_coreml(
         subject, arrays, precision, model.options.fp32_ops, rtol=rtol, atol=atol, gates=gates
     )
     compression = attribute_compression(model, arrays) if is_compressed(precision) else None
-    hint = choose_hint(localization, compression=compression.detail if compression is not None else None)
+    detail = compression.detail if compression is not None else _recipe_weights(model)
+    hint = choose_hint(localization, compression=detail)
     fix = None
     if model.search_fix and not is_exact(precision) and hint.kind in FP16_KINDS:
         sets = [("failing inputs", arrays), ("example inputs", subject.example_arrays)]
         fix = search_fix(subject, sets, rtol=rtol, atol=atol)
-    if localization.healthy and fix is None and compression is None:
+    if localization.healthy and fix is None and detail is None:
         return None
     return Diagnosis(localization, fix, hint, compression)
+
+
+def _recipe_weights(model: ModelUnderTest) -> str | None:
+    """Weights a user's compression (``coreml_convert``, ``package=``) left far from torch:
+    coremltools PR #2777's declined-but-rescaled weight is a plain const no compressed-op
+    check sees, so every program constant is compared (diagnose/weights.py)."""
+    mlmodel, torch_model = getattr(model, "mlmodel", None), getattr(model, "torch_model", None)
+    if mlmodel is None or torch_model is None:
+        return None
+    try:
+        from ..headroom import emulator_for
+        from .weights import off_weights_detail
+
+        return off_weights_detail(emulator_for(mlmodel, getattr(model, "emulator_profile", "typed")).ops, torch_model)
+    except Exception:  # weight parity is a hint's detail: never the reason a diagnosis fails
+        return None

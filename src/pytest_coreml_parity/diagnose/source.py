@@ -11,7 +11,9 @@ and ``None`` when we know nothing.
 from __future__ import annotations
 
 import linecache
+import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,44 +35,73 @@ class CodeLine:
     caller: str | None = None
 
 
-def code_lines(traced: Any) -> dict[str, CodeLine]:
-    """Debug name -> source of the node producing it, from a traced module's graph."""
+def code_lines(traced: Any, names: Collection[str] | None = None, *, graph: Any = None) -> dict[str, CodeLine]:
+    """Debug name -> source of the node producing it, from a traced module's graph.
+
+    ``names``: only the nodes producing these debug names (the lint looks up its hits
+    only); ``graph``: :func:`~..op_names.converter_graph` of ``traced``, when the caller
+    keeps it for several look-ups.
+    """
     from ..op_names import converter_graph
 
-    try:
-        graph = converter_graph(traced)  # numbered as coremltools numbers its op scopes
-    except Exception:  # not a ScriptModule: nothing to map
-        return {}
+    if graph is None:
+        try:
+            graph = converter_graph(traced)  # numbered as coremltools numbers its op scopes
+        except Exception:  # not a ScriptModule: nothing to map
+            return {}
+    wanted = None if names is None else set(names)
     result: dict[str, CodeLine] = {}
     torch_dir = _torch_dir()
+    not_user = (torch_dir or _OWN_DIR, _OWN_DIR)  # torch's frames and the trace this package took
     for node in graph.nodes():
-        rows = str(node.sourceRange()).split("\n")
-        frames = [m for m in (_FRAME.match(r.strip()) for r in rows) if m]
-        if not frames:
+        outputs = [out.debugName() for out in node.outputs()]
+        if wanted is not None and wanted.isdisjoint(outputs):
             continue
-        first = frames[0]
+        first, user = _frames(str(node.sourceRange()), torch_dir, not_user)
+        if first is None:
+            continue
         path, line = first["path"], int(first["line"])
         code = linecache.getline(path, line).strip()
         kind = node.kind().split("::", 1)[-1]
         caller = None
-        if torch_dir is not None and path.startswith(torch_dir):
-            user = next((f for f in frames if not f["path"].startswith(torch_dir)), None)
-            if user is not None:
-                user_line = int(user["line"])
-                user_code = linecache.getline(user["path"], user_line).strip()
-                caller = f"{Path(user['path']).name}:{user_line}: {user_code}"
-        for out in node.outputs():
-            result[out.debugName()] = CodeLine(kind, path, line, first["func"], code, caller)
+        if user is not None:
+            user_line = int(user["line"])
+            user_code = linecache.getline(user["path"], user_line).strip()
+            caller = f"{Path(user['path']).name}:{user_line}: {user_code}"
+        for name in outputs:
+            result[name] = CodeLine(kind, path, line, first["func"], code, caller)
     return result
 
 
+def _frames(text: str, torch_dir: str | None, not_user: tuple[str, ...]) -> tuple[Any, Any]:
+    """(the innermost frame, the user's frame when the innermost is torch's) of a source
+    range; rows are read only as far as needed (a model's stack can be 30 frames deep)."""
+    first = None
+    for row in text.split("\n"):
+        match = _FRAME.match(row.strip())
+        if match is None:
+            continue
+        if first is None:
+            first = match
+            if torch_dir is None or not match["path"].startswith(torch_dir):
+                return first, None  # the user's (or a library's) own line: no caller
+        elif not match["path"].startswith(not_user):
+            return first, match
+    return first, None
+
+
+#: This package's own directory: its frames (the trace it takes) are never the user's line.
+_OWN_DIR = str(Path(__file__).parents[1]) + os.sep
+
+
 def _torch_dir() -> str | None:
-    """torch's install directory: frames inside it are library code, not the user's."""
+    """torch's install directory (with its separator, so ``torchvision/`` is not inside it):
+    frames inside it are library code, not the user's."""
     try:
         import torch
     except ImportError:
         return None
-    return str(Path(torch.__file__).parent)
+    return str(Path(torch.__file__).parent) + os.sep
 
 
 def describe(

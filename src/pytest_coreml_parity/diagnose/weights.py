@@ -31,6 +31,8 @@ from .compression import UNCOMPRESSED_LIMIT, torch_names
 MIN_ELEMENTS = 16
 #: A shape match must be at least this aligned (|cosine|) with the torch parameter.
 MIN_ALIGNMENT = 0.5
+#: ``matched_by`` of a weight matched up to a per-output-channel scale (a folded norm).
+FOLDED = "shape+scale"
 #: Rows shown in a report.
 SHOWN = 5
 #: The relative error beyond which a compressed weight is listed as off (8-bit is ~1e-2).
@@ -48,7 +50,9 @@ class WeightParity:
     rel_error: float
     snr: float
     max_abs: float
-    #: ``name`` (coremltools' naming) or ``shape`` (same size, most aligned values).
+    #: ``name`` (coremltools' naming), ``shape`` (same size, most aligned values) or
+    #: ``shape+scale`` (a shape match up to a per-output-channel scale: the converter folded
+    #: a batch norm into it; the error is what remains after that scale).
     matched_by: str
 
     @property
@@ -74,6 +78,8 @@ class WeightParity:
         )
         if self.matched_by == "shape":
             text += " (matched by shape and values)"
+        elif self.matched_by == FOLDED:
+            text += " (matched by shape and values, up to a per-channel scale: a norm the converter folded into it)"
         if self.declined:
             ratio = 1.0 + self.rel_error
             text += (
@@ -86,7 +92,8 @@ class WeightParity:
         return {
             "name": self.name, "torch_name": self.torch_name, "source": self.source,
             "rel_error": self.rel_error, "snr_db": self.snr if math.isfinite(self.snr) else None,
-            "max_abs": self.max_abs, "matched_by": self.matched_by, "declined": self.declined,
+            "max_abs": self.max_abs, "matched_by": self.matched_by, "compressed": self.compressed,
+            "declined": self.declined,
         }  # fmt: skip
 
 
@@ -138,10 +145,27 @@ def weight_parity(ops: Sequence[OpInfo], torch_model: Any) -> list[WeightParity]
                 continue
             want = params[torch_name]
             rel, snr, max_abs = _compare(got.reshape(want.shape), want)
+            if how == "shape" and want.ndim >= 2 and rel > UNCOMPRESSED_LIMIT:
+                folded = _fold_scale(got.reshape(want.shape), want)
+                if folded[0] < rel / 2:  # far better explained as a folded norm than as damage
+                    (rel, snr, max_abs), how = folded, FOLDED
             seen[names[0]] = WeightParity(
                 names[0], torch_name, producers.get(names[0], "const"), rel, snr, max_abs, how
             )
     return sorted(seen.values(), key=lambda w: -w.rel_error)
+
+
+def _fold_scale(got: np.ndarray, want: np.ndarray) -> tuple[float, float, float]:
+    """:func:`_compare` of ``got`` against ``want`` scaled per output channel (axis 0) by
+    the least-squares factor: a batch norm folded into a conv or linear weight (coremltools'
+    ``fuse_conv_batchnorm``) scales each output channel; only name-less (renamed) constants
+    are matched this way, so a weight stored under its own name (coremltools PR #2777's
+    declined-but-rescaled weight) is never excused."""
+    g = got.reshape(want.shape[0], -1)
+    w = want.reshape(want.shape[0], -1)
+    norms = np.einsum("ij,ij->i", w, w)
+    scale = np.divide(np.einsum("ij,ij->i", g, w), norms, out=np.zeros_like(norms), where=norms > 0)
+    return _compare(g, scale[:, None] * w)
 
 
 def _by_values(got: np.ndarray, candidates: Sequence[str], params: dict[str, np.ndarray]) -> str | None:
@@ -170,4 +194,17 @@ def weight_text(found: Sequence[WeightParity], *, holds_compressed: bool) -> str
     return "\n".join([head, *(f"  {w.line()}" for w in found[:SHOWN])])
 
 
-__all__ = ["WeightParity", "compressed", "weight_parity", "weight_text"]
+def off_weights_detail(ops: Sequence[OpInfo], torch_model: Any) -> str | None:
+    """For a program compressed by a user's recipe (``coreml_convert``, ``package=``): the
+    compression hint's detail when weights differ from torch beyond their storage's
+    rounding (the worst named, with its op), else None (no compression, nothing off)."""
+    if not compressed(ops):
+        return None
+    found = weight_parity(ops, torch_model)
+    off = [w for w in found if w.off]
+    if not off:
+        return None
+    return f"{len(off)} of {len(found)} weights differ from torch (the weights section lists them); worst {off[0].line()}"
+
+
+__all__ = ["WeightParity", "compressed", "off_weights_detail", "weight_parity", "weight_text"]

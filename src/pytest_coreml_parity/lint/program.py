@@ -144,7 +144,7 @@ class LintProgram:
         try:
             from ..diagnose.source import describe
 
-            found = describe(op_name, self._scopes, self._code_lines, self.root_class)
+            found = describe(op_name, self._scopes, self._lines_for(op_name), self.root_class)
         except Exception:  # a missing scope or an odd trace: say nothing rather than guess
             found = None
         return found if found is not None else self._export_line(op_name)
@@ -158,12 +158,25 @@ class LintProgram:
         return scope_names(self.mlmodel)
 
     @cached_property
-    def _code_lines(self) -> dict[str, Any]:
+    def _graph(self) -> Any:
+        """The captured trace's graph as coremltools numbers it (None: no trace)."""
         if self.torch_source is None or is_exported(self.torch_source):
+            return None
+        from ..op_names import converter_graph
+
+        try:
+            return converter_graph(self.torch_source)
+        except Exception:  # not a ScriptModule
+            return None
+
+    def _lines_for(self, op_name: str) -> dict[str, Any]:
+        """The source of the torch value ``op_name`` came from (only that node's: a hit's)."""
+        names = self._scopes.get(op_name, ((), ()))[1]
+        if not names or self._graph is None:
             return {}
         from ..diagnose.source import code_lines
 
-        return code_lines(self.torch_source)
+        return code_lines(self.torch_source, names[-1:], graph=self._graph)
 
     def _export_line(self, op_name: str) -> str | None:
         if not is_exported(self.torch_source):

@@ -8,9 +8,13 @@ Layout (format :data:`DUMP_FORMAT`, version :data:`DUMP_VERSION`; docs/ci.md)::
         manifest.json            format, version, the test, the program, the verdict settings,
                                  the dumped call's verdicts, and every file's size and sha256
         arrays.npz               input.<i>, torch.<j>, actual.<j> (no pickles)
-        model.mlpackage/         the converted package (Core ML), or
-        program/                 the saved Core AI program (coreai), or neither: the
-                                 manifest's ``package`` then points into the disk cache
+        program/                 the saved Core AI program (coreai), or nothing: a Core ML
+                                 package is shared (below), or the manifest's ``package``
+                                 points into the disk cache
+      packages/<sha256>/model.mlpackage/
+                                 each distinct Core ML package once, named by its content's
+                                 digest, shared by every test that ran it (the manifest's
+                                 ``package.path`` is ``../packages/<sha256>/model.mlpackage``)
 
 Each test dumps one call: the one that decided its verdict (the failing call, else the
 call with the largest error over the allowed error). ``--coreml-dump-max-mb`` bounds the
@@ -44,6 +48,8 @@ INDEX = "index.json"
 ARRAYS = "arrays.npz"
 PACKAGE = "model.mlpackage"
 PROGRAM = "program"
+#: The folder of shared Core ML packages (one per distinct content).
+PACKAGES = "packages"
 #: The manifest's ``program`` field: which artifact the dump holds (replay picks its runner by it).
 ARTIFACT_PACKAGE = "mlpackage"
 ARTIFACT_COREAI_PROGRAM = "coreai-program"
@@ -82,6 +88,39 @@ def sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_files(root: Path, prefix: str = "") -> list[dict[str, Any]]:
+    """Every file under ``root``: ``prefix`` + relative path, size, sha256 (sorted)."""
+    return [
+        {"path": prefix + p.relative_to(root).as_posix(), "bytes": p.stat().st_size, "sha256": sha256(p)}
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    ]
+
+
+#: :func:`tree_files` of packages this process dumped, by path and every file's size and
+#: mtime: the tests of one model share its package, which is hashed once.
+_HASHED: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+
+
+def _package_files(source: Path) -> list[dict[str, Any]]:
+    stamp = tuple(
+        (p.relative_to(source).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(source.rglob("*")) if p.is_file()
+    )  # fmt: skip
+    key = (str(source.resolve()), stamp)
+    if key not in _HASHED:
+        _HASHED[key] = tree_files(source)
+    return _HASHED[key]
+
+
+def tree_digest(files: list[dict[str, Any]]) -> str:
+    """One digest of a tree's :func:`tree_files` (paths relative to the tree)."""
+    digest = hashlib.sha256()
+    for entry in files:
+        digest.update(f"{entry['path']}\0{entry['bytes']}\0{entry['sha256']}\n".encode())
     return digest.hexdigest()
 
 
@@ -145,17 +184,34 @@ def write_dump(
         source, cached = _package_source(model)
         package_bytes = tree_bytes(source) if source is not None and source.exists() else 0
         coreai = model.program is not None
+        shared_files: list[dict[str, Any]] = []
+        shared: Path | None = None
+        if source is not None and source.exists() and not coreai:  # hashed outside the lock
+            package_files = _package_files(source)
+            shared = directory / PACKAGES / tree_digest(package_files) / PACKAGE
         with _locked(directory):
             total_file = directory / _TOTAL
             used = int(total_file.read_text() or 0) if total_file.exists() else 0
             limit = max_mb * MB
+            added = 0  # bytes of a newly shared package
+            if shared is not None and shared.exists():  # another test dumped the same package
+                package_bytes = 0
             if source is not None and used + arrays_bytes + package_bytes <= limit:
                 if coreai:
                     model.program.save(staging / PROGRAM)
                     package = {"kind": "copy", "path": PROGRAM}
                 else:
-                    shutil.copytree(source, staging / PACKAGE)
-                    package = {"kind": "copy", "path": PACKAGE}
+                    assert shared is not None
+                    if not shared.exists():
+                        partial = Path(tempfile.mkdtemp(prefix=".package.", dir=directory))
+                        shutil.copytree(source, partial / PACKAGE)
+                        shared.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(partial / PACKAGE, shared)
+                        shutil.rmtree(partial, ignore_errors=True)
+                        added = package_bytes
+                    relative = f"../{shared.relative_to(directory).as_posix()}"
+                    package = {"kind": "copy", "path": relative}
+                    shared_files = [{**e, "path": f"{relative}/{e['path']}"} for e in package_files]
             elif source is not None and cached and used + arrays_bytes <= limit:
                 package = {"kind": "cache", "path": str(source.resolve())}
             else:
@@ -186,7 +242,7 @@ def write_dump(
                           **{k: getattr(gates, k) for k in Gates.__dataclass_fields__ if k not in ("rtol", "atol")}},
                 "verdicts": verdicts,
                 "arrays": ARRAYS,
-                "files": file_list(staging),
+                "files": file_list(staging) + shared_files,
             })  # fmt: skip
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
             final = directory / stem
@@ -195,11 +251,11 @@ def write_dump(
                 used -= tree_bytes(final)
                 shutil.rmtree(final)
             os.replace(staging, final)
-            total_file.write_text(str(max(used, 0) + written))
+            total_file.write_text(str(max(used, 0) + written + added))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return {"path": stem, "bytes": written, "package": package["kind"], "note": None}
+    return {"path": stem, "bytes": written + added, "package": package["kind"], "note": None}
 
 
 def write_index(directory: Path, document: Mapping[str, Any]) -> Path:
@@ -217,6 +273,6 @@ def write_index(directory: Path, document: Mapping[str, Any]) -> Path:
 
 
 __all__ = [
-    "ARRAYS", "DUMP_FORMAT", "DUMP_VERSION", "INDEX", "MANIFEST", "PACKAGE", "PROGRAM",
-    "file_list", "sha256", "tree_bytes", "write_dump", "write_index",
+    "ARRAYS", "DUMP_FORMAT", "DUMP_VERSION", "INDEX", "MANIFEST", "PACKAGE", "PACKAGES", "PROGRAM",
+    "file_list", "sha256", "tree_bytes", "tree_digest", "tree_files", "write_dump", "write_index",
 ]

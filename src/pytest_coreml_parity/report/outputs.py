@@ -9,6 +9,7 @@ a place that cannot be written fails here, naming the option (or ini key).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .. import messages
@@ -49,6 +50,12 @@ def _check_writable(path: Path, where: str, *, directory: bool) -> None:
         raise SettingError(
             messages.OUTPUT_NOT_WRITABLE.format(where=where, value=str(path), error=f"{target} is not writable")
         )
+    try:  # os.access says yes to root on a read-only mount or /proc: create and remove a file
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        error = f"{target}: {exc.strerror or exc}"
+        raise SettingError(messages.OUTPUT_NOT_WRITABLE.format(where=where, value=str(path), error=error)) from None
 
 
 def check_outputs(settings: Settings) -> None:

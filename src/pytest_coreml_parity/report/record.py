@@ -61,8 +61,8 @@ def diagnosis_summary(diagnosis: Any) -> dict[str, Any]:
         if fix is not None:
             out.update(fix_found=fix.found, fp32_ops=list(fix.fp32_ops) or None)
             out["fix"] = f"{fix.pin()}\n{fix.snippet}" if fix.found else fix.message
-        elif hint is not None:
-            out["fix"] = hint.text  # the hint says what to change (FLOAT32, mixed precision...)
+        elif hint is not None:  # the hint says what to change (FLOAT32, mixed precision...)
+            out["fix"] = advice(hint.text, out["source"])
         return out
     op = getattr(diagnosis, "first_nonfinite", None)  # Core AI
     if op is not None:
@@ -74,6 +74,15 @@ def diagnosis_summary(diagnosis: Any) -> dict[str, Any]:
         out.update(fix_found=fix.found, fp32_ops=sorted(fix.fp32_ops) if fix.fp32_ops else None)
         out["fix"] = fix.snippet if fix.found else fix.why
     return out
+
+
+def advice(hint: str, source: str | None) -> str:
+    """A hint as the record's fix: without its ``hint:`` label and without the torch line it
+    repeats (the record's ``source``), so a summary cell keeps the advice at its end."""
+    text = hint.removeprefix("hint: ")
+    if source:
+        text = text.replace(f" ({source})", "")
+    return text
 
 
 def headroom_summary(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -156,6 +165,6 @@ def junit_properties(setup: Mapping[str, Any] | None, record: Mapping[str, Any])
 
 
 __all__ = [
-    "PROPERTY_PREFIX", "RECORD_ATTR", "call_record", "diagnosis_summary", "headroom_summary",
+    "PROPERTY_PREFIX", "RECORD_ATTR", "advice", "call_record", "diagnosis_summary", "headroom_summary",
     "json_safe", "junit_properties", "worst_output",
 ]

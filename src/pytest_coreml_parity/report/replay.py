@@ -184,7 +184,13 @@ def _runners(dump: Dump) -> tuple[dict[str, Runner], dict[str, Runner], list[str
     ops = [op.op_type for op in emulator_for(mlmodel).ops] if function == "main" else []
 
     def emulator(profile: str) -> Runner:
-        return lambda feed: emulate(mlmodel, feed, function_name=function, fp16_execution=profile)
+        def run(feed: dict[str, Any]) -> Mapping[str, Any]:
+            import numpy as np
+
+            with np.errstate(over="ignore"):  # float32-held values past 65504 become fp16 inf outputs
+                return emulate(mlmodel, feed, function_name=function, fp16_execution=profile)
+
+        return run
 
     profiles = {f"emulator:{p}": emulator(p) for p in EMULATOR_PROFILES}
     observed: dict[str, Runner] = {}
@@ -272,14 +278,41 @@ def replay_dump(dump: Dump) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _cache_pointer_gone(folder: Path) -> str | None:
+    """Why a dump cannot run here because its package is a pointer into a disk cache this
+    machine does not have (a dump past ``--coreml-dump-max-mb``, replayed elsewhere), or None."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        package = manifest["package"]
+        if package["kind"] == "cache" and not Path(package["path"]).exists():
+            return messages.REPLAY_POINTER_SKIPPED.format(path=folder, pointer=package["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # load_dump says what is wrong
+    return None
+
+
 def replay(root: Path) -> dict[str, Any]:
-    """Replay every dump under ``root`` (each verified before any runs)."""
-    dumps = [load_dump(folder) for folder in find_dumps(root)]
+    """Replay every dump under ``root`` (each verified before any runs).
+
+    A dump whose package points into a disk cache that is not here is skipped (listed in
+    ``skipped``) when other dumps can run; alone, it is an error like any unusable dump.
+    """
+    folders = find_dumps(root)
+    skipped = []
+    for folder in folders:
+        why = _cache_pointer_gone(folder)
+        if why is not None and len(folders) > 1:
+            skipped.append({"path": str(folder), "why": why})
+    gone = {entry["path"] for entry in skipped}
+    dumps = [load_dump(folder) for folder in folders if str(folder) not in gone]
+    if not dumps:
+        raise DumpError(skipped[0]["why"])
     results = [replay_dump(dump) for dump in dumps]
     matched = [r for r in results if any(run["matches_dump"] is False for run in r["runs"])]
     report: dict[str, Any] = json_safe({
         "format": REPLAY_FORMAT, "version": REPLAY_VERSION, "platform": sys.platform,
         "dumps": results, "fidelity": table(results), "mismatched": [r["nodeid"] for r in matched],
+        "skipped": skipped,
     })  # fmt: skip
     return report
 
@@ -301,6 +334,8 @@ def text(report: Mapping[str, Any]) -> list[str]:
         rows = [{**r, "profiles": {k: {**v, "worst_rel_rms": _float(v["worst_rel_rms"])}
                                     for k, v in r["profiles"].items()}} for r in report["fidelity"]]  # fmt: skip
         lines.extend(table_lines(rows))
+    for entry in report.get("skipped", ()):
+        lines.append(f"skipped: {entry['why']}")
     if report["mismatched"]:
         lines.append(f"verdicts differ from the dump for: {', '.join(report['mismatched'])}")
     return lines

@@ -42,9 +42,14 @@ def load_schema() -> dict[str, Any]:
 class Collector:
     """Per test id, the outcome and the coreml-parity data of its reports."""
 
-    def __init__(self, settings: Any, report_attr: str, *, controller: bool) -> None:
+    def __init__(
+        self, settings: Any, report_attr: str, *, controller: bool, lint_attr: str | None = None,
+        checks_attr: str | None = None,
+    ) -> None:
         self.settings = settings
         self.report_attr = report_attr
+        self.lint_attr = lint_attr  # the lint findings a call report carries (a list of dicts)
+        self.checks_attr = checks_attr  # weight parity and per-profile verdicts ({"weights": [...], ...})
         self.controller = controller
         self.tests: dict[str, dict[str, Any]] = {}
         self.started = datetime.datetime.now(datetime.UTC)
@@ -56,7 +61,8 @@ class Collector:
                 "nodeid": nodeid, "outcome": "passed", "duration": 0.0, "model": None,
                 "precision": None, "stack": None, "runner": None, "profile": None,
                 "conversion": None, "calls": 0, "outputs": [], "headroom": None,
-                "diagnosis": None, "message": None, "dump": None,
+                "diagnosis": None, "message": None, "dump": None, "lint": [], "weights": None,
+                "profiles": None,
             }  # fmt: skip
         return entry
 
@@ -80,11 +86,23 @@ class Collector:
         record = getattr(report, RECORD_ATTR, None)
         if record:
             entry.update(record)
+        if report.when == "call":
+            self._checks(entry, report)
         outcome = _outcome(report)
         if outcome is not None:
             entry["outcome"] = outcome
             if outcome in ("failed", "error"):
                 entry["message"] = _message(report)
+
+    def _checks(self, entry: dict[str, Any], report: Any) -> None:
+        """The lint findings, weight parity and per-profile verdicts the call report carries."""
+        lint = getattr(report, self.lint_attr, None) if self.lint_attr else None
+        if lint:
+            entry["lint"] = json_safe(lint)
+        checks = getattr(report, self.checks_attr, None) if self.checks_attr else None
+        if checks:
+            entry["weights"] = json_safe(checks.get("weights")) or None
+            entry["profiles"] = json_safe(checks.get("profiles")) or None
 
     def pytest_sessionfinish(self, session: Any) -> None:
         if not self.controller:  # an xdist worker: the controller writes

@@ -2,7 +2,8 @@
 
 Made from the session's report document (:mod:`.session`), so it says nothing the JSON
 does not: the totals, a table of the failures with the op that departed, its torch
-line and the fix, and the tests closest to fp16's 65504 (the worst headroom). A GitHub
+line and the fix, the tests closest to fp16's 65504 (the worst headroom), and the lint
+findings (rule, where, how many tests, source). A GitHub
 job appends the file to ``$GITHUB_STEP_SUMMARY`` (docs/ci.md).
 """
 
@@ -15,6 +16,8 @@ from .. import messages
 
 #: Rows of the worst-headroom table.
 HEADROOM_ROWS = 5
+#: Rows of the lint table (distinct rule and place).
+LINT_ROWS = 20
 #: A table cell longer than this is cut (the JSON report has the whole text).
 CELL = 400
 
@@ -76,11 +79,33 @@ def markdown(document: Mapping[str, Any]) -> str:
                 f"{_num(op.get('peak'))} | {margin} | {_code(op.get('source'))} |"
             )
         lines.append("")
+    findings = _lint_rows(tests)
+    if findings:
+        lines += [
+            "### Lint findings (documented device hazards; docs/lint.md)", "",
+            "| rule | where | tests | source |", "| --- | --- | --- | --- |",
+        ]  # fmt: skip
+        for (rule, where, sources), count in list(findings.items())[:LINT_ROWS]:
+            lines.append(f"| {_code(rule)} | {_code(where)} | {count} | {cell(sources)} |")
+        if len(findings) > LINT_ROWS:
+            lines.append(f"\n{len(findings) - LINT_ROWS} more in the JSON report.")
+        lines.append("")
     slow = _conversion_seconds(parity)
     if slow:
         lines.append(f"Conversion: {slow}.")
         lines.append("")
     return "\n".join(lines)
+
+
+def _lint_rows(tests: list[Mapping[str, Any]]) -> dict[tuple[str, str, str], int]:
+    """(rule, where, sources) -> how many tests found it; a program shared by tests is one row."""
+    rows: dict[tuple[str, str, str], int] = {}
+    for t in tests:
+        for f in t.get("lint") or ():
+            where = f.get("torch_line") or f"{f.get('op_type')} {f.get('op')}"
+            key = (str(f.get("rule")), str(where), ", ".join(f.get("sources") or ()))
+            rows[key] = rows.get(key, 0) + 1
+    return rows
 
 
 def _num(value: Any) -> str:
