@@ -238,7 +238,10 @@ class CoreMLModel:
             wrapped = wrap_causal_lm(torch_model, example_inputs, decoder, convert_kwargs)
             if wrapped is not None:
                 torch_model, example_inputs, convert_kwargs, self.decoder = wrapped
-        options = self.options
+        # From the test's settings, never from the last bind: one session-scoped model
+        # serves every parametrization of a test (a causal LM's recipe inputs and names
+        # must not reach the next model bound to it).
+        options = self.settings.options
         if self.decoder is not None:  # the recipe names its inputs
             options = dataclasses.replace(options, input_names=None)
         if options.input_names is None:
