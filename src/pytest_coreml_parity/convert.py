@@ -29,6 +29,7 @@ from ._coremltools import explain_hidden_torchao, ignore_coremltools_noise
 from ._values import package_version
 from .canonical import canonical_text, function_key, hash_tensor
 from .compress import compress, effective_target, is_compressed, optimization_key
+from .ct_types import build as build_ct_types
 from .error_text import cause_reason
 
 # The accepted values live with the settings that validate them (a module the plugin
@@ -555,7 +556,7 @@ def convert_captured(captured: Captured, options: ConversionOptions) -> Any:
     if options.convert_kwargs:  # the marker's convert_kwargs= win over the plugin's
         if "outputs" in options.convert_kwargs:
             convert_kwargs.pop("outputs", None)
-        convert_kwargs.update(options.convert_kwargs)
+        convert_kwargs.update(build_ct_types(options.convert_kwargs, ct))
     if captured.states and options.declare_states and "states" not in convert_kwargs:
         # Core ML states hold float16 only (ct: "State only support fp16 dtype"), also in
         # an fp32 program, which then casts around each state access. iOS18 brought states.

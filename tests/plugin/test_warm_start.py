@@ -10,6 +10,7 @@ cached programs. ``assert_parity`` outside a ``@given`` test does not import hyp
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,67 @@ def test_assert_parity_outside_given_does_not_import_hypothesis() -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+LM_CONFTEST = """
+import json, os, sys
+import pytest
+import torch
+
+from tests.real_models import tiny, token_ids
+
+
+@pytest.fixture
+def torch_model():
+    return tiny("llama")
+
+
+@pytest.fixture
+def example_inputs():
+    return (token_ids(),)
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["MODULES_FILE"], "w") as handle:
+        json.dump(sorted(sys.modules), handle)
+"""
+
+LM_TEST = """
+from pytest_coreml_parity import assert_parity
+
+
+def test_parity(coreml_model, example_inputs):
+    assert coreml_model.decoder is not None  # the default KV-cache recipe's wrapper
+    assert_parity(coreml_model, *example_inputs)
+"""
+
+
+def test_a_warm_run_of_a_causal_lm_imports_no_coremltools(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decoder recipe's ``ct.convert`` types (flexible ``RangeDim`` inputs, states) are
+    keyed as data and built only when converting. transformers itself imports torchao
+    when it is installed, so only coremltools and scikit-learn are checked here."""
+    root = str(Path(__file__).resolve().parents[2])  # for tests.real_models
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    pytester.makeconftest(LM_CONFTEST)
+    pytester.makepyfile(test_lm=LM_TEST)
+    args = ("-p", "no:cacheprovider", "-n", "0", f"--coreml-cache-dir={tmp_path / 'cache'}")
+    for run, expected in (
+        ("cold", "1 converted, 0 from disk cache"),
+        ("warm", "0 converted, 1 from disk cache"),
+    ):
+        modules = tmp_path / f"{run}.json"
+        monkeypatch.setenv("MODULES_FILE", str(modules))
+        result = pytester.runpytest_subprocess(*args, "--coreml-precisions=fp16")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines([f"coreml-parity: backend emulator; {expected}*"])
+        imported = {m.split(".")[0] for m in json.loads(modules.read_text())}
+        assert ("coremltools" in imported) == (run == "cold"), (
+            run,
+            sorted(imported & {"coremltools"}),
+        )
+        if run == "warm":
+            assert "sklearn" not in imported

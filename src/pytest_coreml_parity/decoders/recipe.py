@@ -162,9 +162,9 @@ def prepare(
     lm: Any, example_inputs: tuple[Any, ...], recipe: str, context: int | None, *, layers: bool = False
 ) -> tuple[Any, tuple[Any, ...], dict[str, Any], Decoder]:
     """(module to convert, its example inputs, ct.convert keywords, the Decoder)."""
-    import coremltools as ct
     import torch
 
+    from ..ct_types import ct_type
     from . import wrappers
 
     if not example_inputs or len(example_inputs) > 2:
@@ -184,8 +184,8 @@ def prepare(
         raise TypeError(f"the example's {length} tokens exceed the decoder context {context}")
     lm = lm.eval()
     decoder = Decoder(recipe, lm, context, layers=wrappers.dims(lm.config))
-    seq = ct.RangeDim(1, context, default=length)
-    ids_type = ct.TensorType(name="input_ids", shape=(1, seq), dtype=np.int32)
+    seq = ct_type("RangeDim", 1, context, default=length)
+    ids_type = ct_type("TensorType", name="input_ids", shape=(1, seq), dtype=np.int32)
     module: Any
     if recipe == "states":
         module = wrappers.StatefulDecoder(lm, context).eval()
@@ -194,10 +194,11 @@ def prepare(
             if len(example_inputs) == 2
             else torch.ones(1, length, dtype=torch.int32)
         )
-        end = ct.RangeDim(1, context, default=length)
+        end = ct_type("RangeDim", 1, context, default=length)
         inputs: tuple[Any, ...] = (ids, mask)
-        types = [ids_type, ct.TensorType(name="attention_mask", shape=(1, end), dtype=np.int32)]
-        outputs = [ct.TensorType(name="logits")]
+        mask_type = ct_type("TensorType", name="attention_mask", shape=(1, end), dtype=np.int32)
+        types = [ids_type, mask_type]
+        outputs = [ct_type("TensorType", name="logits")]
     elif recipe == "explicit":
         module = wrappers.ExplicitDecoder(lm).eval()
         keys, values = decoder.empty_cache()
@@ -208,20 +209,23 @@ def prepare(
         )  # fmt: skip
         names = ("input_ids", "position", "attention_mask", "key_cache", "value_cache")
         types = [
-            ct.TensorType(name=name, shape=tuple(x.shape), dtype=np.int32 if i < 2 else np.float32)
+            ct_type(
+                "TensorType", name=name, shape=tuple(x.shape),
+                dtype=np.int32 if i < 2 else np.float32,
+            )
             for i, (name, x) in enumerate(zip(names, inputs, strict=True))
         ]
-        outputs = [ct.TensorType(name=n) for n in ("logits", "new_keys", "new_values")]
+        outputs = [ct_type("TensorType", name=n) for n in ("logits", "new_keys", "new_values")]
     else:
         module = wrappers.LogitsDecoder(lm, layers=layers).eval()
         inputs = tuple(example_inputs)
         types = [ids_type]
         if len(example_inputs) == 2:
-            types.append(ct.TensorType(name="attention_mask", shape=(1, seq), dtype=np.int32))
+            types.append(ct_type("TensorType", name="attention_mask", shape=(1, seq), dtype=np.int32))
             decoder.padded = True
         count = 1 + (wrappers.dims(lm.config)[0] + 1 if layers else 0)
-        outputs = [ct.TensorType(name="logits")]
-        outputs += [ct.TensorType(name=f"hidden_{i}") for i in range(count - 1)]
+        outputs = [ct_type("TensorType", name="logits")]
+        outputs += [ct_type("TensorType", name=f"hidden_{i}") for i in range(count - 1)]
     return module, inputs, {"inputs": types, "outputs": outputs}, decoder
 
 
