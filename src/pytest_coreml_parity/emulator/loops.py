@@ -31,13 +31,13 @@ leaves it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from .dtypes import F16, F32, store
+from .dtypes import F16, F32, store, storer
 from .interpret import Env, run_nested
 from .kernels import activation
 from .kernels._torch import TORCH_MIN_SIZE
@@ -79,9 +79,9 @@ class _Gru:
 
     x: Operand  # the (T, B, I) input sequence, from the enclosing block
     steps: int  # T of the condition ``less(i, T)``
-    w_x: tuple[np.ndarray, np.ndarray, np.ndarray]  # transposed input weights r, z, n
+    w_x: np.ndarray  # (3, I, H): the input weights r, z, n, each transposed as the kernel does
     b_x: np.ndarray  # (3, 1, H) biases of the input linears
-    w_h: tuple[np.ndarray, np.ndarray, np.ndarray]
+    w_h: np.ndarray  # (3, H, H)
     b_h: np.ndarray
     one: Value  # the ``sub``'s constant 1
     inc: Value  # the counter's increment
@@ -98,6 +98,8 @@ class _Gru:
     round_h_new: tuple[Rounding, Rounding, Rounding, Rounding]  # sub, mul, mul, add
     round_scatter: Rounding
     rounded_list: bool  # every row of the list is rounded before the scatter
+    #: Operand shapes already found to fit every declared shape (a run's first check).
+    fits: dict[tuple[tuple[int, ...], ...], bool] = field(default_factory=dict, compare=False)
 
 
 class _NoMatch(Exception):
@@ -288,7 +290,7 @@ def _match(loop: Step) -> _Gru:
     if len(used) != len(body.steps):
         raise _NoMatch("extra ops")  # an op the runner would not evaluate
 
-    def weights(lins: tuple[Step, Step, Step]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    def weights(lins: tuple[Step, Step, Step]) -> tuple[np.ndarray, np.ndarray]:
         ws, bs = [], []
         for lin in lins:
             if set(lin.consts) != {"weight", "bias"}:
@@ -296,11 +298,15 @@ def _match(loop: Step) -> _Gru:
             w, b = np.asarray(lin.consts["weight"]), np.asarray(lin.consts["bias"])
             if w.dtype != F32 or b.dtype != F32 or w.ndim != 2 or b.shape != (w.shape[0],):
                 raise _NoMatch("linear")
-            ws.append(w.T)  # the linear kernel multiplies by weight.T, a view, as here
+            if not w.flags.c_contiguous:  # the stack below must keep the kernel's layout
+                raise _NoMatch("linear layout")
+            ws.append(w)
             bs.append(b)
         if len({w.shape for w in ws}) != 1:
             raise _NoMatch("linear shapes")
-        return (ws[0], ws[1], ws[2]), np.stack(bs)[:, None, :]
+        # The linear kernel multiplies by ``weight.T``, a transposed view of a C-ordered
+        # array; each [k] of this is one, with the same strides.
+        return np.stack(ws).transpose(0, 2, 1), np.stack(bs)[:, None, :]
 
     w_x, b_x = weights((lin_ir, lin_iz, lin_in))
     w_h, b_h = weights((lin_hr, lin_hz, lin_hn))
@@ -371,6 +377,14 @@ def _general(
 def _shapes_ok(gru: _Gru, x: np.ndarray, held: np.ndarray, counter: np.ndarray) -> bool:
     """Whether every body op's declared shape admits what the runner computes (else
     the general path runs and its shape check raises as it would)."""
+    key = (x.shape, held.shape, counter.shape)
+    fits = gru.fits.get(key)
+    if fits is None:
+        fits = gru.fits[key] = _fit(gru, x, held, counter)
+    return fits
+
+
+def _fit(gru: _Gru, x: np.ndarray, held: np.ndarray, counter: np.ndarray) -> bool:
     _, batch, hidden = held.shape
     want = {
         "x": (1, batch, x.shape[2]),
@@ -403,8 +417,8 @@ def _run_gru(
     counter = np.asarray(i0)
     held = np.asarray(list0)
     body = step.ctx.blocks[1]
-    w_in = gru.w_x[0].shape[0]
-    hidden = gru.w_h[0].shape[0]
+    w_in = gru.w_x.shape[1]
+    hidden = gru.w_h.shape[1]
     if (
         counter.dtype != np.int32
         or counter.size != 1
@@ -415,7 +429,7 @@ def _run_gru(
         or x.shape[1] != held.shape[1]
         or x.shape[2] != w_in
         or held.shape[2] != hidden
-        or gru.w_h[0].shape[1] != hidden
+        or gru.w_h.shape[2] != hidden
     ):
         return _general(step, nested, env, loop_vars, record)
     start = int(counter.reshape(()))
@@ -438,8 +452,8 @@ def _run_gru(
     if gru.round_x is not None:  # not for exact data movement; kept for fidelity
         xs = gru.round_x(xs)
     _steps(gru, xs, lst, start, stop)
-    for _ in range(start, stop):
-        counter = np.add(counter, gru.inc)
+    # The body's ``add(i, 1)`` once per step, as one add: int32 wraps the same either way.
+    counter = np.add(counter, np.multiply(gru.inc, stop - start))
     if stop == gru.steps:
         return [counter, lst]
     if stop == start:  # recording a one-step loop: all of it runs generally
@@ -447,10 +461,6 @@ def _run_gru(
     return _general(step, nested, env, (counter, lst), record)
 
 
-def _round16(value: np.ndarray) -> np.ndarray:
-    """Round float32 ``value`` to binary16 and back: the value a rounding storer gives
-    (round to nearest even, overflow to inf, through numpy or torch alike)."""
-    return value.astype(F16).astype(F32)
 
 
 def _stackable_sigmoid(gru: _Gru, size: int) -> bool:
@@ -475,8 +485,7 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
     rounding and (where :func:`_stackable_sigmoid`) their sigmoid call."""
     matmul, add, mul, sub = np.matmul, np.add, np.multiply, np.subtract
     _, batch, hidden = lst.shape
-    (wxr, wxz, wxn), (whr, whz, whn) = gru.w_x, gru.w_h
-    b_h, one = gru.b_h, gru.one
+    w_h, b_h, one = gru.w_h, gru.b_h, gru.one
     sig_r, sig_z = gru.sigmoid
     tanh = gru.tanh
     r_lin, r_add = gru.round_lin is not None, gru.round_gate_add is not None
@@ -486,26 +495,37 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
     r_h1, r_h2, r_h3, r_h = (r is not None for r in gru.round_h_new)
     r_scatter = gru.round_scatter is not None
     stacked = r_sig_r == r_sig_z and _stackable_sigmoid(gru, batch * hidden)
+    # Round float32 to binary16 and back, as every fp16 op's storer does (round to
+    # nearest even, overflow to inf; through torch on large arrays, the same bits).
+    _round16 = storer(F16)
+    # r * (W_hn h + b_hn) and z * h_prev are one mul when h_prev sits after the gate
+    # buffer: it is rounded with the gates, which leaves it as it is when the list's
+    # rows are rounded already.
+    stack_mul = r_n3 == r_h3 and (not r_lin or gru.rounded_list)
+    # Rows not yet written that hold +0.0 (the frontend's fill): 0 + h is h (or +0 for
+    # -0), exact in any dtype, so the scatter's rounding changes nothing there.
+    fresh = lst[start + 1 : stop + 1]
+    r_scatter = r_scatter and (not r_h or bool(np.signbit(fresh).any() or fresh.any()))
     with np.errstate(all="ignore"):
-        gxs = np.empty((stop - start, 3, batch, hidden), F32)
-        for t in range(start, stop):
-            x_t, gx = xs[t], gxs[t - start]
-            matmul(x_t, wxr, out=gx[0])
-            matmul(x_t, wxz, out=gx[1])
-            matmul(x_t, wxn, out=gx[2])
+        # numpy's matmul runs one BLAS call per (step, gate) pair of the stacks, each
+        # with the operands, shapes and strides of the op's own call.
+        gxs = matmul(xs[start:stop, None], gru.w_x)  # (steps, 3, B, H)
         add(gxs, gru.b_x, out=gxs)
         if r_lin:
             gxs = _round16(gxs)
         for t in range(start, stop):
             gx = gxs[t - start]
             h_prev = lst[t]
-            gh = np.empty((3, batch, hidden), F32)
-            matmul(h_prev, whr, out=gh[0])
-            matmul(h_prev, whz, out=gh[1])
-            matmul(h_prev, whn, out=gh[2])
-            add(gh, b_h, out=gh)
-            if r_lin:
-                gh = _round16(gh)
+            gh = np.empty((4, batch, hidden), F32)
+            gates = gh[:3]
+            matmul(h_prev, w_h, out=gates)
+            add(gates, b_h, out=gates)
+            if stack_mul:
+                gh[3] = h_prev
+                if r_lin:
+                    gh = _round16(gh)
+            elif r_lin:
+                gh = _round16(gates)
             rz = add(gx[:2], gh[:2])
             if r_add:
                 rz = _round16(rz)
@@ -521,9 +541,20 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
                 z = sig_z.fn(sig_z.ctx, x=rz[1])
                 if r_sig_z:
                     z = _round16(z)
-            n = mul(r, gh[2])
-            if r_n3:
-                n = _round16(n)
+                if stack_mul:
+                    rz = np.stack((r, z))
+            if stack_mul:
+                n_h3 = mul(rz, gh[2:4])
+                if r_n3:
+                    n_h3 = _round16(n_h3)
+                n, h3 = n_h3[0], n_h3[1]
+            else:
+                n = mul(r, gh[2])
+                if r_n3:
+                    n = _round16(n)
+                h3 = mul(z, h_prev)
+                if r_h3:
+                    h3 = _round16(h3)
             n = add(gx[2], n)
             if r_n4:
                 n = _round16(n)
@@ -536,9 +567,6 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
             h2 = mul(h1, n)
             if r_h2:
                 h2 = _round16(h2)
-            h3 = mul(z, h_prev)
-            if r_h3:
-                h3 = _round16(h3)
             h = add(h2, h3)
             if r_h:
                 h = _round16(h)
