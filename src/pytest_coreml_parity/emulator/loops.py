@@ -40,7 +40,7 @@ import numpy as np
 from .dtypes import F16, F32, store, storer
 from .interpret import Env, run_nested
 from .kernels import activation
-from .kernels._torch import TORCH_MIN_SIZE
+from .kernels._torch import TORCH_MIN_SIZE, torch_or_none
 from .plan import BlockPlan, Operand, Step
 from .registry import Value
 
@@ -506,6 +506,23 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
     # -0), exact in any dtype, so the scatter's rounding changes nothing there.
     fresh = lst[start + 1 : stop + 1]
     r_scatter = r_scatter and (not r_h or bool(np.signbit(fresh).any() or fresh.any()))
+    inplace = None
+    torch = torch_or_none()
+    if (
+        torch is not None
+        and stacked
+        and stack_mul
+        and r_lin
+        and r_add
+        and r_sig
+        and r_n3
+        and r_n4
+        and r_tanh
+        and r_h1
+        and r_h2
+        and r_h
+    ):
+        inplace = tuple(_InPlace(torch, (k, batch, hidden)) for k in (4, 2, 2, 2))
     with np.errstate(all="ignore"):
         # numpy's matmul runs one BLAS call per (step, gate) pair of the stacks, each
         # with the operands, shapes and strides of the op's own call.
@@ -516,6 +533,24 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
         for t in range(start, stop):
             gx = gxs[t - start]
             h_prev = lst[t]
+            if inplace is not None:  # every op rounds, gates and muls stacked
+                gh_r, rz_r, sig_r_buf, nh_r = inplace
+                gh = gh_r.array
+                matmul(h_prev, w_h, out=gh[:3])
+                add(gh[:3], b_h, out=gh[:3])
+                gh[3] = h_prev
+                gh_r.round()
+                rz = add(gx[:2], gh[:2], out=rz_r.array)
+                rz_r.round()
+                np.copyto(sig_r_buf.array, sig_r.fn(sig_r.ctx, x=rz))
+                sig_r_buf.round()
+                rz = sig_r_buf.array
+                r, z = rz[0], rz[1]
+                n_h3 = mul(rz, gh[2:4], out=nh_r.array)
+                nh_r.round()
+                n, h3 = n_h3[0], n_h3[1]
+                _rest(gru, gx, n, z, h3, lst, t, _round16, r_scatter)
+                continue
             gh = np.empty((4, batch, hidden), F32)
             gates = gh[:3]
             matmul(h_prev, w_h, out=gates)
@@ -574,3 +609,43 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
             if r_scatter:
                 row = _round16(row)
             lst[t + 1] = row
+
+
+class _InPlace:
+    """A float32 buffer rounded to binary16 in place through torch's vectorised
+    conversion (two copies through a binary16 buffer): a few microseconds whatever the
+    size, where numpy's conversion costs about 6 ns per element. Round to nearest
+    even, overflow to inf, subnormals and nan kept: the storer's values."""
+
+    def __init__(self, torch: Any, shape: tuple[int, ...]) -> None:
+        self.array = np.empty(shape, F32)
+        self._single = torch.from_numpy(self.array)
+        self._half = torch.empty(shape, dtype=torch.float16)
+
+    def round(self) -> None:
+        self._half.copy_(self._single)
+        self._single.copy_(self._half)
+
+
+def _rest(
+    gru: _Gru,
+    gx: np.ndarray,
+    n: np.ndarray,
+    z: np.ndarray,
+    h3: np.ndarray,
+    lst: np.ndarray,
+    t: int,
+    round16: Callable[[Any], np.ndarray],
+    r_scatter: bool,
+) -> None:
+    """The rest of an all-fp16 step: the candidate state and the new hidden state."""
+    add, mul, sub = np.add, np.multiply, np.subtract
+    n = round16(add(gx[2], n))
+    n = round16(gru.tanh.fn(gru.tanh.ctx, x=n))
+    h1 = round16(sub(gru.one, z))
+    h2 = round16(mul(h1, n))
+    h = round16(add(h2, h3))
+    row = add(lst[t + 1], h)  # scatter(mode="add") at row t + 1
+    if r_scatter:
+        row = round16(row)
+    lst[t + 1] = row
