@@ -46,6 +46,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], tuple[int, int, int], int]] = {
     "2_layers_bidirectional": (dict(num_layers=2, bidirectional=True, batch_first=True), (2, 9, 12), 20),
     "no_bias": (dict(bias=False, batch_first=True), (2, 5, 8), 16),
     "one_step": (dict(batch_first=True), (3, 1, 8), 16),
+    "wide_state": (dict(batch_first=True), (8, 6, 24), 128),  # rounds in place through torch
 }
 
 
