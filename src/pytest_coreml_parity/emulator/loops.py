@@ -510,7 +510,6 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
     torch = torch_or_none()
     if (
         torch is not None
-        and stacked
         and stack_mul
         and r_lin
         and r_add
@@ -549,7 +548,11 @@ def _steps(gru: _Gru, xs: np.ndarray, lst: np.ndarray, start: int, stop: int) ->
                 gh_r.round()
                 rz = add(gx[:2], gh[:2], out=rz_r.array)
                 rz_r.round()
-                np.copyto(sig_r_buf.array, sig_r.fn(sig_r.ctx, x=rz))
+                if stacked:
+                    np.copyto(sig_r_buf.array, sig_r.fn(sig_r.ctx, x=rz))
+                else:  # one call per gate, rounded together
+                    np.copyto(sig_r_buf.array[0], sig_r.fn(sig_r.ctx, x=rz[0]))
+                    np.copyto(sig_r_buf.array[1], sig_z.fn(sig_z.ctx, x=rz[1]))
                 sig_r_buf.round()
                 rz = sig_r_buf.array
                 r, z = rz[0], rz[1]
