@@ -43,6 +43,7 @@ from .errors import (
 )
 from .execute import Array, EmulatorState, execute
 from .image_inputs import ImageInput, bind_images
+from .loops import fuse_loops
 from .plan import InputSpec, OpInfo, ProgramPlan, plan_function
 from .program import ModelLike, load_program
 from .registry import FP16_EXECUTION_MODES, Value
@@ -149,6 +150,7 @@ class Emulator:
         )
         self._compiled: CompiledBlock | None = compile_block(self.plan.block)
         self._nested = compile_nested(self.plan.block)
+        self._nested.update(fuse_loops(self.plan.block, dict(self._nested)))  # fused GRU loops
         #: Inputs declared as images (``ct.ImageType``): a run takes their pixels.
         self.images: dict[str, ImageInput] = dict(loaded.images)
 

@@ -192,7 +192,7 @@ def execute(
         if compiled is not None:
             outputs = compiled(env, values, record)
         else:
-            outputs = run_block(plan.block, env, values, nested)
+            outputs = run_block(plan.block, env, values, nested, record)
     commit_state(state, slots)
     result: dict[str, Array] = {}
     for name, value in zip(plan.output_names, outputs, strict=True):

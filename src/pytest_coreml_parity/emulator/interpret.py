@@ -34,13 +34,17 @@ def run_block(
     env: Env,
     values: tuple[Value, ...] = (),
     nested: Mapping[int, CompiledBlock] | None = None,
+    record: bool = True,
 ) -> list[Value]:
     """Run ``block`` with its inputs bound to ``values``; return its outputs.
 
     This is the hot loop: everything that can be decided once lives on the
     step (see :class:`~.plan.Step`), so each op costs one kernel call, one
     rounding per output and one shape comparison. ``nested`` holds the compiled
-    forms of nested blocks (:func:`.compile.compile_nested`), run in their place.
+    forms of nested blocks (:func:`.compile.compile_nested`), run in their place,
+    and the fused runners of recognised loops (:func:`.loops.fuse_loops`, keyed by
+    the ``id`` of their step). ``record`` False lets a fused loop skip leaving its
+    body's values in ``env`` (a recording needs them).
     """
     for name, value, dtype in zip(block.inputs, values, block.input_dtypes, strict=True):
         env[name] = store(value, dtype) if dtype is not None else value
@@ -52,8 +56,13 @@ def run_block(
             kwargs[key] = tuple([env[v] if kind == "ref" else v for kind, v in items])
         try:
             if step.control_flow:
-                ctx = step.ctx.with_block_runner(partial(_run_nested, env, nested))
-                result = step.fn(ctx, **kwargs)
+                fused = nested.get(id(step)) if nested else None
+                if fused is not None:
+                    finals = fused(env, kwargs["loop_vars"], record)
+                    result = finals[0] if len(finals) == 1 else tuple(finals)
+                else:
+                    ctx = step.ctx.with_block_runner(partial(run_nested, env, nested, record))
+                    result = step.fn(ctx, **kwargs)
             else:
                 result = step.fn(step.ctx, **kwargs)
             if step.single_output:
@@ -73,24 +82,26 @@ def run_block(
     return [env[v] if kind == "ref" else v for kind, v in block.outputs]
 
 
-def _run_nested(
+def run_nested(
     env: Env,
     nested: Mapping[int, CompiledBlock] | None,
+    record: bool,
     block: BlockPlan,
     values: tuple[Value, ...],
 ) -> list[Value]:
     """The block runner bound into a control-flow op's context: nested blocks share
     the run's environment, since they read outer values by name. A compiled block
-    gets its inputs rounded as :func:`run_block` rounds them, and records every value
-    into ``env``, as the interpreter does."""
+    gets its inputs rounded as :func:`run_block` rounds them, and with ``record``
+    records every value into ``env``, as the interpreter does (without, it keeps
+    them local: a compiled block holds no nested block that would read them)."""
     compiled = nested.get(id(block)) if nested else None
     if compiled is None:
-        return run_block(block, env, values, nested)
+        return run_block(block, env, values, nested, record)
     held = tuple(
         store(value, dtype) if dtype is not None else value
         for value, dtype in zip(values, block.input_dtypes, strict=True)
     )
-    return compiled(env, held, True)
+    return compiled(env, held, record)
 
 
 def _store_outputs(step: Step, result: Value, env: Env) -> None:
