@@ -135,26 +135,42 @@ def _fp16_group_peak(group: list[np.ndarray]) -> float:
     return max(finite_peak(to_declared(a, F16)) for a in group)
 
 
-def storer(declared: np.dtype[Any]) -> Callable[[Any], np.ndarray]:
+def storer(declared: np.dtype[Any], *, fresh: bool = False) -> Callable[[Any], np.ndarray]:
     """A fast :func:`store` specialised to ``declared``, for the runner's hot loop.
 
     It assumes the caller has silenced numpy's floating-point warnings (the runner
     does, once per run): overflow to inf is the point, not an accident.
+
+    ``fresh=True`` promises that every value it is given is a kernel's own new array,
+    which nothing else references (not an input, a constant or a view of another
+    value: see :data:`~.registry.FRESH_OUTPUT_OPS`): an fp16 rounding then writes
+    into it instead of allocating another float32 array. The bits are the same.
     """
     asarray = np.asarray
     if declared == F16:
         fast = _fast_fp16_round()
+        in_place = _fast_fp16_round_in_place()
 
         def to_fp16(value: Any) -> np.ndarray:
             arr = asarray(value)
-            if fast is not None and arr.size >= FAST_ROUND_MIN_SIZE:
+            if fast is not None and in_place is not None and arr.size >= FAST_ROUND_MIN_SIZE:
                 if arr.dtype == F32:
                     return fast(arr)
                 if arr.dtype == F64:  # float64 kernels (the norms' affine step)
-                    return fast(round_to_odd_f32(arr))
+                    return in_place(round_to_odd_f32(arr))  # a new array of our own
             return arr.astype(F16).astype(F32)
 
-        return to_fp16
+        def to_fp16_fresh(value: Any) -> np.ndarray:
+            arr = asarray(value)
+            if fast is not None and in_place is not None and arr.size >= FAST_ROUND_MIN_SIZE:
+                if arr.dtype == F32:
+                    flags = arr.flags
+                    return in_place(arr) if flags.c_contiguous and flags.writeable else fast(arr)
+                if arr.dtype == F64:
+                    return in_place(round_to_odd_f32(arr))
+            return arr.astype(F16).astype(F32)
+
+        return to_fp16_fresh if fresh else to_fp16
     target = F32 if declared.kind == "f" else declared
 
     def to_target(value: Any) -> np.ndarray:
@@ -218,6 +234,26 @@ def _fast_fp16_round() -> Callable[[np.ndarray], np.ndarray] | None:
         return copy
 
     return round_through_torch
+
+
+@functools.cache
+def _fast_fp16_round_in_place() -> Callable[[np.ndarray], np.ndarray] | None:
+    """A float32 -> binary16 -> float32 rounding through torch that overwrites its
+    argument (a C-contiguous, writable float32 array nothing else references) and
+    returns it, or None without torch: one binary16 temporary, no new float32 array."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but stay usable
+        return None
+    half = torch.float16
+    from_numpy = torch.from_numpy
+
+    def round_in_place(arr: np.ndarray) -> np.ndarray:
+        tensor = from_numpy(arr)
+        tensor.copy_(tensor.to(half))
+        return arr
+
+    return round_in_place
 
 
 @functools.cache

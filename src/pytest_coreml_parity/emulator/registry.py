@@ -143,3 +143,17 @@ EXACT_OPS = frozenset(
         "floor", "ceil", "reduce_max", "reduce_min", "max_pool", "topk",
     }
 )
+
+#: Ops whose kernel returns, for every float output, a new array of its own: never an
+#: input, a constant, a view of either or anything the kernel keeps (a ufunc's result,
+#: a BLAS product, a torch kernel's output tensor viewed as numpy, or a view of such a
+#: temporary nothing else holds). The fp16 rounding of their outputs may therefore
+#: overwrite the array instead of allocating another (:func:`.dtypes.storer`, ``fresh``);
+#: the bits are the same. ``test_fresh_output_ops_return_new_arrays`` checks the claim.
+FRESH_OUTPUT_OPS = frozenset(
+    {
+        "add", "sub", "mul", "real_div",
+        "linear", "matmul", "conv",
+        "softmax", "gelu", "silu", "sigmoid", "sigmoid_hard",
+    }
+)  # fmt: skip
