@@ -25,6 +25,7 @@ from .dtypes import F16, F32, MIL_TO_NUMPY, store, storer
 from .errors import UnsupportedFeatureError, UnsupportedOpError
 from .mil import MilVar
 from .registry import EXACT_OPS, FP16_EXECUTION_MODES, FRESH_OUTPUT_OPS, KernelFn, OpContext, Value
+from .specialize import specialised
 
 #: MIL objects: :mod:`.mil`'s (``MilFunction``, ``MilBlock``, ``MilOp``, ``MilVar``), or
 #: coremltools' own (``Function``, ``Block``, ``Operation``, ``Var``), which ship no type
@@ -234,13 +235,14 @@ class _Planner:
         if op.op_type.startswith("constexpr_") and not refs and not blocks:
             self.fold(kern.fn, ctx, consts, tuples, outputs, out_dtypes)
             return None
+        refs_t, tuples_t = tuple(refs), tuple(tuples)
         return Step(
-            fn=kern.fn,
+            fn=specialised(op.op_type, ctx, consts, refs_t, tuples_t, kern.fn) or kern.fn,
             control_flow=kern.control_flow,
             ctx=ctx,
             consts=consts,
-            refs=tuple(refs),
-            tuples=tuple(tuples),
+            refs=refs_t,
+            tuples=tuples_t,
             outputs=outputs,
             input_names=input_names,
             storers=tuple(
