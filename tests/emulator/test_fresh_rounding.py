@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pytest_coreml_parity.emulator import Emulator
-from pytest_coreml_parity.emulator.dtypes import F16, FAST_ROUND_MIN_SIZE, storer
+from pytest_coreml_parity.emulator.dtypes import F16, IN_PLACE_ROUND_MIN_SIZE, storer
 from pytest_coreml_parity.emulator.registry import FRESH_OUTPUT_OPS
 
 from . import support
@@ -44,6 +44,12 @@ def test_fresh_storer_rounds_in_place_with_the_same_bits() -> None:
         got_t = storer(F16, fresh=True)(square.T)
         assert got_t.tobytes() == want[: 256 * 256].reshape(256, 256).T.tobytes()
         np.testing.assert_array_equal(square, before)
+        # From IN_PLACE_ROUND_MIN_SIZE on, small outputs too (binary16 subnormals included).
+        for n in (IN_PLACE_ROUND_MIN_SIZE, 3000):
+            small = (x[-n:] * np.float32(1e-5)).astype(np.float32)
+            reference = small.astype(np.float16).astype(np.float32)
+            got_small = storer(F16, fresh=True)(small)
+            assert got_small is small and got_small.tobytes() == reference.tobytes()
 
 
 class FreshOps(torch.nn.Module):
@@ -58,7 +64,8 @@ class FreshOps(torch.nn.Module):
         c = self.conv(x)  # (1, 8, 32, 32)
         a = torch.nn.functional.hardsigmoid(c) * c + torch.sigmoid(c) - torch.nn.functional.silu(c)
         d = torch.nn.functional.gelu(self.linear(a)) / (y.repeat(1, 2, 1, 1) + 3.0)
-        return torch.softmax(torch.matmul(d, d.transpose(-1, -2)), dim=-1)
+        e = torch.exp(d) + torch.tanh(d) + torch.sqrt(d.abs()) + torch.rsqrt(d.pow(2) + 1.0)
+        return torch.softmax(torch.matmul(e, d.transpose(-1, -2)), dim=-1)
 
 
 def _inputs(step: Any, values: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +96,7 @@ def test_fresh_output_ops_return_new_arrays() -> None:
                 for operand in value if isinstance(value, tuple) else (value,):
                     if isinstance(operand, np.ndarray):
                         assert not np.shares_memory(first, operand), step.ctx.name
-            if np.size(first) >= FAST_ROUND_MIN_SIZE:
+            if np.size(first) >= IN_PLACE_ROUND_MIN_SIZE:
                 seen.add(step.ctx.op_type)
             out = values[step.outputs[0]]
             assert out.dtype == np.float16

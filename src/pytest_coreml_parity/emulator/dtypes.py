@@ -162,7 +162,7 @@ def storer(declared: np.dtype[Any], *, fresh: bool = False) -> Callable[[Any], n
 
         def to_fp16_fresh(value: Any) -> np.ndarray:
             arr = asarray(value)
-            if fast is not None and in_place is not None and arr.size >= FAST_ROUND_MIN_SIZE:
+            if fast is not None and in_place is not None and arr.size >= IN_PLACE_ROUND_MIN_SIZE:
                 if arr.dtype == F32:
                     flags = arr.flags
                     return in_place(arr) if flags.c_contiguous and flags.writeable else fast(arr)
@@ -209,6 +209,13 @@ def round_to_odd_f32(x: np.ndarray) -> np.ndarray:
 #: overhead is lower. Both are IEEE round-to-nearest-even with overflow to inf
 #: and gradual underflow (tests/emulator/test_core.py checks they agree).
 FAST_ROUND_MIN_SIZE = 4096
+
+
+#: From this many elements on, a kernel's own new output rounds in place through torch
+#: (one binary16 temporary, no new float32 array), where numpy's conversion costs about
+#: 9 ns an element, and 50-200 ns for a result in binary16's subnormal range (common in
+#: a causal LM's fp16 activations): measured break-even about 1024 for normal values.
+IN_PLACE_ROUND_MIN_SIZE = 1024
 
 
 @functools.cache

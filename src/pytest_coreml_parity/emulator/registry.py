@@ -152,7 +152,8 @@ EXACT_OPS = frozenset(
 #: the bits are the same. ``test_fresh_output_ops_return_new_arrays`` checks the claim.
 FRESH_OUTPUT_OPS = frozenset(
     {
-        "add", "sub", "mul", "real_div",
+        "add", "sub", "mul", "real_div", "pow",
+        "exp", "sqrt", "rsqrt", "tanh",
         "linear", "matmul", "conv",
         "softmax", "gelu", "silu", "sigmoid", "sigmoid_hard",
     }
