@@ -167,6 +167,9 @@ def storer(declared: np.dtype[Any], *, fresh: bool = False) -> Callable[[Any], n
                     flags = arr.flags
                     return in_place(arr) if flags.c_contiguous and flags.writeable else fast(arr)
                 if arr.dtype == F64:
+                    flags = arr.flags
+                    if flags.c_contiguous and flags.writeable:
+                        return in_place(round_to_odd_f32(arr, overwrite=True))
                     return in_place(round_to_odd_f32(arr))
             return arr.astype(F16).astype(F32)
 
@@ -180,7 +183,7 @@ def storer(declared: np.dtype[Any], *, fresh: bool = False) -> Callable[[Any], n
     return to_target
 
 
-def round_to_odd_f32(x: np.ndarray) -> np.ndarray:
+def round_to_odd_f32(x: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     """``x`` (float64) in float32, rounded to odd: rounding that to binary16 gives
     exactly binary16's rounding of ``x`` itself.
 
@@ -192,14 +195,22 @@ def round_to_odd_f32(x: np.ndarray) -> np.ndarray:
     proved algorithms using rounding to odd", 2008). numpy converts float64 to
     binary16 directly, but about 20x slower than these few float32 passes and torch's
     conversion together. nan, inf and -0.0 pass through unchanged.
+
+    ``overwrite=True`` (``x`` C-contiguous, writable and nobody else's) works in ``x``'s
+    memory, leaving garbage there: two fewer temporaries, the same result.
     """
     # Truncate the float64 significand to float32's 24 bits and keep a sticky bit for
     # what was cut off (bit 29, float32's last): the value is then a float32 number, rounded to odd,
     # and the conversion below is exact. Outside float32's normal range the result
     # rounds to 0 or inf in binary16 either way; a nan keeps a payload bit.
     bits = np.ascontiguousarray(x, dtype=F64).view(np.int64)
-    sticky = (bits & _CUT) + _CUT  # bit 29 is set exactly when a cut bit was
+    sticky = bits & _CUT
+    sticky += _CUT  # bit 29 is set exactly when a cut bit was
     sticky &= _STICKY
+    if overwrite:
+        bits &= ~_CUT
+        bits |= sticky
+        return bits.view(F64).astype(F32)
     sticky |= bits & ~_CUT
     return sticky.view(F64).astype(F32)
 

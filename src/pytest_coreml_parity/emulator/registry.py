@@ -141,6 +141,7 @@ EXACT_OPS = frozenset(
         # selection
         "maximum", "minimum", "select", "relu", "relu6", "abs", "sign",
         "floor", "ceil", "reduce_max", "reduce_min", "max_pool", "topk",
+        "thresholded_relu",
     }
 )
 
@@ -156,5 +157,6 @@ FRESH_OUTPUT_OPS = frozenset(
         "exp", "sqrt", "rsqrt", "tanh",
         "linear", "matmul", "conv",
         "softmax", "gelu", "silu", "sigmoid", "sigmoid_hard",
+        "layer_norm", "batch_norm",
     }
 )  # fmt: skip
