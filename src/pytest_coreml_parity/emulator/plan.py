@@ -24,7 +24,15 @@ from .checks import kernel_failure
 from .dtypes import F16, F32, MIL_TO_NUMPY, store, storer
 from .errors import UnsupportedFeatureError, UnsupportedOpError
 from .mil import MilVar
-from .registry import EXACT_OPS, FP16_EXECUTION_MODES, FRESH_OUTPUT_OPS, KernelFn, OpContext, Value
+from .registry import (
+    EXACT_OPS,
+    FP16_EXECUTION_MODES,
+    FRESH_OUTPUT_OPS,
+    STORED_OUTPUT_OPS,
+    KernelFn,
+    OpContext,
+    Value,
+)
 from .specialize import specialised
 
 #: MIL objects: :mod:`.mil`'s (``MilFunction``, ``MilBlock``, ``MilOp``, ``MilVar``), or
@@ -230,7 +238,9 @@ class _Planner:
             location=location,
             fp16_execution=self.fp16_execution,
         )
-        exact = op.op_type in EXACT_OPS and _float_operands_all_fp16(op)
+        exact = op.op_type in STORED_OUTPUT_OPS or (
+            op.op_type in EXACT_OPS and _float_operands_all_fp16(op)
+        )
         fresh = op.op_type in FRESH_OUTPUT_OPS
         if op.op_type.startswith("constexpr_") and not refs and not blocks:
             self.fold(kern.fn, ctx, consts, tuples, outputs, out_dtypes)

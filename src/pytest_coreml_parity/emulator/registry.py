@@ -160,3 +160,8 @@ FRESH_OUTPUT_OPS = frozenset(
         "layer_norm", "batch_norm",
     }
 )  # fmt: skip
+
+#: Ops whose outputs the kernel has already stored in their declared dtype: a state's
+#: value (``store`` rounded it when it was written or bound). The engines do not
+#: round them again (it would be the identity).
+STORED_OUTPUT_OPS = frozenset({"read_state", "coreml_update_state"})
