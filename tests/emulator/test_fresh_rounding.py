@@ -111,3 +111,26 @@ def test_fresh_output_ops_return_new_arrays() -> None:
             assert out.dtype == np.float16
     assert seen == FRESH_OUTPUT_OPS, f"not exercised at size: {sorted(FRESH_OUTPUT_OPS - seen)}"
     support.assert_close_to_torch(model, (x, y), target="iOS16", precision="fp16")
+
+
+def test_float64_rounds_once_at_every_binary16_midpoint() -> None:
+    """fp16_from_f64 rounds float64 to binary16 once (numpy's direct conversion): at
+    every midpoint between two binary16 neighbours (subnormals and 65520 included),
+    exactly there and one float64 ulp to either side, where rounding to nearest float32
+    first would round twice."""
+    from pytest_coreml_parity.emulator.dtypes import _fast_fp16_round_in_place, fp16_from_f64
+
+    in_place = _fast_fp16_round_in_place()
+    assert in_place is not None
+    finite = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)  # +0 .. 65504
+    upper = np.append(finite[1:], 65536.0)
+    mid = (finite + upper) / 2  # exact in float64
+    x = np.concatenate([mid, np.nextafter(mid, np.inf), np.nextafter(mid, -np.inf), finite])
+    x = np.concatenate([x, -x, [np.nan, np.inf, -np.inf, 1e300, -1e-300]])
+    with np.errstate(over="ignore"):  # 1e300 overflows on purpose (the runner silences it)
+        reference = x.astype(np.float16).astype(np.float32)
+        got = fp16_from_f64(x, in_place)
+        assert got.dtype == np.float32 and got.tobytes() == reference.tobytes()
+        transposed = x[: 200 * 400].reshape(200, 400).T  # any layout
+        want = reference[: 200 * 400].reshape(200, 400).T
+        assert fp16_from_f64(transposed, in_place).tobytes() == want.tobytes()
