@@ -135,7 +135,7 @@ def _slice_by_index(ctx: OpContext, consts: dict[str, Value], kernel: KernelFn) 
 
     def fast(x: np.ndarray) -> np.ndarray:
         index, squeezed = index_of(x.shape)
-        out = x[index]
+        out: np.ndarray = x[index]
         return out.squeeze(axis=squeezed) if squeezed else out
 
     return _fallback(kernel, consts, fast)

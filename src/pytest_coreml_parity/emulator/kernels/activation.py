@@ -130,7 +130,7 @@ def gelu(ctx: OpContext, x: Any, mode: str = "EXACT") -> np.ndarray:
                 tail = fast(v * np.float32(-1.0 / math.sqrt(2.0)), overwrite=True)
                 half = np.float32(0.5) * v
                 if isinstance(half, np.ndarray) and half.ndim and half.shape == tail.shape:
-                    return np.multiply(half, tail, out=half)
+                    return cast("np.ndarray", np.multiply(half, tail, out=half))
                 return cast("np.ndarray", half * tail)
             w = v.astype(np.float64)
             return cast("np.ndarray", (0.5 * w * erfc64(-w / math.sqrt(2.0))).astype(np.float32))
