@@ -42,6 +42,7 @@ def test_specialised_kernel_returns_what_the_kernel_returns(op_type: str, consts
     assert kernel is not None
     fast = specialised(op_type, ctx, consts, (("x", "x"),), (), kernel.fn)
     assert fast is not None
+    assert fast.__wrapped__ is kernel.fn  # type: ignore[attr-defined]  # what plan comparisons read
     rng = np.random.default_rng(3)
     for shape in shapes * 2:  # the second round reads the remembered index
         x = rng.standard_normal(shape).astype(np.float32)

@@ -13,6 +13,7 @@ shape, same strides.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,7 @@ def _fallback(kernel: KernelFn, consts: dict[str, Value], fast: Callable[[np.nda
             return fast(x)
         return kernel(ctx, x=x, **consts)
 
+    functools.update_wrapper(run, kernel)  # named as the kernel; ``__wrapped__`` is the kernel
     return run
 
 
