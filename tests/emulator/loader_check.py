@@ -71,7 +71,9 @@ def _step(where: str, a: Step, b: Step) -> Iterator[str]:
     where = f"{where} {a.ctx.op_type} {a.ctx.name!r}"
     if tuple(map(_storer, a.storers)) != tuple(map(_storer, b.storers)):
         yield f"{where}.storers: {a.storers!r} != {b.storers!r}"
-    for attr in ("fn", "control_flow", "shapes", "single_output"):
+    if getattr(a.fn, "__wrapped__", a.fn) != getattr(b.fn, "__wrapped__", b.fn):  # a specialised kernel: its kernel
+        yield f"{where}.fn: {a.fn!r} != {b.fn!r}"
+    for attr in ("control_flow", "shapes", "single_output"):
         if getattr(a, attr) != getattr(b, attr):
             yield f"{where}.{attr}: {getattr(a, attr)!r} != {getattr(b, attr)!r}"
     for attr in ("op_type", "opset", "output_dtypes", "output_shapes", "location", "fp16_execution"):

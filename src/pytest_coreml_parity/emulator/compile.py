@@ -4,7 +4,7 @@ The interpreter (:func:`.interpret.run_block`) looks every value up in a dict an
 builds a keyword dict per op. For a block without control flow, all of that is
 known when planning, so we generate the equivalent function: values live in
 local variables, constants are bound names, and each op is one direct kernel
-call, one rounding call and one shape comparison. Semantics are identical to
+call, one rounding call and one inline shape comparison. Semantics are identical to
 the interpreter (the tests run both); only the bookkeeping is gone.
 
 Blocks containing control flow (``cond``, ``while_loop``) stay interpreted; their
@@ -159,5 +159,11 @@ class _Codegen:
         if shape is not None:
             self.emit(f"if {out}.shape != {shape!r}:")  # the fast check; check_shape raises
             self.emit(f"    check_shape(STEPS[{index}], {position}, {out})")
-        elif step.ctx.output_shapes[position] is not None:
-            self.emit(f"check_shape(STEPS[{index}], {position}, {out})")
+        elif (declared := step.ctx.output_shapes[position]) is not None:
+            # Partly symbolic: compare the rank and the static dims inline (check_shape,
+            # a call and a generator per op, only raises).
+            tests = [f"len(s) != {len(declared)}"]
+            tests += [f"s[{axis}] != {dim}" for axis, dim in enumerate(declared) if dim is not None]
+            self.emit(f"s = {out}.shape")
+            self.emit(f"if {' or '.join(tests)}:")
+            self.emit(f"    check_shape(STEPS[{index}], {position}, {out})")

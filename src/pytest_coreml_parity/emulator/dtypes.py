@@ -135,26 +135,42 @@ def _fp16_group_peak(group: list[np.ndarray]) -> float:
     return max(finite_peak(to_declared(a, F16)) for a in group)
 
 
-def storer(declared: np.dtype[Any]) -> Callable[[Any], np.ndarray]:
+def storer(declared: np.dtype[Any], *, fresh: bool = False) -> Callable[[Any], np.ndarray]:
     """A fast :func:`store` specialised to ``declared``, for the runner's hot loop.
 
     It assumes the caller has silenced numpy's floating-point warnings (the runner
     does, once per run): overflow to inf is the point, not an accident.
+
+    ``fresh=True`` promises that every value it is given is a kernel's own new array,
+    which nothing else references (not an input, a constant or a view of another
+    value: see :data:`~.registry.FRESH_OUTPUT_OPS`): an fp16 rounding then writes
+    into it instead of allocating another float32 array. The bits are the same.
     """
     asarray = np.asarray
     if declared == F16:
         fast = _fast_fp16_round()
+        in_place = _fast_fp16_round_in_place()
 
         def to_fp16(value: Any) -> np.ndarray:
             arr = asarray(value)
-            if fast is not None and arr.size >= FAST_ROUND_MIN_SIZE:
+            if fast is not None and in_place is not None and arr.size >= FAST_ROUND_MIN_SIZE:
                 if arr.dtype == F32:
                     return fast(arr)
                 if arr.dtype == F64:  # float64 kernels (the norms' affine step)
-                    return fast(round_to_odd_f32(arr))
+                    return fp16_from_f64(arr, in_place)
             return arr.astype(F16).astype(F32)
 
-        return to_fp16
+        def to_fp16_fresh(value: Any) -> np.ndarray:
+            arr = asarray(value)
+            if fast is not None and in_place is not None and arr.size >= IN_PLACE_ROUND_MIN_SIZE:
+                if arr.dtype == F32:
+                    flags = arr.flags
+                    return in_place(arr) if flags.c_contiguous and flags.writeable else fast(arr)
+                if arr.dtype == F64:
+                    return fp16_from_f64(arr, in_place)
+            return arr.astype(F16).astype(F32)
+
+        return to_fp16_fresh if fresh else to_fp16
     target = F32 if declared.kind == "f" else declared
 
     def to_target(value: Any) -> np.ndarray:
@@ -162,6 +178,30 @@ def storer(declared: np.dtype[Any]) -> Callable[[Any], np.ndarray]:
         return arr if arr.dtype == target else arr.astype(target)
 
     return to_target
+
+
+#: A float32 whose low 12 significand bits are all zero: every binary16 midpoint (the
+#: tie between two binary16 neighbours, in every binade and among the subnormals, and
+#: 65520, where rounding turns to inf) is one. Other float32 values are not midpoints.
+_MIDPOINT_BITS = np.int32(0xFFF)
+
+
+def fp16_from_f64(x: np.ndarray, round_in_place: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``x`` (float64) rounded once to binary16, held in a new float32 array.
+
+    Rounding to nearest float32 first, then to binary16, gives binary16's rounding of
+    ``x`` itself unless the float32 value is a binary16 midpoint: rounding is monotone
+    and keeps every midpoint (they are float32 numbers), so ``x`` and its float32
+    rounding lie between the same two midpoints, where binary16's rounding is one value.
+    The few candidates (:data:`_MIDPOINT_BITS`; about 1 in 4096 of random values, and
+    zeros) take :func:`round_to_odd_f32` instead. One float32 pass and a mask, where
+    rounding every element to odd costs five float64-wide passes.
+    """
+    single = x.astype(F32, order="C")
+    candidates = np.flatnonzero((single.view(np.int32) & _MIDPOINT_BITS) == 0)
+    if candidates.size:
+        single.reshape(-1)[candidates] = round_to_odd_f32(x.reshape(-1)[candidates])
+    return round_in_place(single)
 
 
 def round_to_odd_f32(x: np.ndarray) -> np.ndarray:
@@ -176,13 +216,15 @@ def round_to_odd_f32(x: np.ndarray) -> np.ndarray:
     proved algorithms using rounding to odd", 2008). numpy converts float64 to
     binary16 directly, but about 20x slower than these few float32 passes and torch's
     conversion together. nan, inf and -0.0 pass through unchanged.
+
     """
     # Truncate the float64 significand to float32's 24 bits and keep a sticky bit for
     # what was cut off (bit 29, float32's last): the value is then a float32 number, rounded to odd,
     # and the conversion below is exact. Outside float32's normal range the result
     # rounds to 0 or inf in binary16 either way; a nan keeps a payload bit.
     bits = np.ascontiguousarray(x, dtype=F64).view(np.int64)
-    sticky = (bits & _CUT) + _CUT  # bit 29 is set exactly when a cut bit was
+    sticky = bits & _CUT
+    sticky += _CUT  # bit 29 is set exactly when a cut bit was
     sticky &= _STICKY
     sticky |= bits & ~_CUT
     return sticky.view(F64).astype(F32)
@@ -193,6 +235,13 @@ def round_to_odd_f32(x: np.ndarray) -> np.ndarray:
 #: overhead is lower. Both are IEEE round-to-nearest-even with overflow to inf
 #: and gradual underflow (tests/emulator/test_core.py checks they agree).
 FAST_ROUND_MIN_SIZE = 4096
+
+
+#: From this many elements on, a kernel's own new output rounds in place through torch
+#: (one binary16 temporary, no new float32 array), where numpy's conversion costs about
+#: 9 ns an element, and 50-200 ns for a result in binary16's subnormal range (common in
+#: a causal LM's fp16 activations): measured break-even about 1024 for normal values.
+IN_PLACE_ROUND_MIN_SIZE = 1024
 
 
 @functools.cache
@@ -218,6 +267,26 @@ def _fast_fp16_round() -> Callable[[np.ndarray], np.ndarray] | None:
         return copy
 
     return round_through_torch
+
+
+@functools.cache
+def _fast_fp16_round_in_place() -> Callable[[np.ndarray], np.ndarray] | None:
+    """A float32 -> binary16 -> float32 rounding through torch that overwrites its
+    argument (a C-contiguous, writable float32 array nothing else references) and
+    returns it, or None without torch: one binary16 temporary, no new float32 array."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but stay usable
+        return None
+    half = torch.float16
+    from_numpy = torch.from_numpy
+
+    def round_in_place(arr: np.ndarray) -> np.ndarray:
+        tensor = from_numpy(arr)
+        tensor.copy_(tensor.to(half))
+        return arr
+
+    return round_in_place
 
 
 @functools.cache

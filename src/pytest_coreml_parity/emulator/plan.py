@@ -24,7 +24,16 @@ from .checks import kernel_failure
 from .dtypes import F16, F32, MIL_TO_NUMPY, store, storer
 from .errors import UnsupportedFeatureError, UnsupportedOpError
 from .mil import MilVar
-from .registry import EXACT_OPS, FP16_EXECUTION_MODES, KernelFn, OpContext, Value
+from .registry import (
+    EXACT_OPS,
+    FP16_EXECUTION_MODES,
+    FRESH_OUTPUT_OPS,
+    STORED_OUTPUT_OPS,
+    KernelFn,
+    OpContext,
+    Value,
+)
+from .specialize import specialised
 
 #: MIL objects: :mod:`.mil`'s (``MilFunction``, ``MilBlock``, ``MilOp``, ``MilVar``), or
 #: coremltools' own (``Function``, ``Block``, ``Operation``, ``Var``), which ship no type
@@ -229,21 +238,25 @@ class _Planner:
             location=location,
             fp16_execution=self.fp16_execution,
         )
-        exact = op.op_type in EXACT_OPS and _float_operands_all_fp16(op)
+        exact = op.op_type in STORED_OUTPUT_OPS or (
+            op.op_type in EXACT_OPS and _float_operands_all_fp16(op)
+        )
+        fresh = op.op_type in FRESH_OUTPUT_OPS
         if op.op_type.startswith("constexpr_") and not refs and not blocks:
             self.fold(kern.fn, ctx, consts, tuples, outputs, out_dtypes)
             return None
+        refs_t, tuples_t = tuple(refs), tuple(tuples)
         return Step(
-            fn=kern.fn,
+            fn=specialised(op.op_type, ctx, consts, refs_t, tuples_t, kern.fn) or kern.fn,
             control_flow=kern.control_flow,
             ctx=ctx,
             consts=consts,
-            refs=tuple(refs),
-            tuples=tuple(tuples),
+            refs=refs_t,
+            tuples=tuples_t,
             outputs=outputs,
             input_names=input_names,
             storers=tuple(
-                storer(F32 if d == F16 and (exact or self.fp16_as_fp32) else d)
+                storer(F32 if d == F16 and (exact or self.fp16_as_fp32) else d, fresh=fresh)
                 if d is not None
                 else None
                 for d in out_dtypes

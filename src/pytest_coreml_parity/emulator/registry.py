@@ -141,5 +141,27 @@ EXACT_OPS = frozenset(
         # selection
         "maximum", "minimum", "select", "relu", "relu6", "abs", "sign",
         "floor", "ceil", "reduce_max", "reduce_min", "max_pool", "topk",
+        "thresholded_relu",
     }
 )
+
+#: Ops whose kernel returns, for every float output, a new array of its own: never an
+#: input, a constant, a view of either or anything the kernel keeps (a ufunc's result,
+#: a BLAS product, a torch kernel's output tensor viewed as numpy, or a view of such a
+#: temporary nothing else holds). The fp16 rounding of their outputs may therefore
+#: overwrite the array instead of allocating another (:func:`.dtypes.storer`, ``fresh``);
+#: the bits are the same. ``test_fresh_output_ops_return_new_arrays`` checks the claim.
+FRESH_OUTPUT_OPS = frozenset(
+    {
+        "add", "sub", "mul", "real_div", "pow",
+        "exp", "sqrt", "rsqrt", "tanh",
+        "linear", "matmul", "conv",
+        "softmax", "gelu", "silu", "sigmoid", "sigmoid_hard",
+        "layer_norm", "batch_norm",
+    }
+)  # fmt: skip
+
+#: Ops whose outputs the kernel has already stored in their declared dtype: a state's
+#: value (``store`` rounded it when it was written or bound). The engines do not
+#: round them again (it would be the identity).
+STORED_OUTPUT_OPS = frozenset({"read_state", "coreml_update_state"})

@@ -99,9 +99,14 @@ def _float32_erfc() -> Any:
     except ImportError:  # pragma: no cover - torch is a dependency
         return None
 
-    def erfc(z: np.ndarray) -> np.ndarray:
+    def erfc(z: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+        """``erfc(z)``; ``overwrite=True`` writes it into ``z`` (a float32 temporary of the caller's)."""
         writable = np.require(z, dtype=np.float32, requirements=["C", "W"])  # keeps 0-d shape
-        return cast("np.ndarray", torch.special.erfc(torch.from_numpy(writable)).numpy())
+        tensor = torch.from_numpy(writable)
+        if overwrite and writable is z:
+            torch.special.erfc(tensor, out=tensor)
+            return z
+        return cast("np.ndarray", torch.special.erfc(tensor).numpy())
 
     return erfc
 
@@ -120,7 +125,13 @@ def gelu(ctx: OpContext, x: Any, mode: str = "EXACT") -> np.ndarray:
         if mode == "EXACT":
             fast = _float32_erfc()
             if fast is not None:
-                return cast("np.ndarray", np.float32(0.5) * v * fast(v * np.float32(-1.0 / math.sqrt(2.0))))
+                # (0.5 * v) * erfc(-v / sqrt 2), each float32 operation as written, on two
+                # temporaries of our own: erfc into its argument, the product into the half.
+                tail = fast(v * np.float32(-1.0 / math.sqrt(2.0)), overwrite=True)
+                half = np.float32(0.5) * v
+                if isinstance(half, np.ndarray) and half.ndim and half.shape == tail.shape:
+                    return cast("np.ndarray", np.multiply(half, tail, out=half))
+                return cast("np.ndarray", half * tail)
             w = v.astype(np.float64)
             return cast("np.ndarray", (0.5 * w * erfc64(-w / math.sqrt(2.0))).astype(np.float32))
         if mode == "TANH_APPROXIMATION":

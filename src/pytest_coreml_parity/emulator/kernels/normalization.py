@@ -49,8 +49,9 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: Any) -> np.ndarra
     # One refinement step: the float32 mean of n equal values can be off by an
     # ulp, which (x - mean) / sqrt(var + eps) would blow up to +-1 once var
     # dwarfs eps; refined, constant groups give exactly 0, as torch does.
-    mean = mean + np.mean(xs - mean, axis=axes, keepdims=True, dtype=np.float32)
     d = xs - mean
+    mean = mean + np.mean(d, axis=axes, keepdims=True, dtype=np.float32)
+    d = np.subtract(xs, mean, out=d) if isinstance(d, np.ndarray) else xs - mean  # d's memory, free again
     var = np.mean(np.square(d), axis=axes, keepdims=True, dtype=np.float32)
     den = np.sqrt(var + eps_scaled)
     with np.errstate(divide="ignore", invalid="ignore"):
