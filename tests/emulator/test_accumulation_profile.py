@@ -291,3 +291,19 @@ def test_plugin_runs_the_emulator_under_the_chosen_profile(pytester: pytest.Pyte
     )
     bad = pytester.runpytest_subprocess("--coreml-emulator-profile=fp16", "-p", "no:cacheprovider")
     bad.stderr.fnmatch_lines(["*--coreml-emulator-profile: unknown emulator profile 'fp16'*"])
+
+
+def test_the_float32_profile_returns_an_overflowing_fp16_output_as_inf_without_a_warning() -> None:
+    """Under ``float32`` an fp16-typed value is held unrounded; a small output past 65504
+    becomes inf in its declared dtype, as on a device, not numpy's RuntimeWarning (an error
+    under ``filterwarnings = error``)."""
+    import warnings
+
+    mb = _mb()
+    a = np.array([[300.0, 1.0]], np.float16)
+    mlmodel = mil_model(lambda x: mb.mul(x=x, y=x), a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = run(mlmodel, a, profile="float32")
+    assert out.dtype == np.float16
+    assert np.isinf(out[0, 0]) and out[0, 1] == 1.0
